@@ -1,0 +1,52 @@
+# stargazer: every target bootstraps what it needs itself (venv, pip, apt packages when root).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv system-deps test test-fast demo bench serve serve-stop lint clean
+
+all: test
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+## test: the whole suite (unit + integration with real RabbitMQ, nginx, gunicorn, Ray, git, ansible, chromium)
+test: system-deps venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+## test-fast: unit tests only (no services started)
+test-fast: venv
+	$(PY) -m pytest -m "not integration"
+
+## demo: the main job end to end on this machine (simulator -> collect -> train -> serve)
+demo: system-deps venv
+	@bash scripts/demo.sh
+
+## bench: benchmarks, results to bench/results/
+bench: system-deps venv
+	@bash scripts/bench.sh
+
+## serve / serve-stop: local production stack (RabbitMQ, Celery worker, gunicorn, nginx)
+serve: system-deps venv
+	$(PY) -m model_serving.production_server.local start
+
+serve-stop: venv
+	$(PY) -m model_serving.production_server.local stop
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	cd playbooks && ../$(VENV)/bin/ansible-lint
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

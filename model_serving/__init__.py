@@ -1,0 +1,1 @@
+"""Model training (development_server), serving (production_server) and the contracts they share."""
