@@ -1,0 +1,313 @@
+"""The model artifact contract (DESIGN.md §3-4): write, read, sign, verify and load one model version.
+
+Training writes versions here, the deploy command signs them, the git hooks validate them and the Celery
+workers load them: all through this module, so the rules live in one place.
+
+Why signing: a pickle runs code when it is loaded. Production therefore unpickles only a model whose
+manifest carries a valid HMAC-SHA256 signature (made with the deploy secret) and whose ``model.joblib``
+matches the signed sha256. The signature is checked BEFORE anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import joblib
+import sklearn
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from model_serving import features
+
+MODEL_FILE: Final = "model.joblib"
+MANIFEST_FILE: Final = "model.json"
+VERSION_PATTERN: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+SECRET_ENV: Final = "STARGAZER_DEPLOY_SECRET"  # noqa: S105 (a variable name, not a secret)
+SECRET_FILE_ENV: Final = "STARGAZER_DEPLOY_SECRET_FILE"  # noqa: S105 (a variable name)
+
+
+class ArtifactError(Exception):
+    """A model version that must not be used; the message is one line a person can act on."""
+
+
+class Metrics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    r2_log: float
+    r2: float
+    mae: float
+    rmse: float
+    spearman: float
+
+
+class MetricsReport(BaseModel):
+    protocol: str
+    cv: Metrics
+    holdout: Metrics
+
+
+class InputColumn(BaseModel):
+    name: str
+    dtype: Literal["int", "float", "bool", "str", "datetime"]
+
+
+class DatasetRef(BaseModel):
+    path: str
+    sha256: str
+    rows: int = Field(ge=0)
+
+
+class Tuning(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    trials: int = Field(ge=0)
+    wall_seconds: float = Field(ge=0)
+    nodes: int = Field(ge=0)
+    cpus: float = Field(ge=0)
+    search: str
+
+
+class Manifest(BaseModel):
+    """``model.json``. Unknown keys are kept (and signed) so later fields never break older readers."""
+
+    model_config = ConfigDict(extra="allow")
+    version: str = Field(pattern=VERSION_PATTERN.pattern)
+    created_at: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    code_version: str
+    feature_version: int
+    python: str
+    sklearn: str
+    input_columns: list[InputColumn]
+    target: str
+    dataset: DatasetRef
+    metrics: MetricsReport
+    params: dict[str, Any]
+    tuning: Tuning
+    baseline: dict[str, Metrics]
+    signature: str | None = None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The code version that produced a model ("unknown" outside a git checkout)."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def expected_input_columns() -> list[dict[str, str]]:
+    """What the serving code in this checkout reads: the pre-receive hook compares models against it."""
+    return [dict(column) for column in features.INPUT_COLUMNS]
+
+
+def write_version(
+    pipeline: object,
+    models_dir: Path,
+    *,
+    dataset: dict[str, Any],
+    metrics: dict[str, Any],
+    params: dict[str, Any],
+    tuning: dict[str, Any],
+    baseline: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    compress: int = 3,
+) -> Path:
+    """Write ``models_dir/<version>/{model.joblib,model.json}`` atomically and return the version dir.
+
+    The version is ``YYYYMMDDTHHMMSSZ-<first 8 hex of model.joblib's sha256>``, so it names the exact bytes.
+    The directory appears only when complete (written under a temp name, then renamed).
+    """
+    models_dir.mkdir(parents=True, exist_ok=True)
+    now = now or datetime.now(UTC)
+    staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=models_dir))
+    try:
+        model_path = staging / MODEL_FILE
+        joblib.dump(pipeline, model_path, compress=compress)
+        digest = sha256_of(model_path)
+        version = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{digest[:8]}"
+        manifest = Manifest(
+            version=version,
+            created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            sha256=digest,
+            code_version=git_commit(),
+            feature_version=features.FEATURE_VERSION,
+            python=platform.python_version(),
+            sklearn=sklearn.__version__,
+            input_columns=[InputColumn(**c) for c in expected_input_columns()],
+            target="stargazers_count",
+            dataset=DatasetRef(**dataset),
+            metrics=MetricsReport(**metrics),
+            params=params,
+            tuning=Tuning(**tuning),
+            baseline={name: Metrics(**values) for name, values in baseline.items()},
+            signature=None,
+            **(extra or {}),
+        )
+        write_manifest(staging, manifest)
+        target = models_dir / version
+        if target.exists():
+            raise ArtifactError(f"model version {version} already exists in {models_dir}")
+        staging.rename(target)
+        return target
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_manifest(version_dir: Path, manifest: Manifest) -> None:
+    """Write model.json atomically (temp file + rename)."""
+    data = manifest.model_dump(mode="json")
+    tmp = version_dir / f".{MANIFEST_FILE}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, version_dir / MANIFEST_FILE)
+
+
+def read_manifest(version_dir: Path) -> Manifest:
+    """Parse and validate model.json; any problem is one ArtifactError line."""
+    path = version_dir / MANIFEST_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{MANIFEST_FILE} missing in {version_dir}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{MANIFEST_FILE} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ArtifactError(f"{MANIFEST_FILE} must hold a JSON object")
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise ArtifactError(f"{MANIFEST_FILE} is malformed at {where}: {first['msg']}") from None
+
+
+def _canonical_bytes(manifest: Manifest) -> bytes:
+    data = manifest.model_dump(mode="json")
+    data.pop("signature", None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def compute_signature(manifest: Manifest, secret: bytes) -> str:
+    """HMAC-SHA256 over the canonical JSON of the manifest without its signature field."""
+    if not secret:
+        raise ArtifactError("deploy secret is empty")
+    return "hmac-sha256:" + hmac.new(secret, _canonical_bytes(manifest), hashlib.sha256).hexdigest()
+
+
+def sign_version(version_dir: Path, secret: bytes) -> Manifest:
+    """Sign a version in place (the deploy command does this; training leaves ``signature`` null)."""
+    manifest = read_manifest(version_dir)
+    verify_checksum(version_dir, manifest)
+    signed = manifest.model_copy(update={"signature": compute_signature(manifest, secret)})
+    write_manifest(version_dir, signed)
+    return signed
+
+
+def verify_signature(manifest: Manifest, secret: bytes) -> None:
+    if not manifest.signature:
+        raise ArtifactError("model.json is not signed")
+    if not hmac.compare_digest(manifest.signature, compute_signature(manifest, secret)):
+        raise ArtifactError("model.json signature does not match (wrong deploy secret or edited manifest)")
+
+
+def verify_checksum(version_dir: Path, manifest: Manifest) -> None:
+    model_path = version_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise ArtifactError(f"{MODEL_FILE} missing in {version_dir}")
+    actual = sha256_of(model_path)
+    if actual != manifest.sha256:
+        raise ArtifactError(
+            f"{MODEL_FILE} sha256 {actual[:12]}… does not match model.json ({manifest.sha256[:12]}…)"
+        )
+
+
+def check_compatible(manifest: Manifest) -> None:
+    """Refuse a model this serving code cannot feed: other feature version, input columns or sklearn."""
+    if manifest.feature_version != features.FEATURE_VERSION:
+        raise ArtifactError(
+            f"feature_version {manifest.feature_version} differs from the serving code's "
+            f"{features.FEATURE_VERSION}"
+        )
+    pushed = [c.model_dump() for c in manifest.input_columns]
+    if pushed != expected_input_columns():
+        raise ArtifactError("input_columns differ from what the serving code expects")
+    if manifest.sklearn.split(".")[:2] != sklearn.__version__.split(".")[:2]:
+        raise ArtifactError(
+            f"model built with scikit-learn {manifest.sklearn}, serving has {sklearn.__version__}"
+        )
+
+
+def validate_version(version_dir: Path, secret: bytes | None, *, require_signature: bool = True) -> Manifest:
+    """Every check that needs no unpickling, in the order that keeps untrusted bytes out of joblib."""
+    manifest = read_manifest(version_dir)
+    if require_signature:
+        if secret is None:
+            raise ArtifactError("no deploy secret configured: cannot verify the model signature")
+        verify_signature(manifest, secret)
+    verify_checksum(version_dir, manifest)
+    check_compatible(manifest)
+    return manifest
+
+
+def load_version(
+    version_dir: Path, secret: bytes | None, *, require_signature: bool = True
+) -> tuple[Any, Manifest]:
+    """Validate, then unpickle. Returns (pipeline, manifest); raises ArtifactError on any problem."""
+    manifest = validate_version(version_dir, secret, require_signature=require_signature)
+    try:
+        pipeline = joblib.load(version_dir / MODEL_FILE)
+    except Exception as exc:  # a corrupt pickle can raise nearly anything
+        raise ArtifactError(f"{MODEL_FILE} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    if not hasattr(pipeline, "predict"):
+        raise ArtifactError(f"{MODEL_FILE} holds {type(pipeline).__name__}, not a model")
+    return pipeline, manifest
+
+
+def deploy_secret_from_env(environ: dict[str, str] | None = None) -> bytes | None:
+    """The deploy secret from STARGAZER_DEPLOY_SECRET or the file named by STARGAZER_DEPLOY_SECRET_FILE."""
+    env = os.environ if environ is None else environ
+    value = env.get(SECRET_ENV)
+    if value:
+        return value.encode("utf-8")
+    path = env.get(SECRET_FILE_ENV)
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ArtifactError(f"cannot read deploy secret file {path}: {exc.strerror}") from None
+        return text.encode("utf-8") or None
+    return None
+
+
+def newest_version(models_dir: Path) -> Path | None:
+    """The newest complete version under models_dir (names sort by time)."""
+    if not models_dir.is_dir():
+        return None
+    versions = sorted(p for p in models_dir.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name))
+    return versions[-1] if versions else None
