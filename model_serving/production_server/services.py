@@ -1,0 +1,509 @@
+"""Process managers for the production stack: RabbitMQ, Celery workers, gunicorn and nginx.
+
+``make serve`` (through ``local.py``), the integration tests and the serving benchmark all start the stack
+through these classes, so what the tests exercise is what the demo runs.
+
+Why every manager looks the same:
+- Each service gets its own state directory (logs, pid file, data), its own ports and, for RabbitMQ, its own
+  Erlang node name, epmd port and cookie, so two stacks (a test and ``make serve``) never share anything.
+- Each process is started in a new session (its own process group) and recorded in a pid file holding the pid
+  AND its kernel start time. ``stop()`` reads that file, so a later command (``local.py stop``) stops exactly
+  what was started, and a recycled pid is never signalled.
+- ``wait_ready()`` checks the service's real protocol (AMQP login, HTTP ``/healthz``, the worker's own "ready"
+  line), never only "the process exists".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.j2"
+GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn.conf.py"
+CELERY_APP = "model_serving.production_server.make_celery"
+WSGI_APP = "model_serving.production_server.wsgi:app"
+
+
+class ServiceError(RuntimeError):
+    """A service that could not be started, became unready or could not be stopped; one line, with the log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port (the kernel picks it); each service instance gets its own."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or None if gone.
+
+    A zombie counts as gone: it has exited, only its parent has not reaped it yet.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after the last ')'.
+    rest = raw[raw.rindex(")") + 2 :].split()
+    if rest[0] in {"Z", "X"}:
+        return None
+    return int(rest[19])
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+@dataclass
+class PidRecord:
+    """What a pid file holds: enough to signal the right process later, and only it."""
+
+    pid: int
+    start_ticks: int
+    name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return _start_ticks(self.pid) == self.start_ticks
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__))
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: Path) -> PidRecord | None:
+        try:
+            data = json.loads(path.read_text())
+            extra = dict(data.get("extra", {}))
+            return cls(int(data["pid"]), int(data["start_ticks"]), str(data["name"]), extra)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def _wait_gone(record: PidRecord, timeout: float, popen: subprocess.Popen[bytes] | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if popen is not None:
+            popen.poll()  # reap our own child, or it stays a zombie
+        if not record.alive():
+            return True
+        time.sleep(0.05)
+    return not record.alive()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class ManagedProcess:
+    """One long-running process in its own session, with a log file and a pid file under ``state_dir``."""
+
+    name: ClassVar[str] = "process"
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    stop_timeout: ClassVar[float] = 20.0
+
+    def __init__(self, state_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.extra_env = dict(env or {})
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    # -- to be provided by each service ---------------------------------------------------------------------
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Create directories and config files before the process starts."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def check_ready(self) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+    # -- common machinery ------------------------------------------------------------------------------------
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}.pid.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.name}.log"
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        return env
+
+    def cwd(self) -> Path:
+        return REPO_ROOT
+
+    def pid_extra(self) -> dict[str, Any]:
+        return {}
+
+    def record(self) -> PidRecord | None:
+        return PidRecord.read(self.pid_file)
+
+    def is_running(self) -> bool:
+        record = self.record()
+        return record is not None and record.alive()
+
+    @property
+    def pid(self) -> int | None:
+        record = self.record()
+        return record.pid if record else None
+
+    def start(self) -> ManagedProcess:
+        if self.is_running():
+            raise ServiceError(f"{self.describe()} already running (pid {self.pid}, {self.pid_file})")
+        self.prepare()
+        with self.log_file.open("ab") as log:
+            self._popen = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+                cwd=self.cwd(),
+                start_new_session=True,  # own process group: stop() can reach every child it forked
+            )
+        ticks = _start_ticks(self._popen.pid)
+        if ticks is None:
+            self._popen.wait()
+            raise ServiceError(f"{self.describe()} exited at once:\n{_tail(self.log_file)}")
+        PidRecord(self._popen.pid, ticks, self.name, self.pid_extra()).write(self.pid_file)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> ManagedProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                raise ServiceError(f"{self.describe()} exited while starting; log {self.log_file}:\n"
+                                   f"{_tail(self.log_file)}")
+            if self.check_ready():
+                return self
+            time.sleep(0.1)
+        raise ServiceError(f"{self.describe()} not ready after {timeout:.0f} s; log {self.log_file}:\n"
+                           f"{_tail(self.log_file)}")
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop what this manager started (by pid file); True if something was running."""
+        record = self.record()
+        if record is None:
+            return False
+        was_running = record.alive()
+        if was_running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, self.stop_signal)
+            if not _wait_gone(record, timeout or self.stop_timeout, self._popen):
+                _signal_group(record.pid, signal.SIGKILL)
+                _wait_gone(record, 5, self._popen)
+            # Children that outlived their parent (same process group, same session) go too.
+            _signal_group(record.pid, signal.SIGKILL)
+        self.after_stop(record)
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+        self._popen = None
+        return was_running
+
+    def after_stop(self, record: PidRecord) -> None:
+        """Hook for services that leave helpers outside their process group (epmd)."""
+
+    def __enter__(self) -> ManagedProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# RabbitMQ
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _rabbitmq_bin(tool: str) -> str:
+    """The real RabbitMQ script, not Debian's wrapper (it switches to the rabbitmq user and drops our env)."""
+    direct = Path("/usr/lib/rabbitmq/bin") / tool
+    if direct.exists():
+        return str(direct)
+    found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/lib/rabbitmq/sbin")
+    if not found:
+        raise ServiceError(f"{tool} not found: install rabbitmq-server (scripts/install_system_deps.sh)")
+    return found
+
+
+def rabbitmq_available() -> bool:
+    try:
+        _rabbitmq_bin("rabbitmq-server")
+    except ServiceError:
+        return False
+    return True
+
+
+class RabbitMQ(ManagedProcess):
+    """A private RabbitMQ node: own node name, AMQP/dist/epmd ports, cookie (HOME), data and logs.
+
+    The user, vhost and permissions are seeded at the first boot through ``rabbitmq.conf``'s ``default_*``
+    keys (one boot, no guest user); if the node's database already holds other credentials, ``provision()``
+    fixes them with ``rabbitmqctl -n <node>``. The password is passed to rabbitmqctl on stdin, never argv.
+    """
+
+    name = "rabbitmq"
+    stop_timeout = 30.0
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        port: int | None = None,
+        dist_port: int | None = None,
+        epmd_port: int | None = None,
+        user: str = "stargazer",
+        password: str | None = None,
+        vhost: str = "stargazer",
+        host: str = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(state_dir, env)
+        self.host = host
+        self.port = port or free_port(host)
+        self.dist_port = dist_port or free_port(host)
+        self.epmd_port = epmd_port or free_port(host)
+        self.user = user
+        self.password = password or secrets.token_urlsafe(24)
+        self.vhost = vhost
+        self.node = f"sg-{self.port}@localhost"
+
+    @property
+    def url(self) -> str:
+        """The broker URL for Celery/kombu (contains the password: never log it)."""
+        user, password, vhost = (quote(v, safe="") for v in (self.user, self.password, self.vhost))
+        return f"amqp://{user}:{password}@{self.host}:{self.port}/{vhost}"
+
+    @property
+    def redacted_url(self) -> str:
+        return f"amqp://{self.user}:***@{self.host}:{self.port}/{self.vhost}"
+
+    def describe(self) -> str:
+        return f"RabbitMQ node {self.node} on {self.host}:{self.port}"
+
+    @property
+    def beam_pid_file(self) -> Path:
+        return self.state_dir / "beam.pid"
+
+    def _node_env(self) -> dict[str, str]:
+        base = self.state_dir
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env.update(
+            {
+                "HOME": str(base),  # the Erlang cookie lives in $HOME: a private one per node
+                "RABBITMQ_NODENAME": self.node,
+                "RABBITMQ_NODE_IP_ADDRESS": self.host,
+                "RABBITMQ_NODE_PORT": str(self.port),
+                "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "ERL_EPMD_PORT": str(self.epmd_port),
+                "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+                "RABBITMQ_LOG_BASE": str(base / "log"),
+                "RABBITMQ_PID_FILE": str(self.beam_pid_file),
+                "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+                "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+                "LC_ALL": "C.UTF-8",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def environment(self) -> dict[str, str]:
+        return self._node_env()
+
+    def cwd(self) -> Path:
+        return self.state_dir
+
+    def pid_extra(self) -> dict[str, Any]:
+        return {"node": self.node, "port": self.port, "dist_port": self.dist_port,
+                "epmd_port": self.epmd_port}
+
+    def prepare(self) -> None:
+        base = self.state_dir
+        for sub in ("mnesia", "log"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(base, 0o700)
+        (base / "enabled_plugins").write_text("[].\n")  # no management plugin: faster boot, less surface
+        (base / "rabbitmq-env.conf").write_text("# empty on purpose: everything comes from the environment\n")
+        conf = base / "rabbitmq.conf"
+        conf.touch(mode=0o600)
+        conf.write_text(
+            "\n".join(
+                [
+                    "# Written by model_serving/production_server/services.py; seeds the first boot only.",
+                    f"default_vhost = {self.vhost}",
+                    f"default_user = {self.user}",
+                    f"default_pass = {self.password}",
+                    "default_permissions.configure = .*",
+                    "default_permissions.read = .*",
+                    "default_permissions.write = .*",
+                    "loopback_users = none",
+                    "disk_free_limit.absolute = 50MB",
+                    "log.file.level = info",
+                    "log.console = false",
+                    "",
+                ]
+            )
+        )
+        with contextlib.suppress(FileNotFoundError):
+            self.beam_pid_file.unlink()
+
+    def command(self) -> list[str]:
+        # Foreground under our own session: the pid we record is the script, whose child is the Erlang VM.
+        return [_rabbitmq_bin("rabbitmq-server")]
+
+    def ctl(
+        self, *args: str, stdin: str | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl -n <node> ...`` against this node only."""
+        return subprocess.run(
+            [_rabbitmq_bin("rabbitmqctl"), "-n", self.node, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self._node_env(),
+            cwd=self.state_dir,
+            timeout=timeout,
+            check=False,
+        )
+
+    def amqp_login(self, timeout: float = 2.0) -> str:
+        """"ok", "refused" (credentials/vhost wrong) or "down" (no AMQP listener yet)."""
+        from amqp.exceptions import AccessRefused, NotAllowed
+        from kombu import Connection
+
+        try:
+            with Connection(self.url, connect_timeout=timeout) as conn:
+                conn.connect()
+            return "ok"
+        except (AccessRefused, NotAllowed):
+            return "refused"
+        except Exception:
+            return "down"
+
+    def check_ready(self) -> bool:
+        if not port_open(self.host, self.port):
+            return False
+        state = self.amqp_login()
+        if state == "refused":
+            self.provision()
+            state = self.amqp_login()
+        return state == "ok"
+
+    def provision(self) -> None:
+        """Create (or repair) the vhost, user, password and permissions with rabbitmqctl."""
+        self.ctl("add_vhost", self.vhost)
+        if self.ctl("add_user", self.user, stdin=self.password + "\n").returncode != 0:
+            result = self.ctl("change_password", self.user, stdin=self.password + "\n")
+            if result.returncode != 0:
+                raise ServiceError(f"rabbitmqctl change_password failed: {result.stderr.strip()[:200]}")
+        result = self.ctl("set_permissions", "-p", self.vhost, self.user, ".*", ".*", ".*")
+        if result.returncode != 0:
+            raise ServiceError(f"rabbitmqctl set_permissions failed: {result.stderr.strip()[:200]}")
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """SIGTERM to the Erlang VM (a graceful ``init:stop``), then wait for the script to exit.
+
+        Falls back to ``rabbitmqctl -n <node> stop`` when the VM's pid is unknown.
+        """
+        record = self.record()
+        if record is not None and record.alive():
+            beam = _read_int(self.beam_pid_file)
+            if beam is not None and _start_ticks(beam) is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(beam, signal.SIGTERM)
+            else:
+                self.ctl("stop", timeout=timeout or self.stop_timeout)
+        return super().stop(timeout)
+
+    def after_stop(self, record: PidRecord) -> None:
+        # epmd daemonizes out of our process group; this node had its own epmd port, so killing it is safe.
+        epmd_port = int(record.extra.get("epmd_port", self.epmd_port))
+        epmd = shutil.which("epmd") or "/usr/bin/epmd"
+        if Path(epmd).exists():
+            subprocess.run(
+                [epmd, "-port", str(epmd_port), "-kill"], capture_output=True, timeout=10, check=False
+            )
+
+    def restart(self, timeout: float = 60.0) -> RabbitMQ:
+        """Stop and start the same node (same ports, data and credentials): the broker-outage fault test."""
+        self.stop()
+        self.start()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> RabbitMQ:
+        super().wait_ready(timeout)
+        return self
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+__all__ = [
+    "ManagedProcess",
+    "PidRecord",
+    "RabbitMQ",
+    "ServiceError",
+    "free_port",
+    "port_open",
+    "rabbitmq_available",
+]
+
+
+def _main(argv: Sequence[str]) -> int:  # pragma: no cover - manual smoke test
+    """``python -m model_serving.production_server.services rabbitmq DIR``: start a node, print its URL."""
+    if len(argv) != 2 or argv[0] != "rabbitmq":
+        print("usage: services.py rabbitmq STATE_DIR", file=sys.stderr)
+        return 2
+    broker = RabbitMQ(Path(argv[1]))
+    broker.start().wait_ready()
+    print(broker.redacted_url)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main(sys.argv[1:]))
