@@ -16,6 +16,7 @@ Why every manager looks the same:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -476,6 +477,300 @@ class RabbitMQ(ManagedProcess):
         return self
 
 
+# ------------------------------------------------------------------------------------------------------------
+# Celery worker
+# ------------------------------------------------------------------------------------------------------------
+
+
+class CeleryWorker(ManagedProcess):
+    """``celery -A model_serving.production_server.make_celery worker`` with a prefork pool.
+
+    Configuration (broker URL, model dir, deploy secret, metrics dir) reaches the worker through ``env``: the
+    production server's settings module reads it, as it does for gunicorn. Ready = the worker logged its own
+    "<hostname> ready." line (works for every broker, including the embedded fallback).
+    """
+
+    name = "celery"
+    stop_timeout = 30.0  # SIGTERM = warm shutdown: running tasks finish (acks_late re-queues the rest)
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        concurrency: int = 1,
+        index: int = 0,
+        env: Mapping[str, str] | None = None,
+        loglevel: str = "INFO",
+    ) -> None:
+        super().__init__(state_dir, env)
+        self.concurrency = concurrency
+        self.index = index
+        self.hostname = f"stargazer-{os.getpid()}-{index}-{secrets.token_hex(3)}@%h"
+        self.loglevel = loglevel
+        self._log_offset = 0
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}-{self.index}.pid.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.name}-{self.index}.log"
+
+    def describe(self) -> str:
+        return f"Celery worker {self.index} (concurrency {self.concurrency})"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
+            "--pool", "prefork",
+            "--concurrency", str(self.concurrency),
+            "--hostname", self.hostname,
+            "--loglevel", self.loglevel,
+            # No gossip/mingle/heartbeat: each worker stands alone, and start-up is a second faster.
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+
+    def check_ready(self) -> bool:
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(self._log_offset)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return False
+        return " ready." in text
+
+
+# ------------------------------------------------------------------------------------------------------------
+# gunicorn
+# ------------------------------------------------------------------------------------------------------------
+
+
+def http_get(address: str, path: str, timeout: float = 2.0, headers: Mapping[str, str] | None = None
+             ) -> tuple[int, bytes]:
+    """GET on "host:port" or "unix:/path" (gunicorn may listen on a unix socket); (status, body)."""
+    if address.startswith("unix:"):
+        conn: http.client.HTTPConnection = _UnixHTTPConnection(address[5:], timeout=timeout)
+    else:
+        host, _, port = address.rpartition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", path, headers=dict(headers or {}))
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def http_ok(address: str, path: str, timeout: float = 2.0) -> bool:
+    try:
+        status, _ = http_get(address, path, timeout)
+    except OSError:
+        return False
+    return status == 200
+
+
+class Gunicorn(ManagedProcess):
+    """gunicorn serving ``wsgi:app`` with ``gunicorn.conf.py``; binds "host:port" or "unix:/path"."""
+
+    name = "gunicorn"
+    stop_timeout = 30.0  # SIGTERM = graceful: workers finish their requests (graceful_timeout)
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        bind: str | None = None,
+        workers: int = 2,
+        threads: int = 8,
+        index: int = 0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(state_dir, env)
+        self.bind = bind or f"127.0.0.1:{free_port()}"
+        self.workers = workers
+        self.threads = threads
+        self.index = index
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}-{self.index}.pid.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.name}-{self.index}.log"
+
+    @property
+    def address(self) -> str:
+        """How nginx names this upstream ("127.0.0.1:8001" or "unix:/path")."""
+        return self.bind
+
+    def describe(self) -> str:
+        return f"gunicorn on {self.bind} ({self.workers} workers x {self.threads} threads)"
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env.update({
+            "STARGAZER_GUNICORN_BIND": self.bind,
+            "STARGAZER_GUNICORN_WORKERS": str(self.workers),
+            "STARGAZER_GUNICORN_THREADS": str(self.threads),
+        })
+        return env
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), WSGI_APP]
+
+    def check_ready(self) -> bool:
+        return http_ok(self.bind, "/healthz")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# nginx
+# ------------------------------------------------------------------------------------------------------------
+
+NGINX_DEFAULTS: dict[str, Any] = {
+    "nginx_user": "",
+    "nginx_worker_processes": "auto",
+    "nginx_worker_connections": 4096,
+    "nginx_mime_types": "/etc/nginx/mime.types",
+    "nginx_listen": 8080,
+    "nginx_server_name": "_",
+    "nginx_upstreams": ["127.0.0.1:8000"],
+    "nginx_upstream_keepalive": 32,
+    "nginx_client_max_body_size": "1m",
+    "nginx_proxy_read_timeout": 35,
+    "nginx_limit_req_rate": "20r/s",
+    "nginx_limit_req_burst": 40,
+    "nginx_limit_req_exempt": [],
+    "nginx_metrics_allow": ["127.0.0.1"],
+    "nginx_csp": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+        "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    ),
+}
+
+
+def render_nginx_conf(variables: Mapping[str, Any], template: Path = NGINX_TEMPLATE) -> str:
+    """Render nginx/nginx.conf.j2 as Ansible's template module would (StrictUndefined, trim_blocks)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template.parent)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - renders an nginx config, not HTML
+    )
+    return env.get_template(template.name).render(**{**NGINX_DEFAULTS, **variables})
+
+
+def _nginx_bin() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        raise ServiceError("nginx not found: install nginx (scripts/install_system_deps.sh)")
+    return found
+
+
+def nginx_available() -> bool:
+    try:
+        _nginx_bin()
+    except ServiceError:
+        return False
+    return True
+
+
+class Nginx(ManagedProcess):
+    """nginx in the foreground with a config rendered into ``state_dir`` (pid, logs and temp files there)."""
+
+    name = "nginx"
+    stop_signal = signal.SIGQUIT  # graceful: finish the requests in flight
+    stop_timeout = 15.0
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        upstreams: Sequence[str],
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        variables: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(state_dir, env)
+        self.host = host
+        self.port = port or free_port(host)
+        self.upstreams = list(upstreams)
+        self.variables = dict(variables or {})
+
+    @property
+    def conf_file(self) -> Path:
+        return self.state_dir / "nginx.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        return f"nginx on {self.host}:{self.port} -> {', '.join(self.upstreams)}"
+
+    def render(self) -> str:
+        base = self.state_dir
+        return render_nginx_conf({
+            "nginx_listen": f"{self.host}:{self.port}",
+            "nginx_upstreams": self.upstreams,
+            "nginx_pid_file": str(base / "nginx.pid"),
+            "nginx_error_log": str(base / "error.log"),
+            "nginx_access_log": str(base / "access.log"),
+            "nginx_temp_dir": str(base / "temp"),
+            **self.variables,
+        })
+
+    def prepare(self) -> None:
+        super().prepare()
+        (self.state_dir / "temp").mkdir(exist_ok=True)
+        self.conf_file.write_text(self.render())
+        check = subprocess.run(
+            [*self._base_command(), "-t", "-q"], capture_output=True, text=True, timeout=30, check=False
+        )
+        if check.returncode != 0:
+            raise ServiceError(f"nginx rejects {self.conf_file}: {check.stderr.strip().splitlines()[-1:]}")
+
+    def _base_command(self) -> list[str]:
+        base = self.state_dir
+        # -e: the error log before the config is read (else nginx tries /var/log/nginx first).
+        return [_nginx_bin(), "-p", str(base), "-e", str(base / "error.log"), "-c", str(self.conf_file)]
+
+    def command(self) -> list[str]:
+        return [*self._base_command(), "-g", "daemon off;"]
+
+    def check_ready(self) -> bool:
+        return port_open(self.host, self.port)
+
+    def reload(self) -> None:
+        """Re-render the config and let nginx pick it up without dropping connections (SIGHUP)."""
+        self.prepare()
+        record = self.record()
+        if record is None or not record.alive():
+            raise ServiceError(f"{self.describe()} is not running")
+        os.kill(record.pid, signal.SIGHUP)
+
+
 def _read_int(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -484,13 +779,19 @@ def _read_int(path: Path) -> int | None:
 
 
 __all__ = [
+    "CeleryWorker",
+    "Gunicorn",
     "ManagedProcess",
+    "Nginx",
     "PidRecord",
     "RabbitMQ",
     "ServiceError",
     "free_port",
+    "http_get",
+    "nginx_available",
     "port_open",
     "rabbitmq_available",
+    "render_nginx_conf",
 ]
 
 
