@@ -1,1 +1,1 @@
-"""GitHub repository collection: token-pooled REST client, cap-splitting search, enrichment, dataset writer."""
+"""GitHub repository collection: token-pooled client, cap-splitting search, enrichment, dataset writer."""

@@ -1,0 +1,114 @@
+"""Enrichment: the five columns search results do not carry, each counted in ONE request.
+
+- `subscribers_count` (the real watchers): `GET /repos/{owner}/{name}`.
+- `contributors_count`, `commits_count`, `releases_count`: `GET .../{list}?per_page=1`; with one item per page
+  the `Link: rel="last"` page number IS the count, so history is never paged through. No `Link` means at most
+  one item: the count is the length of the body. Empty repositories answer 204 (contributors) or 409
+  (commits): 0. GitHub refuses the contributor list of its largest repositories with 403 "too large":
+  unknown (empty).
+- `owner_followers`: `GET /users/{login}`, once per owner (owners have many repositories).
+
+Every answer is journaled at once, so a resumed run asks only what it had not received.
+Work is spread over `workers` threads that share the client, hence the connection pool and the token pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+
+from data_collection.checkpoint import Checkpoint
+from data_collection.client import ApiResponse, GitHubClient
+from data_collection.normalize import Row
+
+log = logging.getLogger(__name__)
+
+REPO_FIELDS = ("subscribers_count", "contributors_count", "commits_count", "releases_count")
+
+
+def count_from(resp: ApiResponse) -> int | None:
+    """The item count of a `per_page=1` list answer (see the module docstring); None when refused."""
+    if resp.status == 204:
+        return 0
+    if resp.status == 409:  # "Git Repository is empty."
+        return 0
+    if resp.status != 200:
+        return None
+    last = resp.last_page()
+    if last is not None:
+        return last
+    return len(resp.data) if isinstance(resp.data, list) else None
+
+
+class Enricher:
+    def __init__(self, client: GitHubClient, journal: Checkpoint, *, workers: int = 4,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.client = client
+        self.journal = journal
+        self.workers = max(1, workers)
+        self._progress = progress or (lambda n: None)
+
+    # -- one value each ------------------------------------------------------------------------------------
+    def fetch(self, full_name: str, field: str) -> int | None:
+        if field == "subscribers_count":
+            resp = self.client.get(f"/repos/{full_name}", accept=(403, 404, 451))
+            if resp.status != 200 or not isinstance(resp.data, dict):
+                return None
+            value = resp.data.get("subscribers_count")
+            return None if value is None else int(value)
+        path = {"contributors_count": "contributors", "commits_count": "commits",
+                "releases_count": "releases"}[field]
+        resp = self.client.get(f"/repos/{full_name}/{path}", {"per_page": 1},
+                               accept=(403, 404, 409, 422, 451))
+        if resp.status == 403:
+            log.info("%s: GitHub refuses its %s list (%s): left empty", full_name, path, resp.message())
+        return count_from(resp)
+
+    def fetch_followers(self, login: str) -> int | None:
+        resp = self.client.get(f"/users/{login}", accept=(403, 404, 451))
+        if resp.status != 200 or not isinstance(resp.data, dict) or resp.data.get("followers") is None:
+            return None
+        return int(resp.data["followers"])
+
+    # -- the run -------------------------------------------------------------------------------------------
+    def run(self, rows: list[Row]) -> None:
+        """Fill the enrichment columns of `rows` in place (journal first, then GitHub for what is missing)."""
+        done = self.journal.enrichment()
+        owners = self.journal.owners()
+        repo_jobs = [(r["full_name"], [f for f in REPO_FIELDS if f not in done.get(r["full_name"], {})])
+                     for r in rows]
+        repo_jobs = [(name, fields) for name, fields in repo_jobs if fields]
+        owner_jobs = sorted({r["owner_login"] for r in rows} - set(owners))
+        finished = len(rows) - len(repo_jobs)
+        self._progress(finished)
+
+        def do_repo(name: str, fields: list[str]) -> None:
+            for field in fields:
+                value = self.fetch(name, field)
+                self.journal.save_enrichment(name, field, value)
+                done.setdefault(name, {})[field] = value
+
+        def do_owner(login: str) -> None:
+            value = self.fetch_followers(login)
+            self.journal.save_owner(login, value)
+            owners[login] = value
+
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="enrich") as pool:
+            futures: dict[Future[None], bool] = {pool.submit(do_owner, login): False for login in owner_jobs}
+            futures.update({pool.submit(do_repo, name, fields): True for name, fields in repo_jobs})
+            for future in as_completed(futures):
+                error = future.exception()
+                if error is not None:
+                    # Requests in flight finish (and are journaled); queued ones are never sent.
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise error
+                if futures[future]:
+                    finished += 1
+                    self._progress(finished)
+
+        for row in rows:
+            values = done.get(row["full_name"], {})
+            for field in REPO_FIELDS:
+                row[field] = values.get(field)
+            row["owner_followers"] = owners.get(row["owner_login"])
