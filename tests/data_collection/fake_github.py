@@ -89,14 +89,16 @@ class FakeGitHub:
             found = self.matching(params["q"])
             visible = found[:1000]
             chunk = visible[(page - 1) * per_page: page * per_page]
-            return {"total_count": len(found), "incomplete_results": False, "items": [r.item() for r in chunk]}
+            items = [r.item() for r in chunk]
+            return {"total_count": len(found), "incomplete_results": False, "items": items}
         parts = path.strip("/").split("/")
         if parts[0] == "users":
             return {"login": parts[1], "followers": self.followers}
         repo = next(r for r in self.repos if r.full_name == f"{parts[1]}/{parts[2]}")
         if len(parts) == 3:
             return repo.item()
-        count = {"contributors": repo.contributors, "commits": repo.commits, "releases": repo.releases}[parts[3]]
+        counts = {"contributors": repo.contributors, "commits": repo.commits, "releases": repo.releases}
+        count = counts[parts[3]]
         if count == 0 and parts[3] == "commits":
             context.status_code = 409
             return {"message": "Git Repository is empty."}

@@ -43,7 +43,7 @@ def test_star_value_over_the_cap_is_split_by_created_date(settings, journal):
 
 def test_max_repos_keeps_the_top_n_and_stops_early(settings, journal):
     fake = FakeGitHub(population(5000, min_stars=10))
-    w, rows, client = walk(settings, journal, fake, min_stars=10, max_repos=1200)
+    _, rows, client = walk(settings, journal, fake, min_stars=10, max_repos=1200)
     expected = sorted(fake.repos, key=lambda r: (-r.stars, r.id))[:1200]
     assert [r["id"] for r in rows] == [r.id for r in expected]
     assert client.calls["search"] < 30  # did not read all 5000

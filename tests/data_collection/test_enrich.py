@@ -1,0 +1,55 @@
+"""Enrichment counts each value in one request, journals it, and handles GitHub's refusals."""
+
+from __future__ import annotations
+
+import requests_mock
+
+from data_collection.client import ApiResponse, GitHubClient
+from data_collection.enrich import Enricher, count_from
+from data_collection.normalize import normalize_item
+from tests.data_collection.fake_github import FakeGitHub, population
+
+
+def test_count_from_answers():
+    assert count_from(ApiResponse(204, None, {})) == 0
+    assert count_from(ApiResponse(409, {"message": "Git Repository is empty."}, {})) == 0
+    assert count_from(ApiResponse(403, {"message": "too large"}, {})) is None
+    assert count_from(ApiResponse(200, [], {})) == 0
+    assert count_from(ApiResponse(200, [{}], {})) == 1
+    assert count_from(ApiResponse(200, [{}], {}, {"last": "https://x/y?per_page=1&page=77"})) == 77
+
+
+def test_enrichment_uses_one_request_per_value_and_one_per_owner(settings, journal):
+    repos = population(40)
+    fake = FakeGitHub(repos)
+    rows = [normalize_item(r.item(), "2024-01-01T00:00:00Z") for r in repos]
+    with requests_mock.Mocker() as m:
+        fake.install(m)
+        Enricher(GitHubClient(settings), journal, workers=4).run(rows)
+    owners = {r.owner for r in repos}
+    assert len(fake.calls) == 4 * len(repos) + len(owners)
+    by_name = {r.full_name: r for r in repos}
+    for row in rows:
+        repo = by_name[row["full_name"]]
+        assert row["contributors_count"] == repo.contributors
+        assert row["commits_count"] == repo.commits  # 0 via the 409 of an empty repository
+        assert row["releases_count"] == repo.releases
+        assert row["subscribers_count"] == repo.stars // 20
+        assert row["owner_followers"] == 7
+    # Everything is journaled: a second run asks nothing.
+    fake.calls.clear()
+    with requests_mock.Mocker() as m:
+        fake.install(m)
+        Enricher(GitHubClient(settings), journal, workers=2).run(rows)
+    assert fake.calls == []
+
+
+def test_refused_contributor_list_is_empty_not_a_sentinel(settings, journal):
+    repo = population(1)[0]
+    row = normalize_item(repo.item(), "2024-01-01T00:00:00Z")
+    with requests_mock.Mocker() as m:
+        FakeGitHub([repo]).install(m)
+        m.get(f"https://api.example.test/repos/{repo.full_name}/contributors", status_code=403,
+              json={"message": "The history or contributor list is too large to list contributors"})
+        Enricher(GitHubClient(settings), journal, workers=1).run([row])
+    assert row["contributors_count"] is None and row["commits_count"] == repo.commits
