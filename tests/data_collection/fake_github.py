@@ -52,9 +52,31 @@ class FakeGitHub:
     repos: list[FakeRepo]
     calls: list[str] = field(default_factory=list)
     followers: int = 7
+    graphql: bool = False
 
     def install(self, mocker: requests_mock.Mocker) -> None:
         mocker.get(re.compile(re.escape(API) + r"/.*"), json=self._answer)
+        mocker.post(API + "/graphql", json=self._graphql)
+
+    def _graphql(self, request: Any, context: Any) -> Any:
+        self.calls.append("/graphql")
+        if not self.graphql:
+            context.status_code = 404
+            return {"message": "Not Found"}
+        variables = request.json()["variables"]
+        by_name = {r.full_name: r for r in self.repos}
+        data = {}
+        for i in range(len(variables) // 2):
+            repo = by_name.get(f"{variables[f'o{i}']}/{variables[f'n{i}']}")
+            data[f"r{i}"] = None if repo is None else {
+                "watchers": {"totalCount": repo.stars // 20},
+                "releases": {"totalCount": repo.releases},
+                "defaultBranchRef": None if repo.commits == 0 else {
+                    "target": {"history": {"totalCount": repo.commits}}},
+                "owner": {"__typename": "User", "login": repo.owner,
+                          "followers": {"totalCount": self.followers}},
+            }
+        return {"data": data}
 
     # -- search ---------------------------------------------------------------------------------------
     def matching(self, q: str) -> list[FakeRepo]:

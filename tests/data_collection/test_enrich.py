@@ -27,7 +27,8 @@ def test_enrichment_uses_one_request_per_value_and_one_per_owner(settings, journ
         fake.install(m)
         Enricher(GitHubClient(settings), journal, workers=4).run(rows)
     owners = {r.owner for r in repos}
-    assert len(fake.calls) == 4 * len(repos) + len(owners)
+    assert fake.calls.count("/graphql") == 1  # asked once, 404: REST only from then on
+    assert len(fake.calls) == 1 + 4 * len(repos) + len(owners)
     by_name = {r.full_name: r for r in repos}
     for row in rows:
         repo = by_name[row["full_name"]]
@@ -53,3 +54,20 @@ def test_refused_contributor_list_is_empty_not_a_sentinel(settings, journal):
               json={"message": "The history or contributor list is too large to list contributors"})
         Enricher(GitHubClient(settings), journal, workers=1).run([row])
     assert row["contributors_count"] is None and row["commits_count"] == repo.commits
+
+
+def test_graphql_batches_cut_calls_to_about_one_per_repository(settings, journal):
+    repos = population(120)
+    fake = FakeGitHub(repos, graphql=True)
+    rows = [normalize_item(r.item(), "2024-01-01T00:00:00Z") for r in repos]
+    with requests_mock.Mocker() as m:
+        fake.install(m)
+        Enricher(GitHubClient(settings), journal, workers=3).run(rows)
+    assert fake.calls.count("/graphql") == 3  # 120 / 50 per query
+    assert len(fake.calls) == 3 + len(repos)  # + contributors; user followers came with the batches
+    by_name = {r.full_name: r for r in repos}
+    for row in rows:
+        repo = by_name[row["full_name"]]
+        assert (row["subscribers_count"], row["commits_count"], row["releases_count"],
+                row["contributors_count"], row["owner_followers"]) == (
+                repo.stars // 20, repo.commits, repo.releases, repo.contributors, 7)
