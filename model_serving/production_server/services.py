@@ -121,6 +121,22 @@ def _wait_gone(record: PidRecord, timeout: float, popen: subprocess.Popen[bytes]
     return not record.alive()
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, found in /proc (field 5 of stat is the group)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        rest = raw[raw.rindex(")") + 2 :].split()
+        if rest[0] not in {"Z", "X"} and int(rest[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -231,6 +247,9 @@ class ManagedProcess:
                 _wait_gone(record, 5, self._popen)
             # Children that outlived their parent (same process group, same session) go too.
             _signal_group(record.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while group_members(record.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
         self.after_stop(record)
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
@@ -787,6 +806,7 @@ __all__ = [
     "RabbitMQ",
     "ServiceError",
     "free_port",
+    "group_members",
     "http_get",
     "nginx_available",
     "port_open",
