@@ -75,15 +75,22 @@ class KeypairSpec(_Strict):
 
 
 class RayPorts(_Strict):
-    """Ports Ray listens on, opened only between members of the fleet's internal group.
+    """Every port Ray listens on, opened only between members of the fleet's internal group.
 
-    The defaults are Ray's GCS (6379), dashboard (8265) and client server (10001); `node_ports` are the
-    fixed ports the playbooks pin (--node-manager-port, --object-manager-port, ...), and the worker range is
-    --min-worker-port..--max-worker-port.
+    Ray picks most of these at random unless told; the inventory hands the same numbers to the playbooks
+    as `ray start` flags (`ray_node_port_args`, `ray_head_port_args`), so the firewall and the processes agree
+    by construction. Defaults are Ray's own where it has fixed ones (6379, 8265, 10001, 52365).
     """
 
-    ports: tuple[Port, ...] = (6379, 8265, 10001)
-    node_ports: tuple[Port, ...] = (6380, 6381, 6382, 6383, 6384, 52365)
+    gcs_port: Port = 6379
+    dashboard_port: Port = 8265
+    client_server_port: Port = 10001
+    node_manager_port: Port = 6380
+    object_manager_port: Port = 6381
+    metrics_export_port: Port = 6382
+    dashboard_agent_grpc_port: Port = 6383
+    runtime_env_agent_port: Port = 6384
+    dashboard_agent_listen_port: Port = 52365
     min_worker_port: Port = 10002
     max_worker_port: Port = 10999
 
@@ -91,7 +98,32 @@ class RayPorts(_Strict):
     def _range(self) -> RayPorts:
         if self.min_worker_port > self.max_worker_port:
             raise ValueError("min_worker_port must not exceed max_worker_port")
+        fixed = self.fixed_ports()
+        if len(set(fixed)) != len(fixed):
+            raise ValueError("two Ray ports have the same number")
+        if any(self.min_worker_port <= p <= self.max_worker_port for p in fixed):
+            raise ValueError("a fixed Ray port lies inside the worker port range")
         return self
+
+    def fixed_ports(self) -> list[int]:
+        return [self.gcs_port, self.dashboard_port, self.client_server_port, self.node_manager_port,
+                self.object_manager_port, self.metrics_export_port, self.dashboard_agent_grpc_port,
+                self.runtime_env_agent_port, self.dashboard_agent_listen_port]
+
+    def node_args(self) -> str:
+        """`ray start` flags every node (head and workers) needs so it listens only on opened ports."""
+        return (f"--node-manager-port={self.node_manager_port} "
+                f"--object-manager-port={self.object_manager_port} "
+                f"--metrics-export-port={self.metrics_export_port} "
+                f"--dashboard-agent-grpc-port={self.dashboard_agent_grpc_port} "
+                f"--dashboard-agent-listen-port={self.dashboard_agent_listen_port} "
+                f"--runtime-env-agent-port={self.runtime_env_agent_port} "
+                f"--min-worker-port={self.min_worker_port} --max-worker-port={self.max_worker_port}")
+
+    def head_args(self) -> str:
+        """The head's extra flags (on top of node_args)."""
+        return (f"--port={self.gcs_port} --dashboard-port={self.dashboard_port} "
+                f"--ray-client-server-port={self.client_server_port}")
 
 
 class Fleet(_Strict):

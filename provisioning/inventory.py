@@ -59,14 +59,20 @@ def build_inventory(fleet: Fleet, servers: list[ServerInfo]) -> dict[str, Any]:
                 "fleet_index": s.index,
             }
         children[role] = {"hosts": hosts}
-    return {
-        "all": {"vars": {"stargazer_fleet": fleet.name, "ansible_user": fleet.ssh_user}, "children": children}
+    fleet_vars = {
+        "stargazer_fleet": fleet.name,
+        "ansible_user": fleet.ssh_user,
+        # The ports the security groups opened, as `ray start` flags: use them, or Ray picks blocked ones.
+        "ray_node_port_args": fleet.ray.node_args(),
+        "ray_head_port_args": fleet.ray.head_args(),
+        "rabbitmq_ports": list(fleet.rabbitmq_ports),
     }
+    return {"all": {"vars": fleet_vars, "children": children}}
 
 
 def write_inventory(path: Path, inventory: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = HEADER + yaml.safe_dump(inventory, sort_keys=False, default_flow_style=False)
+    text = HEADER + yaml.safe_dump(inventory, sort_keys=False, default_flow_style=False, width=1000)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

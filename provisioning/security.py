@@ -53,7 +53,7 @@ def desired_groups(fleet: Fleet) -> list[GroupSpec]:
     """Every group the fleet needs, in creation order (`admin` before `ssh`, which may refer to it)."""
     internal = group_name(fleet, "internal")
     admin = group_name(fleet, "admin")
-    fixed_ports = sorted({*fleet.ray.ports, *fleet.ray.node_ports, *fleet.rabbitmq_ports})
+    fixed_ports = sorted({*fleet.ray.fixed_ports(), *fleet.rabbitmq_ports})
     internal_rules = [RuleSpec("tcp", p, p, remote_group=internal) for p in fixed_ports]
     internal_rules.append(
         RuleSpec("tcp", fleet.ray.min_worker_port, fleet.ray.max_worker_port, remote_group=internal)
