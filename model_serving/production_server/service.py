@@ -1,0 +1,224 @@
+"""What a prediction request does, shared by the form and the JSON API: look up, dispatch, rank, log.
+
+The web process never unpickles a model (DESIGN §5): it sends one ``predict_batch`` task through RabbitMQ
+and waits for the answer with a timeout. Every failure of the whole request becomes a ``ServiceError``
+carrying the HTTP status and one line (503: no broker or no model; 504: no answer in time); an item that
+cannot be predicted (unknown repository) is a per-item error and the others are still answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import TimeoutError as CeleryTimeout
+from kombu.exceptions import KombuError, OperationalError
+
+from model_serving.production_server import metrics, prediction_log
+from model_serving.production_server.inputs import RequestItem
+from model_serving.production_server.lookup import LookupFailed, RepositoryLookup, RepositoryNotFound
+from model_serving.production_server.settings import ServingSettings
+from model_serving.production_server.tasks import ping, predict_batch
+
+log = logging.getLogger(__name__)
+
+#: Errors that mean "the broker is not there" whichever layer raises them (kombu, py-amqp, sockets).
+BROKER_ERRORS: tuple[type[BaseException], ...] = (OperationalError, KombuError, ConnectionError, OSError)
+
+
+class ServiceError(Exception):
+    """The whole request failed: ``status`` for HTTP, one-line message, optional details."""
+
+    def __init__(self, status: int, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.details = details or {}
+
+
+@dataclass
+class ItemResult:
+    full_name: str | None
+    predicted: float | None = None
+    low: float | None = None
+    high: float | None = None
+    actual: int | None = None
+    rank: int | None = None
+    error: str | None = None
+    source: str = "given"
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        """actual / predicted: above 1 means more stars than the repository's characteristics warrant."""
+        if self.actual is None or not self.predicted:
+            return None
+        return self.actual / self.predicted
+
+    def to_json(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"full_name": self.full_name, "error": self.error}
+        return {
+            "full_name": self.full_name,
+            "predicted_stars": self.predicted,
+            "interval": [self.low, self.high],
+            "actual_stars": self.actual,
+            "rank": self.rank,
+        }
+
+
+@dataclass
+class Outcome:
+    model_version: str
+    items: list[ItemResult]
+
+    def ranked(self) -> list[ItemResult]:
+        """Predicted items by rank, then the ones that could not be predicted."""
+        good = sorted((i for i in self.items if i.rank is not None), key=lambda i: i.rank or 0)
+        return good + [i for i in self.items if i.rank is None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_version": self.model_version, "predictions": [i.to_json() for i in self.items]}
+
+
+def _resolve(items: Sequence[RequestItem], lookup: RepositoryLookup) -> list[ItemResult]:
+    """Turn every item into a row to predict (looked up when only named) or a per-item error."""
+    results = [ItemResult(full_name=i.full_name, actual=i.actual_stars) for i in items]
+    names = [i.full_name for i in items if i.lookup and i.full_name]
+    found = iter(lookup.lookup_many(names)) if names else iter(())
+    for item, result in zip(items, results, strict=True):
+        if not item.lookup:
+            result.inputs = dict(item.row or {})
+            continue
+        answer = next(found)
+        if isinstance(answer, RepositoryNotFound | LookupFailed):
+            result.error = str(answer)
+            continue
+        result.source = "lookup"
+        result.inputs = answer
+        result.full_name = answer.get("full_name") or item.full_name
+        if result.actual is None:
+            result.actual = answer.get("stargazers_count")
+    return results
+
+
+def _dispatch(rows: list[dict[str, Any]], settings: ServingSettings) -> dict[str, Any]:
+    """Send predict_batch and wait; every way it can fail becomes a ServiceError with a fitting status."""
+    started = time.perf_counter()
+    try:
+        async_result = predict_batch.apply_async(args=[rows], expires=settings.task_timeout)
+    except BROKER_ERRORS as exc:
+        metrics.TASK_OUTCOMES.labels(outcome="broker_error").inc()
+        raise ServiceError(503, "message broker unreachable: the prediction could not be queued",
+                           {"reason": type(exc).__name__}) from None
+    try:
+        answer = async_result.get(timeout=settings.task_timeout, propagate=True)
+    except CeleryTimeout:
+        metrics.TASK_OUTCOMES.labels(outcome="timeout").inc()
+        raise ServiceError(504, f"no prediction worker answered within {settings.task_timeout:g} s",
+                           {"timeout_seconds": settings.task_timeout}) from None
+    except TimeLimitExceeded:
+        metrics.TASK_OUTCOMES.labels(outcome="timeout").inc()
+        raise ServiceError(504, "the prediction exceeded the worker's time limit") from None
+    except BROKER_ERRORS as exc:
+        metrics.TASK_OUTCOMES.labels(outcome="broker_error").inc()
+        reset_result_consumer(predict_batch.app)
+        raise ServiceError(503, "message broker connection lost while waiting for the prediction",
+                           {"reason": type(exc).__name__}) from None
+    except Exception as exc:  # the task raised in the worker: a defect, reported without its traceback
+        metrics.TASK_OUTCOMES.labels(outcome="task_error").inc()
+        log.error("predict_batch failed in the worker: %s: %s", type(exc).__name__, exc)
+        raise ServiceError(500, f"the prediction failed in the worker: {type(exc).__name__}") from None
+    finally:
+        metrics.TASK_WAIT.observe(time.perf_counter() - started)
+    if not isinstance(answer, dict):
+        metrics.TASK_OUTCOMES.labels(outcome="task_error").inc()
+        raise ServiceError(500, "the prediction worker answered something unexpected")
+    if "error" in answer:
+        code = answer.get("code")
+        metrics.TASK_OUTCOMES.labels(outcome="no_model" if code == "no_model" else "timeout").inc()
+        status = 503 if code == "no_model" else 504
+        raise ServiceError(status, str(answer["error"]), {"code": code})
+    metrics.TASK_OUTCOMES.labels(outcome="success").inc()
+    return answer
+
+
+def reset_result_consumer(celery_app: Celery) -> None:
+    """Drop this thread's result backend so the next request opens a fresh reply consumer.
+
+    Why: the rpc:// backend keeps one consumer on a reply queue per thread; after the broker restarted, that
+    consumer's channel is dead and would fail every later request of this process. Celery keeps the backend in
+    a thread-local (``app._local``), so forgetting it here recreates it, connected anew, on next use.
+    """
+    local = getattr(celery_app, "_local", None)
+    backend = getattr(local, "backend", None)
+    if backend is None:
+        return
+    try:
+        consumer = getattr(backend, "result_consumer", None)
+        if consumer is not None:
+            consumer.stop()
+    except Exception:  # the old connection is already broken; closing it may fail in many ways
+        log.debug("closing the old result consumer failed", exc_info=True)
+    with contextlib.suppress(AttributeError):
+        del local.backend
+
+
+def predict(items: Sequence[RequestItem], settings: ServingSettings, lookup: RepositoryLookup) -> Outcome:
+    """Resolve, predict in one task, rank (1 = most stars) and log; per-item errors stay in place."""
+    results = _resolve(items, lookup)
+    to_predict = [r for r in results if r.error is None]
+    answer = _dispatch([r.inputs for r in to_predict], settings)
+    version = str(answer.get("model_version"))
+    values = answer.get("predictions") or []
+    if len(values) != len(to_predict):
+        raise ServiceError(500, "the prediction worker answered the wrong number of predictions")
+    for result, (point, low, high) in zip(to_predict, values, strict=True):
+        result.predicted, result.low, result.high = float(point), float(low), float(high)
+    order = sorted(range(len(to_predict)), key=lambda k: -(to_predict[k].predicted or 0.0))
+    for rank, k in enumerate(order, start=1):
+        to_predict[k].rank = rank
+    metrics.PREDICTIONS.labels(model_version=version).inc(len(to_predict))
+    now = datetime.now(UTC)
+    prediction_log.append(settings.prediction_log, (
+        prediction_log.record(model_version=version, inputs=r.inputs, predicted=r.predicted or 0.0,
+                              interval=(r.low or 0.0, r.high or 0.0), actual=r.actual, source=r.source,
+                              now=now)
+        for r in to_predict
+    ))
+    return Outcome(version, results)
+
+
+def readiness(celery_app: Celery, settings: ServingSettings) -> tuple[bool, dict[str, Any]]:
+    """Broker reachable AND a worker answers ping with its model version, within ``ready_timeout``."""
+    report: dict[str, Any] = {"broker": False, "worker": None, "model_version": None}
+    try:
+        with celery_app.connection_for_write(connect_timeout=settings.broker_probe_timeout) as conn:
+            conn.ensure_connection(max_retries=1, timeout=settings.broker_probe_timeout)
+        report["broker"] = True
+    except BROKER_ERRORS as exc:
+        report["error"] = f"message broker unreachable ({type(exc).__name__})"
+        return False, report
+    try:
+        answer = ping.apply_async(expires=settings.ready_timeout).get(timeout=settings.ready_timeout)
+    except CeleryTimeout:
+        report["error"] = f"no worker answered a ping within {settings.ready_timeout:g} s"
+        return False, report
+    except BROKER_ERRORS as exc:
+        reset_result_consumer(celery_app)
+        report["error"] = f"message broker connection lost during the ping ({type(exc).__name__})"
+        return False, report
+    except Exception as exc:
+        report["error"] = f"the ping task failed in the worker: {type(exc).__name__}"
+        return False, report
+    report["worker"] = {"pid": answer.get("pid"), "loads": answer.get("loads")}
+    report["model_version"] = answer.get("model_version")
+    if answer.get("error"):
+        report["error"] = str(answer["error"])
+    return report["model_version"] is not None, report

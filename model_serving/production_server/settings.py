@@ -1,0 +1,212 @@
+"""Configuration of the production server, read from the environment in this one place (DESIGN.md §6).
+
+The web app, the Celery config and the workers all take their values from ``ServingSettings``, so an operator
+has one table to read (docs/production_server.md) and one place to audit for secrets. Celery's own settings
+are built from these values (``celery_config``), not from Flask's ``from_prefixed_env``, so the names an
+operator sets are the project's documented ones, not Celery's internals.
+
+Secrets (the broker password inside the URL, the deploy secret, the Flask secret key, GitHub tokens) are kept
+out of ``repr`` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from data_collection.settings import Settings as GitHubSettings
+from data_collection.settings import SettingsError
+from model_serving import artifact
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+DEFAULT_BROKER_URL: Final = "amqp://stargazer:stargazer@127.0.0.1:5672/stargazer"
+DEFAULT_MODEL_DIR: Final = REPO_ROOT / "var" / "production"
+DEFAULT_PREDICTION_LOG: Final = REPO_ROOT / "var" / "predictions.jsonl"
+#: The JSON API's body limit (DESIGN §5: a body over 1 MB is a 413). nginx's client_max_body_size matches.
+MAX_BODY_BYTES: Final = 1024 * 1024
+MAX_REPOSITORIES: Final = 100
+FORM_ROWS: Final = 5
+
+__all__ = ["ServingSettings", "SettingsError", "celery_config"]
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum:g}, got {raw!r}")
+    return value
+
+
+def _secret_from(env: Mapping[str, str], name: str) -> str | None:
+    """``NAME`` or the file named by ``NAME_FILE`` (how Ansible provisions secrets outside git)."""
+    value = env.get(name, "")
+    if value:
+        return value
+    path = env.get(f"{name}_FILE", "")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE {path!r} cannot be read: {exc.strerror}") from None
+    return None
+
+
+def _local_secret_key(path: Path) -> str:
+    """A per-machine key kept in ``var/`` (outside git), created once with mode 0600.
+
+    Every gunicorn worker must share the key (a CSRF token made by one worker is checked by another), so a
+    random key per process would break the form; a file created atomically (O_EXCL) gives them all the same.
+    """
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker won the race: use its key
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Every tunable of the web app and the workers. See docs/production_server.md for the table."""
+
+    broker_url: str = field(default=DEFAULT_BROKER_URL, repr=False)
+    result_backend: str = "rpc://"
+    model_dir: Path = DEFAULT_MODEL_DIR
+    deploy_secret: bytes | None = field(default=None, repr=False)
+    #: Accept unsigned models (tests of unsigned artifacts only; never in production).
+    require_signature: bool = True
+    prediction_log: Path = DEFAULT_PREDICTION_LOG
+    secret_key: str = field(default="", repr=False)
+    github: GitHubSettings = field(default_factory=GitHubSettings)
+    #: Extra kombu transport options (JSON), e.g. the embedded broker's ``{"polling_interval": 0.05}``.
+    broker_transport_options: dict[str, Any] = field(default_factory=dict)
+    #: How long the web process waits for a worker's answer before a 504.
+    task_timeout: float = 10.0
+    #: Celery's soft / hard time limits of one predict_batch (the soft one raises inside the task).
+    task_soft_time_limit: float = 8.0
+    task_hard_time_limit: float = 12.0
+    #: /readyz: a worker must answer the ping within this many seconds (DESIGN §5: 2 s).
+    ready_timeout: float = 2.0
+    #: Broker reachability probe of /readyz.
+    broker_probe_timeout: float = 1.0
+    #: GitHub lookups: cache lifetime of a found / not-found repository, and the cache size.
+    lookup_ttl: float = 600.0
+    lookup_negative_ttl: float = 60.0
+    lookup_cache_size: int = 4096
+    lookup_threads: int = 8
+    #: Timeout of one GitHub call made during a web request (the collector's are longer).
+    lookup_timeout: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
+        env = dict(os.environ if env is None else env)
+        model_dir = Path(env.get("STARGAZER_MODEL_DIR") or DEFAULT_MODEL_DIR)
+        try:
+            deploy_secret = artifact.deploy_secret_from_env(env)
+        except artifact.ArtifactError as exc:
+            raise SettingsError(str(exc)) from None
+        secret_key = _secret_from(env, "STARGAZER_SECRET_KEY") or _local_secret_key(
+            Path(env.get("STARGAZER_STATE_DIR") or REPO_ROOT / "var") / "flask_secret_key"
+        )
+        soft = _number(env, "STARGAZER_TASK_SOFT_TIME_LIMIT", 8.0, minimum=0.1)
+        hard = _number(env, "STARGAZER_TASK_HARD_TIME_LIMIT", max(12.0, soft + 2.0), minimum=0.2)
+        if hard <= soft:
+            raise SettingsError("STARGAZER_TASK_HARD_TIME_LIMIT must exceed STARGAZER_TASK_SOFT_TIME_LIMIT")
+        raw_options = env.get("STARGAZER_BROKER_TRANSPORT_OPTIONS") or "{}"
+        try:
+            transport_options = json.loads(raw_options)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"STARGAZER_BROKER_TRANSPORT_OPTIONS is not JSON: {exc.msg}") from None
+        if not isinstance(transport_options, dict):
+            raise SettingsError("STARGAZER_BROKER_TRANSPORT_OPTIONS must be a JSON object")
+        return cls(
+            broker_url=env.get("STARGAZER_BROKER_URL") or DEFAULT_BROKER_URL,
+            broker_transport_options=transport_options,
+            result_backend=env.get("STARGAZER_RESULT_BACKEND") or "rpc://",
+            model_dir=model_dir,
+            deploy_secret=deploy_secret,
+            require_signature=env.get("STARGAZER_ALLOW_UNSIGNED_MODELS", "") not in {"1", "true", "yes"},
+            prediction_log=Path(env.get("STARGAZER_PREDICTION_LOG") or DEFAULT_PREDICTION_LOG),
+            secret_key=secret_key,
+            github=GitHubSettings.from_env(env),
+            task_timeout=_number(env, "STARGAZER_TASK_TIMEOUT", 10.0, minimum=0.1),
+            task_soft_time_limit=soft,
+            task_hard_time_limit=hard,
+            ready_timeout=_number(env, "STARGAZER_READY_TIMEOUT", 2.0, minimum=0.1),
+            lookup_ttl=_number(env, "STARGAZER_LOOKUP_TTL", 600.0),
+            lookup_negative_ttl=_number(env, "STARGAZER_LOOKUP_NEGATIVE_TTL", 60.0),
+            lookup_cache_size=int(_number(env, "STARGAZER_LOOKUP_CACHE_SIZE", 4096, minimum=1)),
+            lookup_threads=int(_number(env, "STARGAZER_LOOKUP_THREADS", 8, minimum=1)),
+            lookup_timeout=_number(env, "STARGAZER_LOOKUP_TIMEOUT", 5.0, minimum=0.1),
+        )
+
+    @property
+    def current_link(self) -> Path:
+        """``$STARGAZER_MODEL_DIR/current``: the symlink post-receive switches atomically."""
+        return self.model_dir / "current"
+
+
+def celery_config(settings: ServingSettings) -> dict[str, Any]:
+    """Celery's settings (lower-case names, Celery 5), all derived from ServingSettings.
+
+    Why each reliability setting:
+    - ``task_acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged only after it finished, and
+      a worker process that dies mid-task gives the message back, so a killed worker loses no request.
+    - ``worker_prefetch_multiplier=1``: a worker reserves one message per process, so a slow or dying worker
+      never sits on a queue of requests others could answer.
+    - ``task_soft/hard_time_limit``: a stuck prediction ends with an error instead of blocking a process.
+    - ``confirm_publish``: the broker confirms every published task, so a publish to a broker that just went
+      away is an error here (a clear 503), not a silently lost message.
+    - JSON only: no pickle crosses the broker (the model is the only pickle, and it is signed).
+    """
+    transport_options: dict[str, Any] = {}
+    if settings.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        transport_options["confirm_publish"] = True
+    transport_options.update(settings.broker_transport_options)
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": settings.task_hard_time_limit,
+        "task_default_queue": "stargazer",
+        "task_ignore_result": False,
+        "result_expires": 3600,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 2.0,
+        "broker_heartbeat": 10,
+        "broker_transport_options": transport_options,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 3,
+            "interval_start": 0.1,
+            "interval_step": 0.3,
+            "interval_max": 1.0,
+        },
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+    }

@@ -1,0 +1,86 @@
+"""The browser pages: ``GET /`` (the form) and ``POST /predict`` (the ranked result page).
+
+No JavaScript: the form posts, the server validates and either re-renders the form with each message next to
+its input, or renders the result table and a bar chart drawn as inline SVG on the server.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, current_app, render_template
+
+from model_serving.production_server import lookup as lookup_module
+from model_serving.production_server.forms import PredictForm
+from model_serving.production_server.service import ItemResult, ServiceError, predict
+
+bp = Blueprint("views", __name__)
+
+
+def lookup_for(app: Flask) -> lookup_module.RepositoryLookup:
+    """This process's GitHub lookup (one per process and app: clients hold sockets, never shared by fork)."""
+    settings = app.config["STARGAZER"]
+    return lookup_module.for_process(id(app), lambda: lookup_module.RepositoryLookup(
+        settings.github,
+        ttl=settings.lookup_ttl,
+        negative_ttl=settings.lookup_negative_ttl,
+        cache_size=settings.lookup_cache_size,
+        threads=settings.lookup_threads,
+        timeout=settings.lookup_timeout,
+    ))
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One row of the chart, in SVG units: the predicted bar, its interval whisker, the actual marker."""
+
+    label: str
+    y: float
+    width: float
+    low: float
+    high: float
+    actual: float | None
+
+
+CHART_WIDTH = 420.0
+ROW_HEIGHT = 26.0
+
+
+def chart(results: list[ItemResult]) -> tuple[list[Bar], list[tuple[float, str]]]:
+    """Bars on a log10 scale (stars span five orders of magnitude), and the axis ticks."""
+    ranked = [r for r in results if r.rank is not None]
+    values = [v for r in ranked for v in (r.high, r.predicted, r.actual) if v]
+    top = max(10.0, *values) if values else 10.0
+    decades = max(1, math.ceil(math.log10(top + 1)))
+
+    def x(value: float | None) -> float:
+        return CHART_WIDTH * math.log10(1 + max(0.0, value or 0.0)) / decades
+
+    bars = [
+        Bar(label=r.full_name or f"#{r.rank}", y=i * ROW_HEIGHT, width=x(r.predicted), low=x(r.low),
+            high=x(r.high), actual=x(r.actual) if r.actual is not None else None)
+        for i, r in enumerate(ranked)
+    ]
+    ticks = [(CHART_WIDTH * d / decades, f"{10 ** d:,}") for d in range(decades + 1)]
+    return bars, ticks
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("index.html", form=PredictForm())
+
+
+@bp.post("/predict")
+def predict_page() -> tuple[str, int]:
+    form = PredictForm()
+    items = form.items() if form.validate_on_submit() else None
+    if items is None:
+        return render_template("index.html", form=form, invalid=True), 400
+    try:
+        outcome = predict(items, current_app.config["STARGAZER"], lookup_for(current_app))
+    except ServiceError as exc:
+        return render_template("index.html", form=form, service_error=str(exc)), exc.status
+    bars, ticks = chart(outcome.items)
+    return render_template("result.html", outcome=outcome, ranked=outcome.ranked(), bars=bars, ticks=ticks,
+                           chart_width=CHART_WIDTH, row_height=ROW_HEIGHT), 200
