@@ -12,6 +12,7 @@ so; without nginx, gunicorn answers on the HTTP port directly.
 
 Launcher settings (the app's own settings are in ``settings.py``):
 
+    STARGAZER_VAR_DIR            var    all state: var/stack (pids, logs, broker data), secrets, models
     STARGAZER_HTTP_PORT          8080   nginx's port
     STARGAZER_MODEL_DIR          var/production
     STARGAZER_MODELS_DIR         models   where training writes versions (the newest is installed)
@@ -44,7 +45,8 @@ from model_serving.production_server.services import (
 from model_serving.production_server.stack import Stack, StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VAR = REPO_ROOT / "var"
+#: Everything the local stack writes lives here (git-ignored); tests point it at a temporary directory.
+VAR = Path(os.environ.get("STARGAZER_VAR_DIR") or REPO_ROOT / "var").resolve()
 STACK_DIR = VAR / "stack"
 LOCAL_SECRET_FILE = VAR / "deploy_secret"
 BROKER_PASSWORD_FILE = STACK_DIR / "broker_password"
