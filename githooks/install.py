@@ -1,0 +1,245 @@
+"""Create (or update) a production host's deploy repository: bare repo, hooks, configuration. Idempotent.
+
+Ansible calls ``githooks/install.sh`` (which runs this module with the application's venv); re-running it
+changes nothing when everything is already in place, and prints ``changed=false`` so Ansible can tell.
+
+Repository configuration it sets, and why:
+
+- ``HEAD -> refs/heads/deploy``: the only branch there is.
+- ``receive.denyNonFastForwards=false``: every deploy commit is a root commit (one version, no parent), so
+  every deploy, rollbacks included, is a forced update of ``deploy``.
+- ``receive.denyDeletes=false``: the deploy command deletes its ``refs/staging/<version>`` refs after phase 2;
+  pre-receive itself refuses deleting ``deploy``.
+- ``receive.advertisePushOptions=true``: the deploy command sends ``-o actor=<user>@<host>`` for the log.
+- ``receive.fsckObjects=true``: malformed objects are refused by git before the hook even runs.
+- ``receive.unpackLimit=100000``, ``gc.auto=0``, ``receive.autogc=false``, ``core.logAllRefUpdates=false``:
+  pushed objects stay loose and unreferenced by reflogs, so post-receive's ``git prune`` really deletes an old
+  model's blobs (a pack would keep them until a full repack).
+- ``stargazer.*``: the host's settings, read by the hooks (see ``githooks/settings.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from githooks.settings import DEFAULT_CHECK_TIMEOUT, DEFAULT_CHECK_USER, DEFAULT_KEEP, DEFAULT_PRUNE_EXPIRE
+
+HOOKS_SOURCE = Path(__file__).resolve().parent
+HOOK_NAMES = ("pre-receive", "post-receive")
+APP_DIR = HOOKS_SOURCE.parent
+
+GIT_SETTINGS = {
+    "receive.denyNonFastForwards": "false",
+    "receive.denyDeletes": "false",
+    "receive.advertisePushOptions": "true",
+    "receive.fsckObjects": "true",
+    "receive.unpackLimit": "100000",
+    "receive.autogc": "false",
+    "gc.auto": "0",
+    "core.logAllRefUpdates": "false",
+}
+
+
+class InstallError(click.ClickException):
+    """One line, exit code 1."""
+
+
+def _git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", f"--git-dir={repo}", *args], capture_output=True, text=True, check=False)
+    if result.returncode not in (0, 1):  # 1: "git config --get" of an unset key
+        raise InstallError(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def install(
+    repo: Path,
+    *,
+    app_dir: Path,
+    model_dir: Path,
+    python: Path | None,
+    secret_file: Path | None,
+    keep: int,
+    check_user: str,
+    check_timeout: float,
+    prune_expire: str,
+    host_name: str | None,
+    owner: str | None,
+    probe: bool,
+) -> list[str]:
+    """Bring ``repo`` to the wanted state; returns what changed (empty when nothing did)."""
+    changes: list[str] = []
+    if not (app_dir / "githooks" / "prereceive.py").is_file():
+        raise InstallError(f"{app_dir} is not a stargazer checkout (no githooks/prereceive.py)")
+    interpreter = python or app_dir / ".venv" / "bin" / "python"
+    if not os.access(interpreter, os.X_OK):
+        raise InstallError(f"no Python interpreter at {interpreter} (create the app venv or pass --python)")
+    if secret_file is not None and not secret_file.is_file():
+        raise InstallError(f"deploy secret file {secret_file} does not exist")
+
+    if repo.exists() and _git(repo, "rev-parse", "--is-bare-repository") != "true":
+        raise InstallError(f"{repo} exists and is not a bare git repository")
+    if not repo.exists():
+        subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=deploy", str(repo)], check=True)
+        changes.append(f"created bare repository {repo}")
+
+    wanted = dict(GIT_SETTINGS)
+    wanted.update(
+        {
+            "stargazer.appdir": str(app_dir),
+            "stargazer.modeldir": str(model_dir),
+            "stargazer.keep": str(keep),
+            "stargazer.checkuser": check_user,
+            "stargazer.checktimeout": f"{check_timeout:g}",
+            "stargazer.pruneexpire": prune_expire,
+        }
+    )
+    if python is not None:
+        wanted["stargazer.python"] = str(python)
+    if secret_file is not None:
+        wanted["stargazer.secretfile"] = str(secret_file)
+    if host_name:
+        wanted["stargazer.hostname"] = host_name
+    for key, value in wanted.items():
+        if _git(repo, "config", "--local", "--get", key) != value:
+            _git(repo, "config", "--local", key, value)
+            changes.append(f"set {key}={value}")
+    if _git(repo, "symbolic-ref", "HEAD") != "refs/heads/deploy":
+        _git(repo, "symbolic-ref", "HEAD", "refs/heads/deploy")
+        changes.append("HEAD -> refs/heads/deploy")
+
+    for name in HOOK_NAMES:
+        source, target = HOOKS_SOURCE / name, repo / "hooks" / name
+        if (
+            not target.exists()
+            or target.read_bytes() != source.read_bytes()
+            or (target.stat().st_mode & 0o777) != 0o755
+        ):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            target.chmod(0o755)
+            changes.append(f"installed hook {name}")
+
+    if not model_dir.is_dir():
+        model_dir.mkdir(parents=True)
+        changes.append(f"created model directory {model_dir}")
+    if owner:
+        changes += _chown(owner, repo, model_dir)
+    if probe:
+        _probe_checker(interpreter, app_dir, check_user)
+    return changes
+
+
+def _chown(owner: str, *roots: Path) -> list[str]:
+    try:
+        entry = pwd.getpwnam(owner)
+    except KeyError:
+        raise InstallError(f"user {owner!r} does not exist") from None
+    changed = []
+    for root in roots:
+        for path in [root, *root.rglob("*")]:
+            stat = path.lstat()
+            if (stat.st_uid, stat.st_gid) != (entry.pw_uid, entry.pw_gid):
+                os.lchown(path, entry.pw_uid, entry.pw_gid)
+                changed.append(str(path))
+    return [f"chown {owner} {len(changed)} path(s)"] if changed else []
+
+
+def _probe_checker(interpreter: Path, app_dir: Path, check_user: str) -> None:
+    """Fail now, not at the first push, if the unprivileged check user cannot run the app's Python."""
+    from githooks.check_model import unprivileged_prefix
+
+    try:
+        prefix = unprivileged_prefix(check_user)
+    except ValueError as exc:
+        raise InstallError(str(exc)) from None
+    command = [*prefix, str(interpreter), "-c", "import sklearn, githooks.check_model"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(app_dir), "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        command, env=env, cwd="/", capture_output=True, text=True, timeout=120, check=False
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        who = check_user if prefix else "this user"
+        raise InstallError(f"{who} cannot run {interpreter} with {app_dir}: {last}")
+
+
+@click.command()
+@click.option("--repo", type=click.Path(path_type=Path), required=True, help="Bare repository to create.")
+@click.option(
+    "--app-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=APP_DIR,
+    show_default=True,
+    help="Deployed stargazer checkout (STARGAZER_APP_DIR) whose serving code judges models.",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="STARGAZER_MODEL_DIR",
+    required=True,
+    help="STARGAZER_MODEL_DIR: releases/, current, deploy-log.jsonl.",
+)
+@click.option(
+    "--python", type=click.Path(path_type=Path), default=None, help="Default: <app-dir>/.venv/bin/python."
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="STARGAZER_DEPLOY_SECRET_FILE",
+    default=None,
+    help="File holding the deploy secret (only its path is stored).",
+)
+@click.option("--keep", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True)
+@click.option("--check-user", default=DEFAULT_CHECK_USER, show_default=True, help="'' keeps the hook's user.")
+@click.option(
+    "--check-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_CHECK_TIMEOUT, show_default=True
+)
+@click.option("--prune-expire", default=DEFAULT_PRUNE_EXPIRE, show_default=True)
+@click.option("--host-name", default=None, help="Name in the deploy log. Default: the hostname.")
+@click.option("--owner", default=None, help="chown the repository and model directory to this user.")
+@click.option(
+    "--probe/--no-probe", default=True, show_default=True, help="Check the check user can run Python."
+)
+def main(
+    repo: Path,
+    app_dir: Path,
+    model_dir: Path,
+    python: Path | None,
+    secret_file: Path | None,
+    keep: int,
+    check_user: str,
+    check_timeout: float,
+    prune_expire: str,
+    host_name: str | None,
+    owner: str | None,
+    probe: bool,
+) -> None:
+    """Create or update the bare deploy repository REPO with stargazer's hooks."""
+    changes = install(
+        repo.absolute(),
+        app_dir=app_dir.absolute(),
+        model_dir=model_dir.absolute(),
+        python=python.absolute() if python else None,
+        secret_file=secret_file.absolute() if secret_file else None,
+        keep=keep,
+        check_user=check_user,
+        check_timeout=check_timeout,
+        prune_expire=prune_expire,
+        host_name=host_name,
+        owner=owner,
+        probe=probe,
+    )
+    for change in changes:
+        click.echo(change)
+    click.echo(f"changed={'true' if changes else 'false'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

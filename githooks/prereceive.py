@@ -1,0 +1,199 @@
+"""pre-receive: refuse any push that must not become the served model (DESIGN.md §4).
+
+Accepted refs: ``refs/heads/deploy`` (switched by post-receive) and ``refs/staging/<version>`` (phase 1 of a
+multi-host deploy: validated here, switched by nobody). Everything else is refused.
+
+For each pushed commit, in this order, stopping at the first problem (one line per refused ref):
+1. the commit has ``model.json`` and ``model.joblib`` at its root;
+2. ``model.json`` parses and matches the manifest schema;
+3. its HMAC signature verifies with this host's deploy secret — BEFORE anything is unpickled;
+4. ``model.joblib``'s sha256 is the signed one;
+5. ``feature_version``, ``input_columns`` and the sklearn version match the serving code of
+   ``STARGAZER_APP_DIR`` (the hook runs with that checkout's interpreter, so "the serving code" is literal);
+6. the model loads and predicts a canned sample in a separate process, as an unprivileged user, within a time
+   limit (``githooks.check_model``). A deploy commit that this host already accepted as
+   ``refs/staging/<version>`` skips step 6: phase 2 of a deploy must switch all hosts quickly, and the same
+   bytes passed it minutes ago on this very host (steps 1-5 are repeated: they are cheap).
+
+git runs this hook with the pushed objects in a quarantine and discards them when the hook fails, so a refused
+push leaves nothing behind. Messages go to stderr, which git shows the pusher as ``remote: ...`` lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from githooks import gitcmd
+from githooks.settings import DEPLOY_REF, STAGING_PREFIX, HookSettings, SettingsError, load
+
+PREFIX = "stargazer:"
+
+
+@dataclass(frozen=True)
+class Update:
+    old: str
+    new: str
+    ref: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.ref} ({self.new[:10]})"
+
+
+@dataclass
+class Candidate:
+    """A pushed commit that passed the cheap checks and is extracted in ``directory``."""
+
+    update: Update
+    directory: Path
+    version: str
+    needs_load_check: bool
+
+
+def parse_updates(stream: TextIO) -> list[Update]:
+    updates = []
+    for line in stream:
+        parts = line.split()
+        if len(parts) == 3:
+            updates.append(Update(*parts))
+    return updates
+
+
+def ref_problem(update: Update) -> str | None:
+    """Refusals that need no object at all (so they cost no sklearn import)."""
+    if update.ref == DEPLOY_REF:
+        if gitcmd.is_zero(update.new):
+            return "deleting the deploy branch is not allowed (push an earlier version to roll back)"
+        return None
+    if update.ref.startswith(STAGING_PREFIX):
+        from model_serving.artifact import VERSION_PATTERN
+
+        name = update.ref[len(STAGING_PREFIX) :]
+        if not VERSION_PATTERN.match(name):
+            return f"staging ref must be refs/staging/<version>, got {update.ref}"
+        return None
+    return f"only {DEPLOY_REF} and {STAGING_PREFIX}<version> accept pushes on this host"
+
+
+def extract(update: Update, into: Path) -> None:
+    """Write the commit's model.json and model.joblib into ``into`` (nothing is parsed or unpickled here)."""
+    from model_serving import artifact
+
+    kind = gitcmd.object_type(update.new)
+    if kind != "commit":
+        raise artifact.ArtifactError(f"pushed object is a {kind}, not a commit")
+    entries = gitcmd.tree_entries(update.new)
+    for name in (artifact.MANIFEST_FILE, artifact.MODEL_FILE):
+        entry = entries.get(name)
+        if entry is None or entry.kind != "blob":
+            raise artifact.ArtifactError(f"{name} missing at the root of the pushed commit")
+        gitcmd.blob_to_file(entry.oid, into / name)
+        (into / name).chmod(0o640)
+
+
+def cheap_checks(update: Update, directory: Path, settings: HookSettings) -> Candidate:
+    """Steps 1-5: manifest, signature (before any unpickling), sha256, compatibility with the serving code."""
+    from model_serving import artifact
+
+    extract(update, directory)
+    for path in directory.iterdir():
+        _share_with_checker(path, settings)
+    if settings.secret is None:
+        raise artifact.ArtifactError("no deploy secret configured on this host: cannot verify signatures")
+    manifest = artifact.validate_version(directory, settings.secret)
+    if update.ref.startswith(STAGING_PREFIX) and update.ref[len(STAGING_PREFIX) :] != manifest.version:
+        raise artifact.ArtifactError(f"staging ref names {update.ref} but model.json is {manifest.version}")
+    staged = gitcmd.rev_parse(f"{STAGING_PREFIX}{manifest.version}")
+    needs_load = not (update.ref == DEPLOY_REF and staged == update.new)
+    return Candidate(update, directory, manifest.version, needs_load)
+
+
+def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
+    updates = parse_updates(stdin)
+    problems: list[str] = []
+    pending: list[Update] = []
+    for update in updates:
+        if update.ref.startswith(STAGING_PREFIX) and gitcmd.is_zero(update.new):
+            continue  # removing a staging ref is cleanup, always allowed
+        problem = ref_problem(update)
+        if problem:
+            problems.append(f"{PREFIX} refused {update.label}: {problem}")
+        else:
+            pending.append(update)
+    if problems or not pending:
+        return _finish(problems, [], stderr)
+
+    try:
+        settings = load()
+    except SettingsError as exc:
+        return _finish([f"{PREFIX} refused: host misconfigured: {exc}"], [], stderr)
+
+    from githooks.check_model import run_check
+    from model_serving import artifact
+
+    accepted: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="stargazer-prereceive-") as work:
+        _share_with_checker(Path(work), settings)
+        candidates: list[Candidate] = []
+        for index, update in enumerate(pending):
+            directory = Path(work) / str(index)
+            directory.mkdir()
+            _share_with_checker(directory, settings)
+            try:
+                candidates.append(cheap_checks(update, directory, settings))
+            except (artifact.ArtifactError, gitcmd.GitError) as exc:
+                problems.append(f"{PREFIX} refused {update.label}: {exc}")
+
+        to_load = [c for c in candidates if c.needs_load_check]
+        workers = max(1, min(len(to_load), os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(
+                lambda c: run_check(
+                    c.directory,
+                    python=settings.check_python,
+                    app_dir=settings.app_dir,
+                    user=settings.check_user,
+                    timeout=settings.check_timeout,
+                ),
+                to_load,
+            )
+            checked = dict(zip((id(c) for c in to_load), results, strict=True))
+        for candidate in candidates:
+            label = f"{candidate.update.label} model {candidate.version}"
+            result = checked.get(id(candidate))
+            if result is None:
+                accepted.append(f"{PREFIX} accepted {label} on {settings.host_name} (validated at staging)")
+            elif result.ok:
+                accepted.append(f"{PREFIX} accepted {label} on {settings.host_name}: {result.message}")
+            else:
+                problems.append(f"{PREFIX} refused {candidate.update.label}: {result.message}")
+    return _finish(problems, accepted, stderr)
+
+
+def _share_with_checker(path: Path, settings: HookSettings) -> None:
+    """Readable by the unprivileged check user's group only (not by everyone: models are private)."""
+    if os.geteuid() == 0 and settings.check_user:
+        import pwd
+
+        try:
+            os.chown(path, 0, pwd.getpwnam(settings.check_user).pw_gid)
+        except KeyError:
+            return  # run_check reports the missing user as the refusal reason
+        path.chmod(0o750 if path.is_dir() else 0o640)
+
+
+def _finish(problems: list[str], accepted: list[str], stderr: TextIO) -> int:
+    """git rejects every ref of a push whose pre-receive fails: "accepted" is printed only on success."""
+    for line in problems or accepted:
+        print(line, file=stderr, flush=True)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

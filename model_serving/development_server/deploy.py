@@ -1,0 +1,442 @@
+"""``deploy``: sign a model version, commit it to the deploy repository, push it to every production host.
+
+    python -m model_serving.development_server deploy                      # newest models/<version>
+    python -m model_serving.development_server deploy --version V          # that version
+    python -m model_serving.development_server deploy model-V              # an earlier one: a rollback
+    python -m model_serving.development_server deploy --rollback           # the one deployed before the last
+    python -m model_serving.development_server deploy --remote prod1 --remote ssh://git@10.0.0.7/srv/models.git
+
+The deploy repository (``STARGAZER_DEPLOY_REPO``, default ``var/deploy.git``, a bare repository created on
+first use) holds branch ``deploy``; each commit holds ONE version (``model.joblib`` and the signed
+``model.json`` at the root) and is tagged ``model-<version>``. Production hosts are its git remotes
+(``git -C var/deploy.git remote add prod1 git@host:/srv/git/models.git``) or ``--remote`` names/URLs.
+
+Design choices (DESIGN.md §4; see docs/deploy.md):
+
+- Each deploy commit is a ROOT commit (no parent). Every deploy, rollbacks included, is therefore a forced
+  update of ``deploy`` on the hosts, and an old version's blobs become unreachable there once it is replaced,
+  so post-receive can prune them: a host's repository holds one model, not all of them. The history lives in
+  the tags and in the deploy branch's reflog here, and in each host's deploy log.
+- Rollback = pushing an earlier version's commit (its tag). The bytes and the signature are the ones that were
+  validated before, and the hooks validate them again.
+- Signing happens here (the development side holds the secret). The training output is not modified: the
+  signed ``model.json`` exists only in the deploy commit.
+- Several hosts, TWO PHASES: phase 1 pushes ``refs/staging/<version>`` to every host, where pre-receive runs
+  every check (signature, sha256, compatibility, load-and-predict); only when all accepted does phase 2 push
+  ``deploy`` everywhere (post-receive switches ``current``) and delete the staging refs. One refusing host
+  means no host switches, and the command says so. With a single host, one push does both.
+- Deploys from this repository are serialized by a lock file, so two concurrent ``deploy`` runs cannot
+  interleave their phases across hosts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import os
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import click
+
+from model_serving import artifact
+
+DEPLOY_REF: Final = "refs/heads/deploy"
+STAGING_PREFIX: Final = "refs/staging/"
+TAG_PREFIX: Final = "model-"
+HOOK_PREFIX: Final = "remote: stargazer:"
+DEFAULT_REPO: Final = Path("var/deploy.git")
+DEFAULT_MODELS: Final = Path("models")
+
+
+class DeployError(click.ClickException):
+    """A deploy that cannot start or did not complete; one line, exit code 1."""
+
+
+@dataclass
+class HostAnswer:
+    """What one host said about one push."""
+
+    remote: str
+    ok: bool
+    lines: list[str] = field(default_factory=list)  # the hooks' "stargazer:" lines, else git's last words
+    up_to_date: bool = False  # the host's deploy branch already was this commit: no hook ran
+
+    def summary(self) -> str:
+        return "; ".join(self.lines) if self.lines else ("ok" if self.ok else "failed (no message)")
+
+
+class DeployRepo:
+    """The local bare repository of deploy commits (plumbing only: no work tree, no index)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def git(self, *args: str, input_text: str | None = None, env: dict[str, str] | None = None) -> str:
+        result = subprocess.run(
+            ["git", f"--git-dir={self.path}", *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+        if result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[0]
+            raise DeployError(f"git {args[0]} failed in {self.path}: {first}")
+        return result.stdout.strip()
+
+    def ensure(self) -> None:
+        if not (self.path / "HEAD").exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                ["git", "init", "--quiet", "--bare", "--initial-branch=deploy", str(self.path)],
+                check=True,
+                capture_output=True,
+            )
+        # The reflog of ``deploy`` is the local deploy history that ``--rollback`` walks.
+        self.git("config", "core.logAllRefUpdates", "always")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One deploy at a time from this repository (blocks until the other one is finished)."""
+        with (self.path / "stargazer-deploy.lock").open("a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def resolve(self, rev: str) -> str | None:
+        result = subprocess.run(
+            ["git", f"--git-dir={self.path}", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip() or None
+
+    def remotes(self) -> list[str]:
+        return [r for r in self.git("remote").splitlines() if r]
+
+    def commit_version(self, version_dir: Path, secret: bytes) -> tuple[str, artifact.Manifest]:
+        """Sign (a scratch copy of model.json) and commit a version; reuse its tag if the content is equal."""
+        with tempfile.TemporaryDirectory(prefix="stargazer-sign-") as scratch:
+            work = Path(scratch)
+            (work / artifact.MANIFEST_FILE).write_bytes((version_dir / artifact.MANIFEST_FILE).read_bytes())
+            (work / artifact.MODEL_FILE).symlink_to((version_dir / artifact.MODEL_FILE).resolve())
+            manifest = artifact.sign_version(work, secret)  # checks the sha256 before signing
+            artifact.check_compatible(manifest)  # refuse here what every host would refuse anyway
+            blobs = {
+                artifact.MODEL_FILE: self.git(
+                    "hash-object", "-w", "--", str(version_dir / artifact.MODEL_FILE)
+                ),
+                artifact.MANIFEST_FILE: self.git(
+                    "hash-object", "-w", "--", str(work / artifact.MANIFEST_FILE)
+                ),
+            }
+        tree = self.git(
+            "mktree",
+            input_text="".join(f"100644 blob {oid}\t{name}\n" for name, oid in sorted(blobs.items())),
+        )
+        tag = TAG_PREFIX + manifest.version
+        existing = self.resolve(f"refs/tags/{tag}")
+        if existing is not None and self.git("rev-parse", f"{existing}^{{tree}}") == tree:
+            return existing, manifest
+        message = (
+            f"model {manifest.version}\n\nsha256 {manifest.sha256}\ncode_version {manifest.code_version}\n"
+            f"holdout {manifest.metrics.holdout.model_dump()}\n"
+        )
+        commit = self.git("commit-tree", tree, "-m", message, env=_identity_env(self))
+        self.git(
+            "tag", "--force", tag, commit
+        )  # re-signed with a new secret: the tag moves to the new commit
+        return commit, manifest
+
+    def version_of(self, commit: str) -> str:
+        """The version a deploy commit carries (read from its model.json, not trusted beyond naming)."""
+        raw = self.git("cat-file", "blob", f"{commit}:{artifact.MANIFEST_FILE}")
+        try:
+            return str(json.loads(raw)["version"])
+        except (ValueError, KeyError, TypeError):
+            raise DeployError(f"commit {commit[:10]} has no readable model.json version") from None
+
+    def previous_deployed(self) -> str | None:
+        """The commit deployed before the current one (walking the reflog of ``deploy``)."""
+        current = self.resolve(DEPLOY_REF)
+        if current is None:
+            return None
+        result = subprocess.run(
+            ["git", f"--git-dir={self.path}", "reflog", "show", "--format=%H", DEPLOY_REF],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        for commit in result.stdout.split():
+            if commit != current:
+                return commit
+        return None
+
+
+def _identity_env(repo: DeployRepo) -> dict[str, str]:
+    """commit-tree needs an identity; fall back to user@host when git has none configured."""
+    env: dict[str, str] = {}
+    result = subprocess.run(
+        ["git", f"--git-dir={repo.path}", "var", "GIT_COMMITTER_IDENT"], capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        user, host = _actor().split("@", 1)
+        for role in ("AUTHOR", "COMMITTER"):
+            env[f"GIT_{role}_NAME"] = user
+            env[f"GIT_{role}_EMAIL"] = f"{user}@{host}"
+    return env
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def push(repo: DeployRepo, remote: str, refspecs: Sequence[str], *, timeout: float, actor: str) -> HostAnswer:
+    """One ``git push`` to one host; its answer is the hooks' ``stargazer:`` lines (never raises)."""
+    command = [
+        "git",
+        f"--git-dir={repo.path}",
+        "push",
+        "--porcelain",
+        "--push-option",
+        f"actor={actor}",
+        remote,
+        *refspecs,
+    ]
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return HostAnswer(remote, False, [f"no answer within {timeout:g} s"])
+    output = result.stderr.splitlines() + result.stdout.splitlines()
+    lines = [line[len("remote: ") :].strip() for line in output if line.startswith(HOOK_PREFIX)]
+    rejected = [line.split("\t")[-1] for line in result.stdout.splitlines() if line.startswith("!")]
+    ok = result.returncode == 0 and not rejected
+    up_to_date = ok and any(
+        line.startswith("=") and DEPLOY_REF in line for line in result.stdout.splitlines()
+    )
+    if up_to_date:
+        lines.append("already serving this commit (deploy branch up to date)")
+    if not ok and not any("refused" in line for line in lines):
+        # No hook verdict: the host is unreachable, or git itself refused (e.g. a concurrent update).
+        reason = "; ".join(rejected) or next(
+            (line.strip() for line in reversed(result.stderr.splitlines()) if line.strip()), "push failed"
+        )
+        lines.append(f"push failed: {reason}")
+    return HostAnswer(remote, ok, lines, up_to_date)
+
+
+def push_all(
+    repo: DeployRepo, remotes: Sequence[str], refspecs: Sequence[str], *, timeout: float, actor: str
+) -> list[HostAnswer]:
+    """The same push to every host at once (hosts are independent; the slowest decides the wait)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(remotes))) as pool:
+        return list(pool.map(lambda r: push(repo, r, refspecs, timeout=timeout, actor=actor), remotes))
+
+
+def _report(phase: str, answers: Sequence[HostAnswer]) -> None:
+    click.echo(phase)
+    for answer in answers:
+        verdict = "ok" if answer.ok else "REFUSED" if any("refused" in x for x in answer.lines) else "FAILED"
+        click.echo(f"  {answer.remote}: {verdict}: {answer.summary()}")
+
+
+def _switched(answer: HostAnswer) -> bool:
+    return answer.ok and (
+        answer.up_to_date or any(line.startswith("stargazer: switched") for line in answer.lines)
+    )
+
+
+def deploy(
+    repo: DeployRepo,
+    *,
+    commit: str,
+    version: str,
+    remotes: Sequence[str],
+    timeout: float,
+    actor: str,
+) -> None:
+    """Push ``commit`` to every remote (two phases when there are several); raises DeployError on failure."""
+    switch = [f"+{commit}:{DEPLOY_REF}"]
+    staging_ref = f"{STAGING_PREFIX}{version}"
+    if len(remotes) > 1:
+        staged = push_all(repo, remotes, [f"+{commit}:{staging_ref}"], timeout=timeout, actor=actor)
+        _report("phase 1/2: validate on every host (push refs/staging/<version>)", staged)
+        refused = [a for a in staged if not a.ok]
+        if refused:
+            accepted = [a.remote for a in staged if a.ok]
+            if accepted:
+                push_all(repo, accepted, [f":{staging_ref}"], timeout=timeout, actor=actor)
+            names = ", ".join(a.remote for a in refused)
+            raise DeployError(
+                f"no host switched: {names} refused {version}"
+                + (f" (staging ref removed from {', '.join(accepted)})" if accepted else "")
+            )
+        switch.append(f":{staging_ref}")
+    answers = push_all(repo, remotes, switch, timeout=timeout, actor=actor)
+    _report("phase 2/2: switch every host (push deploy)" if len(remotes) > 1 else "push deploy", answers)
+    done = [a.remote for a in answers if _switched(a)]
+    failed = [a.remote for a in answers if not _switched(a)]
+    if failed:
+        if not done:
+            raise DeployError(f"no host switched: {', '.join(failed)} did not accept {version}")
+        raise DeployError(
+            f"DEPLOY INCOMPLETE: {', '.join(done)} switched to {version}, {', '.join(failed)} did not: "
+            f"hosts now serve different versions; re-run the deploy, or roll back with --rollback"
+        )
+    repo.git("update-ref", "-m", f"deploy {version} to {', '.join(remotes)}", DEPLOY_REF, commit)
+    click.echo(f"deployed {version} to {len(remotes)} host(s): {', '.join(remotes)}")
+
+
+def choose_commit(
+    repo: DeployRepo, target: str | None, *, rollback: bool, models_dir: Path, secret: bytes | None
+) -> tuple[str, str]:
+    """(commit, version) for the deploy: a tag/earlier version, a models/<version>, or the newest one."""
+    if rollback:
+        if target:
+            raise DeployError("give either a version/tag or --rollback, not both")
+        previous = repo.previous_deployed()
+        if previous is None:
+            raise DeployError(
+                f"nothing to roll back to: {repo.path} records fewer than two deployed versions"
+            )
+        return previous, repo.version_of(previous)
+    name = target[len(TAG_PREFIX) :] if target and target.startswith(TAG_PREFIX) else target
+    if name and not (models_dir / name).is_dir():
+        tagged = repo.resolve(f"refs/tags/{TAG_PREFIX}{name}")
+        if tagged is None:
+            raise DeployError(
+                f"unknown version {target}: no tag {TAG_PREFIX}{name} and no {models_dir / name}"
+            )
+        return tagged, repo.version_of(tagged)
+    version_dir = models_dir / name if name else artifact.newest_version(models_dir)
+    if version_dir is None:
+        raise DeployError(f"no model version in {models_dir}: train one first")
+    if secret is None:
+        raise DeployError(f"no deploy secret: set {artifact.SECRET_ENV} or {artifact.SECRET_FILE_ENV}")
+    try:
+        commit, manifest = repo.commit_version(version_dir, secret)
+    except artifact.ArtifactError as exc:
+        raise DeployError(f"{version_dir.name}: {exc}") from None
+    return commit, manifest.version
+
+
+def _split_remotes(values: Sequence[str]) -> list[str]:
+    return [part for value in values for part in value.replace(",", " ").split() if part]
+
+
+@click.command()
+@click.argument("target", required=False)
+@click.option("--version", "version", default=None, help="Version under --models (default: the newest).")
+@click.option("--rollback", is_flag=True, help="Deploy the version that was deployed before the current one.")
+@click.option(
+    "--remote",
+    "remotes",
+    multiple=True,
+    envvar="STARGAZER_DEPLOY_REMOTES",
+    help="Remote name or URL (repeatable; env: comma-separated). Default: every remote of the deploy repo.",
+)
+@click.option(
+    "--models",
+    "models_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_MODELS,
+    show_default=True,
+    help="Directory of model versions (training output).",
+)
+@click.option(
+    "--repo",
+    "repo_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="STARGAZER_DEPLOY_REPO",
+    default=DEFAULT_REPO,
+    show_default=True,
+    help="Local bare deploy repository (created on first use).",
+)
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Per push.")
+def deploy_command(
+    target: str | None,
+    version: str | None,
+    rollback: bool,
+    remotes: tuple[str, ...],
+    models_dir: Path,
+    repo_path: Path,
+    timeout: float,
+) -> None:
+    """Deploy a model version (TARGET: a version or a model-<version> tag) to every production host."""
+    if target and version:
+        raise DeployError("give the version once: either TARGET or --version")
+    try:
+        secret = artifact.deploy_secret_from_env()
+    except artifact.ArtifactError as exc:
+        raise DeployError(str(exc)) from None
+    repo = DeployRepo(repo_path)
+    repo.ensure()
+    with repo.lock():
+        chosen = _split_remotes(remotes) or repo.remotes()
+        if not chosen:
+            raise DeployError(
+                f"no production remote: pass --remote or `git -C {repo_path} remote add NAME URL`"
+            )
+        commit, name = choose_commit(
+            repo, target or version, rollback=rollback, models_dir=models_dir, secret=secret
+        )
+        click.echo(f"deploy {name} (commit {commit[:10]}, tag {TAG_PREFIX}{name}) to {', '.join(chosen)}")
+        deploy(repo, commit=commit, version=name, remotes=chosen, timeout=timeout, actor=_actor())
+
+
+@click.command()
+@click.option("--remote", "remotes", multiple=True, envvar="STARGAZER_DEPLOY_REMOTES")
+@click.option(
+    "--repo",
+    "repo_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="STARGAZER_DEPLOY_REPO",
+    default=DEFAULT_REPO,
+    show_default=True,
+)
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.pass_context
+def rollback_command(ctx: click.Context, remotes: tuple[str, ...], repo_path: Path, timeout: float) -> None:
+    """Roll every host back to the version deployed before the current one (same as deploy --rollback)."""
+    ctx.invoke(
+        deploy_command,
+        target=None,
+        version=None,
+        rollback=True,
+        remotes=remotes,
+        models_dir=DEFAULT_MODELS,
+        repo_path=repo_path,
+        timeout=timeout,
+    )
+
+
+@click.group()
+def main() -> None:
+    """Deploy commands on their own (the development-server CLI also registers ``deploy``)."""
+
+
+main.add_command(deploy_command, "deploy")
+main.add_command(rollback_command, "rollback")
+
+if __name__ == "__main__":
+    main()
