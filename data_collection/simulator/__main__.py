@@ -1,0 +1,96 @@
+"""`python -m data_collection.simulator`: run the GitHub simulator on a port until interrupted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any
+
+import click
+
+from data_collection.simulator.config import SimulatorConfig
+from data_collection.simulator.pages import PagesError
+from data_collection.simulator.server import SimulatorServer
+
+
+def _tokens(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    tokens = tuple(t.strip() for t in value.split(",") if t.strip())
+    if not tokens:
+        raise click.BadParameter("no token in the list")
+    return tokens
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port to bind; 0 picks a free one (printed at start).")
+@click.option("--repos", type=click.IntRange(0), default=5000, show_default=True,
+              help="Repositories to generate.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the generator and of the faults.")
+@click.option("--min-stars", type=click.IntRange(0), default=50, show_default=True,
+              help="Fewest stars of a generated repository.")
+@click.option("--star-alpha", type=click.FloatRange(min=0, min_open=True), default=1.1, show_default=True,
+              help="Tail exponent of the star distribution.")
+@click.option("--pages", multiple=True, type=click.Path(dir_okay=False),
+              help="Genuine search API JSON page to serve instead of generated repositories (repeatable).")
+@click.option("--tokens", callback=_tokens, help="Comma-separated tokens the simulator accepts.")
+@click.option("--quota-core", type=click.IntRange(0), default=5000, show_default=True)
+@click.option("--quota-search", type=click.IntRange(0), default=30, show_default=True)
+@click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Speed of simulated time: 3600 turns the hourly window into one second.")
+@click.option("--reset-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Length of every rate-limit window in real seconds (overrides --time-scale).")
+@click.option("--exhausted-status", type=click.Choice(["403", "429"]), default="403", show_default=True)
+@click.option("--error-rate-502", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--error-rate-503", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--slow-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--slow-seconds", type=click.FloatRange(0), default=0.5, show_default=True)
+@click.option("--secondary-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--secondary-retry-after", type=click.IntRange(0), default=1, show_default=True)
+@click.option("--incomplete-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--too-large-commits", type=click.IntRange(1), default=50_000, show_default=True,
+              help="Contributors answer 403 'too large' for repositories with at least this many commits.")
+@click.option("--access-log/--no-access-log", default=False, help="Log request lines (never headers).")
+def main(**opts: Any) -> None:
+    """A GitHub REST API simulator (search, repos, counts, users, rate limits, faults) on HOST:PORT."""
+    config = SimulatorConfig(
+        host=opts["host"], port=opts["port"], repos=opts["repos"], seed=opts["seed"],
+        min_stars=opts["min_stars"], star_alpha=opts["star_alpha"], pages=tuple(opts["pages"]),
+        tokens=opts["tokens"], quota_core=opts["quota_core"], quota_search=opts["quota_search"],
+        time_scale=opts["time_scale"], reset_seconds=opts["reset_seconds"],
+        exhausted_status=int(opts["exhausted_status"]), error_rate_502=opts["error_rate_502"],
+        error_rate_503=opts["error_rate_503"], slow_rate=opts["slow_rate"], slow_seconds=opts["slow_seconds"],
+        secondary_rate=opts["secondary_rate"], secondary_retry_after=opts["secondary_retry_after"],
+        incomplete_rate=opts["incomplete_rate"], contributors_too_large_commits=opts["too_large_commits"],
+        access_log=opts["access_log"],
+    )
+    try:
+        sim = SimulatorServer(config)
+    except (ValueError, PagesError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    # SIGTERM (kill PID) ends serve_forever cleanly, like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        sim.bind()
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {reason}") from exc
+    info = sim.describe()
+    click.echo(f"GitHub simulator on {sim.url}: {info['repositories']} repositories "
+               f"(built in {info['build_seconds']} s), {len(config.tokens)} token(s)", err=True)
+    click.echo(json.dumps({"url": sim.url, "repositories": info["repositories"]}), err=False)
+    sys.stdout.flush()
+    try:
+        sim.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,397 @@
+"""What the simulator answers: GitHub's REST behaviour, independent of the HTTP plumbing (server.py).
+
+Order of checks for every request, as GitHub applies them:
+1. credentials: an unknown or revoked token is a 401 "Bad credentials" (nothing charged);
+2. `/rate_limit` answers at once and is never charged;
+3. faults: a forced storm or a random 502/503, a slow reply, a secondary limit (403 + `Retry-After`; asking
+   again before it is over is refused again);
+4. the primary limit of the resource (`search` for search, `core` otherwise): spent -> 403 (or 429) with
+   `x-ratelimit-remaining: 0` and the reset second;
+5. the answer; a matching `If-None-Match` turns a 200 into a 304 without body that is NOT charged for an
+   authenticated caller (GitHub's rule), and charged for an anonymous one.
+Every answer carries `x-ratelimit-*`, `x-github-request-id`, `ETag` (of 200s) and a JSON content type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from data_collection.simulator import render
+from data_collection.simulator.config import SimulatorConfig
+from data_collection.simulator.query import QueryError
+from data_collection.simulator.ratelimit import Bucket, RateLimiter
+from data_collection.simulator.stats import ANONYMOUS, INVALID, Stats
+from data_collection.simulator.store import SORTS, RepoStore
+
+DOCS = "https://docs.github.com/rest"
+SEARCH_CAP = 1000
+LIST_KINDS = ("contributors", "commits", "releases")
+
+TOO_LARGE = ("The history or contributor list is too large to list contributors for this repository via the "
+             "API.")
+SECONDARY = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+             "If you reach out to GitHub Support for help, please include the request ID {rid}.")
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+def _json(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _error(status: int, message: str, doc: str = DOCS, **extra: Any) -> tuple[int, Any]:
+    return status, {"message": message, **extra, "documentation_url": doc, "status": str(status)}
+
+
+def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(params.get(name, default))
+    except (TypeError, ValueError):
+        return default
+
+
+class GitHubApp:
+    def __init__(self, store: RepoStore, config: Callable[[], SimulatorConfig], stats: Stats,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._config = config
+        self.stats = stats
+        self.limits = RateLimiter(config, clock)
+        self._lock = threading.Lock()
+        self._rng = random.Random(config().seed ^ 0x5EED)
+        self._request_counter = 0
+        self._forced: list[int] = []  # statuses of the next forced faults (a storm)
+        self._forced_secondary = 0
+        self.revoked: set[str] = set()
+        self.extra_tokens: set[str] = set()
+
+    # -- runtime control -------------------------------------------------------------------------------------
+    def force_errors(self, count: int, status: int = 502) -> None:
+        with self._lock:
+            self._forced.extend([status] * count)
+
+    def force_secondary(self, count: int = 1) -> None:
+        with self._lock:
+            self._forced_secondary += count
+
+    def _next_request_id(self) -> tuple[str, list[float]]:
+        """A GitHub-looking request id, and this request's fault draws (fixed order, hence reproducible)."""
+        with self._lock:
+            self._request_counter += 1
+            n = self._request_counter
+            draws = [self._rng.random() for _ in range(5)]
+        rid = (f"{n & 0xFFFF:04X}:{(n * 7919) & 0xFFFF:04X}:{n * 104729 & 0xFFFFFF:06X}:{n:06X}:"
+               f"{0x646B0000 + n:08X}")
+        return rid, draws
+
+    # -- the request -----------------------------------------------------------------------------------------
+    def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], client: str,
+               base_url: str) -> Response:
+        cfg = self._config()
+        rid, draws = self._next_request_id()
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        endpoint, route = self._route(method, path)
+
+        # 1. credentials
+        auth = headers.get("authorization") or headers.get("Authorization") or ""
+        token: str | None = None
+        if auth:
+            scheme, _, value = auth.strip().partition(" ")
+            value = value.strip()
+            if scheme.lower() not in ("bearer", "token") or not value or not self._known(value, cfg):
+                self.stats.record(endpoint, INVALID, 401, None)
+                bucket = self.limits.peek(client, "core", False)
+                return self._finish(401, _error(401, "Bad credentials")[1], rid, bucket, "core", {})
+            token = value
+        caller = token if token is not None else client
+        label = token if token is not None else ANONYMOUS
+        authenticated = token is not None
+        resource = "search" if endpoint == "search" else ("graphql" if endpoint == "graphql" else "core")
+
+        # 2. /rate_limit: free
+        if endpoint == "rate_limit":
+            body = self._rate_limit(caller, authenticated)
+            bucket = self.limits.peek(caller, "core", authenticated)
+            self.stats.record(endpoint, label, 200, None)
+            return self._finish(200, body, rid, bucket, "core", {})
+
+        # 3. faults
+        with self._lock:
+            forced = self._forced.pop(0) if self._forced else None
+            forced_secondary = False
+            if forced is None and self._forced_secondary > 0:
+                self._forced_secondary -= 1
+                forced_secondary = True
+        status_fault = forced
+        if status_fault is None and draws[0] < cfg.error_rate_502:
+            status_fault = 502
+        elif status_fault is None and draws[1] < cfg.error_rate_503:
+            status_fault = 503
+        delay = cfg.slow_seconds if draws[2] < cfg.slow_rate else 0.0
+        if delay:
+            self.stats.fault("slow")
+        if status_fault is not None:
+            self.stats.fault(str(status_fault))
+            self.stats.record(endpoint, label, status_fault, None)
+            message = "Server Error" if status_fault == 502 else "Service Unavailable"
+            resp = self._finish(status_fault, {"message": message, "documentation_url": DOCS}, rid,
+                                self.limits.peek(caller, resource, authenticated), resource, {})
+            resp.delay = delay
+            return resp
+        left = self.limits.secondary_blocked(caller)
+        if left > 0 or forced_secondary or draws[3] < cfg.secondary_rate:
+            if left > 0:
+                self.stats.fault("secondary_violation")
+                retry_after = max(1, math.ceil(left))
+            else:
+                retry_after = cfg.secondary_retry_after
+            self.limits.block_secondary(caller, retry_after)
+            self.stats.fault("secondary")
+            self.stats.record(endpoint, label, 403, None)
+            resp = self._finish(403, _error(403, SECONDARY.format(rid=rid),
+                                            f"{DOCS}/overview/rate-limits-for-the-rest-api")[1],
+                                rid, self.limits.peek(caller, resource, authenticated), resource,
+                                {"Retry-After": str(retry_after)})
+            resp.delay = delay
+            return resp
+
+        # 4. primary limit (checked before the answer: a spent quota answers nothing else)
+        bucket = self.limits.peek(caller, resource, authenticated)
+        if bucket.remaining <= 0:
+            return self._exhausted(endpoint, label, caller, client, authenticated, rid, bucket, resource,
+                                   delay)
+
+        # 5. the answer
+        status, payload, extra = route(params, base_url, authenticated, draws[4], path, query)
+        body = b"" if payload is None else _json(payload)
+        etag = None
+        if status == 200:
+            etag = 'W/"' + hashlib.sha256(body).hexdigest() + '"'
+            extra["ETag"] = etag
+            if self._etag_matches(headers, etag):
+                if not authenticated:
+                    ok, bucket = self.limits.charge(caller, resource, authenticated)
+                    if not ok:
+                        return self._exhausted(endpoint, label, caller, client, authenticated, rid, bucket,
+                                               resource, delay)
+                self.stats.record(endpoint, label, 304, None if authenticated else resource)
+                resp = self._finish(304, None, rid, bucket, resource, extra)
+                resp.delay = delay
+                return resp
+        ok, bucket = self.limits.charge(caller, resource, authenticated)
+        if not ok:  # spent by a concurrent request in the meantime
+            return self._exhausted(endpoint, label, caller, client, authenticated, rid, bucket, resource,
+                                   delay)
+        self.stats.record(endpoint, label, status, resource)
+        resp = self._finish(status, payload, rid, bucket, resource, extra, body=body)
+        resp.delay = delay
+        return resp
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _known(self, token: str, cfg: SimulatorConfig) -> bool:
+        return (token in cfg.tokens or token in self.extra_tokens) and token not in self.revoked
+
+    @staticmethod
+    def _etag_matches(headers: Mapping[str, str], etag: str) -> bool:
+        sent = headers.get("if-none-match") or headers.get("If-None-Match")
+        if not sent:
+            return False
+        if sent.strip() == "*":
+            return True
+        ours = etag.removeprefix("W/")
+        return any(tag.strip().removeprefix("W/") == ours for tag in sent.split(","))
+
+    def _exhausted(self, endpoint: str, label: str, caller: str, client: str, authenticated: bool, rid: str,
+                   bucket: Bucket, resource: str, delay: float) -> Response:
+        cfg = self._config()
+        self.stats.fault("exhausted")
+        self.stats.record(endpoint, label, cfg.exhausted_status, None)
+        if authenticated:
+            who = f"user ID {abs(hash(caller)) % 10_000_000}"
+            message = (f"API rate limit exceeded for {who}. If you reach out to GitHub Support for help, "
+                       f"please include the request ID {rid}.")
+        else:
+            message = (f"API rate limit exceeded for {client}. (But here's the good news: Authenticated "
+                       "requests get a higher rate limit. Check out the documentation for more details.) "
+                       f"If you reach out to GitHub Support for help, please include the request ID {rid}.")
+        spent = Bucket(bucket.limit, bucket.limit, bucket.reset)
+        resp = self._finish(cfg.exhausted_status,
+                            _error(cfg.exhausted_status, message,
+                                   f"{DOCS}/overview/rate-limits-for-the-rest-api")[1],
+                            rid, spent, resource, {})
+        resp.delay = delay
+        return resp
+
+    def _finish(self, status: int, payload: Any, rid: str, bucket: Bucket, resource: str,
+                extra: dict[str, str], body: bytes | None = None) -> Response:
+        if body is None:
+            body = b"" if payload is None or status in (204, 304) else _json(payload)
+        headers = {
+            "x-ratelimit-limit": str(bucket.limit),
+            "x-ratelimit-remaining": str(bucket.remaining),
+            "x-ratelimit-reset": str(bucket.reset),
+            "x-ratelimit-used": str(bucket.used),
+            "x-ratelimit-resource": resource,
+            "x-github-request-id": rid,
+            "x-github-api-version-selected": "2022-11-28",
+            "Cache-Control": "private, max-age=60, s-maxage=60",
+            "Vary": "Accept, Authorization, Cookie, X-GitHub-OTP",
+            "X-GitHub-Media-Type": "github.v3; format=json",
+        }
+        if status not in (204, 304):
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        headers.update(extra)
+        return Response(status=status, body=body, headers=headers)
+
+    def _route(self, method: str, path: str) -> tuple[str, Callable[..., tuple[int, Any, dict[str, str]]]]:
+        parts = [p for p in path.split("/") if p]
+        if method == "GET":
+            if parts == ["rate_limit"]:
+                return "rate_limit", self._not_found
+            if parts == ["search", "repositories"]:
+                return "search", self._search
+            if len(parts) == 3 and parts[0] == "repos":
+                return "repo", self._repo
+            if len(parts) == 4 and parts[0] == "repos" and parts[3] in LIST_KINDS:
+                return parts[3], self._list
+            if len(parts) == 2 and parts[0] == "users":
+                return "user", self._user
+        return "not_found", self._not_found
+
+    def _not_found(self, *_: Any) -> tuple[int, Any, dict[str, str]]:
+        return (*_error(404, "Not Found"), {})
+
+    # -- endpoints -------------------------------------------------------------------------------------------
+    def _search(self, params: dict[str, str], base: str, authenticated: bool, draw: float, path: str,
+                query: str) -> tuple[int, Any, dict[str, str]]:
+        q = params.get("q", "").strip()
+        if not q:
+            return (*_error(422, "Validation Failed", "https://docs.github.com/v3/search",
+                            errors=[{"resource": "Search", "field": "q", "code": "missing"}]), {})
+        sort = params.get("sort", "")
+        sort = sort if sort in SORTS else "best-match"
+        order = "asc" if params.get("order", "desc").lower() == "asc" else "desc"
+        per_page = min(100, max(1, _int_param(params, "per_page", 30)))
+        page = max(1, _int_param(params, "page", 1))
+        try:
+            matches = self.store.search(q, sort, order)
+        except QueryError as exc:
+            return (*_error(422, "Validation Failed", "https://docs.github.com/v3/search",
+                            errors=[{"message": str(exc), "resource": "Search", "field": "q",
+                                     "code": "invalid"}]), {})
+        start = (page - 1) * per_page
+        if start >= SEARCH_CAP:
+            return (*_error(422, "Only the first 1000 search results are available",
+                            "https://docs.github.com/v3/search/"), {})
+        reachable = min(len(matches), SEARCH_CAP)
+        chosen = matches[start:min(start + per_page, reachable)]
+        incomplete = draw < self._config().incomplete_rate and len(chosen) > 1
+        if incomplete:
+            self.stats.fault("incomplete")
+            keep = random.Random(hash((q, page, per_page, draw))).sample(range(len(chosen)),
+                                                                         max(1, len(chosen) * 2 // 3))
+            chosen = [chosen[i] for i in sorted(keep)]
+        items = [render.search_item(r, base) for r in chosen]
+        payload = {"total_count": len(matches), "incomplete_results": incomplete, "items": items}
+        extra: dict[str, str] = {}
+        link = link_header(base, path, query, page, per_page, reachable)
+        if link:
+            extra["Link"] = link
+        return 200, payload, extra
+
+    def _repo(self, params: dict[str, str], base: str, authenticated: bool, draw: float, path: str,
+              query: str) -> tuple[int, Any, dict[str, str]]:
+        _, owner, name = [p for p in path.split("/") if p]
+        repo = self.store.repo(f"{owner}/{name}")
+        if repo is None:
+            return (*_error(404, "Not Found", f"{DOCS}/repos/repos#get-a-repository"), {})
+        return 200, render.full_repo(repo, base, authenticated), {}
+
+    def _user(self, params: dict[str, str], base: str, authenticated: bool, draw: float, path: str,
+              query: str) -> tuple[int, Any, dict[str, str]]:
+        login = [p for p in path.split("/") if p][1]
+        owner = self.store.owner(login)
+        if owner is None:
+            return (*_error(404, "Not Found", f"{DOCS}/users/users#get-a-user"), {})
+        return 200, render.user(owner, base), {}
+
+    def _list(self, params: dict[str, str], base: str, authenticated: bool, draw: float, path: str,
+              query: str) -> tuple[int, Any, dict[str, str]]:
+        _, owner, name, kind = [p for p in path.split("/") if p]
+        repo = self.store.repo(f"{owner}/{name}")
+        if repo is None:
+            return (*_error(404, "Not Found", f"{DOCS}/repos/repos#get-a-repository"), {})
+        cfg = self._config()
+        if kind == "contributors":
+            if repo.commits_count >= cfg.contributors_too_large_commits:
+                return (*_error(403, TOO_LARGE, f"{DOCS}/repos/repos#list-repository-contributors"), {})
+            if repo.empty:
+                return 204, None, {}
+            anon = params.get("anon", "").lower() in ("1", "true")
+            total = repo.contributors_count if anon else repo.contributors_count - repo.anon_contributors
+            make = render.contributor
+        elif kind == "commits":
+            if repo.empty:
+                return (*_error(409, "Git Repository is empty.", f"{DOCS}/commits/commits#list-commits"), {})
+            total = repo.commits_count
+            make = render.commit
+        else:
+            total = repo.releases_count
+            make = render.release
+        per_page = min(100, max(1, _int_param(params, "per_page", 30)))
+        page = max(1, _int_param(params, "page", 1))
+        start = (page - 1) * per_page
+        items = [make(repo, i, base) for i in range(start, min(total, start + per_page))]
+        extra: dict[str, str] = {}
+        link = link_header(base, path, query, page, per_page, total)
+        if link:
+            extra["Link"] = link
+        return 200, items, extra
+
+    def _rate_limit(self, caller: str, authenticated: bool) -> dict[str, Any]:
+        resources = {}
+        for resource in ("core", "search", "graphql"):
+            if resource == "graphql" and not authenticated:
+                resources[resource] = {"limit": 0, "used": 0, "remaining": 0,
+                                       "reset": int(time.time()) + 3600}
+                continue
+            b = self.limits.peek(caller, resource, authenticated)
+            resources[resource] = {"limit": b.limit, "used": b.used, "remaining": b.remaining,
+                                   "reset": b.reset}
+        return {"resources": resources, "rate": dict(resources["core"])}
+
+
+def link_header(base: str, path: str, query: str, page: int, per_page: int, total: int) -> str:
+    """GitHub's pagination `Link` (prev, next, last, first in its order); empty when one page holds all."""
+    last = max(1, math.ceil(total / per_page))
+    if total <= per_page and page == 1:
+        return ""
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "page"]
+
+    def url(n: int) -> str:
+        return f"<{base}{path}?{urlencode([*pairs, ('page', str(n))])}>"
+
+    links = []
+    if page > 1:
+        links.append(f'{url(min(page - 1, last))}; rel="prev"')
+    if page < last:
+        links.append(f'{url(page + 1)}; rel="next"')
+        links.append(f'{url(last)}; rel="last"')
+    if page > 1:
+        links.append(f'{url(1)}; rel="first"')
+    return ", ".join(links)
