@@ -58,7 +58,7 @@ def apply_plan(
     fleet = plan.fleet
     out = Outcome()
     group_ids = {name: g.id for name, g in obs.groups.items()}
-    to_wait: list[tuple[str, str, str]] = []  # (server name, id, role)
+    to_wait: list[tuple[str, str, bool]] = []  # (server name, id, attach a floating IP once ACTIVE)
     to_attach: list[tuple[str, str]] = []  # (server name, id)
 
     deleting: list[tuple[str, str]] = []  # (server name, id): DELETEs sent, gone not yet confirmed
@@ -116,9 +116,9 @@ def apply_plan(
                     ),
                 )
                 out.created.append(f"server {action.name}")
-                to_wait.append((action.name, server.id, action.role))
-            case WaitServer(server=server):
-                to_wait.append((server.name, server.id, server.role))
+                to_wait.append((action.name, server.id, action.floating_ip))
+            case WaitServer(server=server, floating_ip=floating_ip):
+                to_wait.append((server.name, server.id, floating_ip))
             case AttachFloatingIp(server=server):
                 to_attach.append((server.name, server.id))
             case DeleteGroup(name=name, group_id=group_id):
@@ -134,9 +134,7 @@ def apply_plan(
         _wait_deleted(cloud, deleting, timeout=timeout, echo=echo)
     if to_wait:
         active = _wait_all(cloud, to_wait, timeout=timeout, cleanup_failed=cleanup_failed, echo=echo, out=out)
-        to_attach += [
-            (name, sid) for name, sid, role in to_wait if sid in active and fleet.role(role).floating_ip
-        ]
+        to_attach += [(name, sid) for name, sid, attach in to_wait if attach and sid in active]
     for name, server_id in to_attach:
         _attach_floating_ip(cloud, fleet, obs, name, server_id, echo, out)
     return out
@@ -144,7 +142,7 @@ def apply_plan(
 
 def _wait_all(
     cloud: Cloud,
-    servers: list[tuple[str, str, str]],
+    servers: list[tuple[str, str, bool]],
     *,
     timeout: float,
     cleanup_failed: bool,
@@ -157,7 +155,7 @@ def _wait_all(
     with tqdm(
         total=len(servers), desc="waiting for ACTIVE", unit="server", file=sys.stderr, disable=None
     ) as bar:
-        for name, server_id, _role in servers:
+        for name, server_id, _attach in servers:
             try:
                 cloud.wait_active(server_id, deadline - time.monotonic())
             except os_exc.ResourceFailure:

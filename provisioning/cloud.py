@@ -160,12 +160,16 @@ class Cloud:
                     obs.external_network_id = self._find(
                         c.network.find_network, fleet.external_network, "external network"
                     )
+            seen: dict[tuple[str, str | None], str] = {}  # roles often share an image or a flavor
             for role in roles_in_use:
                 with self.errors(f"looking up the image and flavor for {role}"):
-                    obs.image_ids[role] = self._find(c.image.find_image, fleet.image_for(role), "image")
-                    obs.flavor_ids[role] = self._find(
-                        c.compute.find_flavor, fleet.role(role).flavor, "flavor"
-                    )
+                    for kind, finder, name, into in (
+                        ("image", c.image.find_image, fleet.image_for(role), obs.image_ids),
+                        ("flavor", c.compute.find_flavor, fleet.role(role).flavor, obs.flavor_ids),
+                    ):
+                        if (kind, name) not in seen:
+                            seen[(kind, name)] = self._find(finder, name, kind)
+                        into[role] = seen[(kind, name)]
         with self.errors("looking up the keypair"):
             keypair = c.compute.find_keypair(fleet.keypair.name, ignore_missing=True)
             obs.keypair_exists = keypair is not None

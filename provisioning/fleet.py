@@ -106,24 +106,36 @@ class RayPorts(_Strict):
         return self
 
     def fixed_ports(self) -> list[int]:
-        return [self.gcs_port, self.dashboard_port, self.client_server_port, self.node_manager_port,
-                self.object_manager_port, self.metrics_export_port, self.dashboard_agent_grpc_port,
-                self.runtime_env_agent_port, self.dashboard_agent_listen_port]
+        return [
+            self.gcs_port,
+            self.dashboard_port,
+            self.client_server_port,
+            self.node_manager_port,
+            self.object_manager_port,
+            self.metrics_export_port,
+            self.dashboard_agent_grpc_port,
+            self.runtime_env_agent_port,
+            self.dashboard_agent_listen_port,
+        ]
 
     def node_args(self) -> str:
         """`ray start` flags every node (head and workers) needs so it listens only on opened ports."""
-        return (f"--node-manager-port={self.node_manager_port} "
-                f"--object-manager-port={self.object_manager_port} "
-                f"--metrics-export-port={self.metrics_export_port} "
-                f"--dashboard-agent-grpc-port={self.dashboard_agent_grpc_port} "
-                f"--dashboard-agent-listen-port={self.dashboard_agent_listen_port} "
-                f"--runtime-env-agent-port={self.runtime_env_agent_port} "
-                f"--min-worker-port={self.min_worker_port} --max-worker-port={self.max_worker_port}")
+        return (
+            f"--node-manager-port={self.node_manager_port} "
+            f"--object-manager-port={self.object_manager_port} "
+            f"--metrics-export-port={self.metrics_export_port} "
+            f"--dashboard-agent-grpc-port={self.dashboard_agent_grpc_port} "
+            f"--dashboard-agent-listen-port={self.dashboard_agent_listen_port} "
+            f"--runtime-env-agent-port={self.runtime_env_agent_port} "
+            f"--min-worker-port={self.min_worker_port} --max-worker-port={self.max_worker_port}"
+        )
 
     def head_args(self) -> str:
         """The head's extra flags (on top of node_args)."""
-        return (f"--port={self.gcs_port} --dashboard-port={self.dashboard_port} "
-                f"--ray-client-server-port={self.client_server_port}")
+        return (
+            f"--port={self.gcs_port} --dashboard-port={self.dashboard_port} "
+            f"--ray-client-server-port={self.client_server_port}"
+        )
 
 
 class Fleet(_Strict):

@@ -99,9 +99,11 @@ class CreateServer:
 @dataclass(frozen=True)
 class WaitServer:
     server: ServerInfo
+    floating_ip: bool  # attach one once ACTIVE
 
     def line(self) -> str:
-        return f"~ server {self.server.name} is {self.server.status}: wait for ACTIVE"
+        fip = ", then a floating IP" if self.floating_ip else ""
+        return f"~ server {self.server.name} is {self.server.status}: wait for ACTIVE{fip}"
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,7 @@ def _server_actions(fleet: Fleet, obs: Observed, cleanup_failed: bool, plan: Pla
             if s.status == "ERROR":
                 continue
             if s.status != "ACTIVE":
-                plan.actions.append(WaitServer(s))
+                plan.actions.append(WaitServer(s, spec.floating_ip and not s.floating_ip))
             else:
                 where = s.floating_ip or s.private_ip or "no address"
                 plan.notes.append(f"= server {s.name} ACTIVE ({where})")

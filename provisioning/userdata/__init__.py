@@ -22,7 +22,7 @@ NOVA_USER_DATA_LIMIT = 65535  # bytes of base64, Nova's limit
 def render_user_data(
     *, role: str, fleet: str, hostname: str, index: int, template: Path | None = None
 ) -> str:
-    path = template or TEMPLATES / f"{role}.yaml"
+    path = template or TEMPLATES / f"{role}.yaml.tmpl"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:

@@ -102,13 +102,14 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
 
 
 @pytest.fixture
-def ansible_inventory() -> Callable[[Path], dict[str, Any]]:
+def ansible_inventory() -> Callable[..., dict[str, Any]]:
     """Parse an inventory with the real `ansible-inventory` (what ansible-playbook will see)."""
     exe = require_executable("ansible-inventory", str(REPO_ROOT / ".venv" / "bin" / "ansible-inventory"))
 
-    def parse(path: Path) -> dict[str, Any]:
+    def parse(*paths: Path) -> dict[str, Any]:
+        sources = [arg for path in paths for arg in ("-i", str(path))]
         out = subprocess.run(
-            [exe, "-i", str(path), "--list"], capture_output=True, text=True, check=True, timeout=60
+            [exe, *sources, "--list"], capture_output=True, text=True, check=True, timeout=60
         )
         return yaml.safe_load(out.stdout)
 

@@ -71,6 +71,8 @@ class FakeCloud:
     build_polls: int = 1  # GETs a new server answers BUILD before it turns ACTIVE
     fail_on_build: dict[str, str] = field(default_factory=dict)  # server name -> fault message
     never_active: set[str] = field(default_factory=set)  # server names stuck in BUILD
+    delete_polls: int = 1  # GETs a deleted server still answers (task_state "deleting") before it is gone
+    quota_status: int = 403  # Nova answers over-quota boots with 403 (older/other limits with 413)
     quota_instances: int = 20
     quota_floating_ips: int = 10
     # State.
@@ -327,16 +329,19 @@ class FakeCloud:
                     raise nova_error(404, "itemNotFound", f"Keypair {name} not found for user x")
                 return 202, None
             case ("GET", ["servers"]) | ("GET", ["servers", "detail"]):
-                servers = list(self.servers.values())
+                servers = [s for s in list(self.servers.values()) if not self._gone(s)]
                 if "name" in query:
                     servers = [s for s in servers if re.search(query["name"][0], s["name"])]
                 return 200, {"servers": [self._server_view(s) for s in servers]}
             case ("GET", ["servers", server_id]):
-                return 200, {"server": self._server_view(self._server(server_id))}
+                server = self._server(server_id)
+                if self._gone(server):
+                    raise nova_error(404, "itemNotFound", f"Instance {server_id} could not be found.")
+                return 200, {"server": self._server_view(server)}
             case ("POST", ["servers"]):
                 return 202, {"server": self._create_server(body["server"])}
             case ("DELETE", ["servers", server_id]):
-                self._delete_server(self._server(server_id))
+                self._server(server_id).setdefault("deleting", 0)  # Nova deletes asynchronously
                 return 204, None
         return 404, {"_unhandled": True}
 
@@ -367,8 +372,8 @@ class FakeCloud:
     def _create_server(self, spec: dict[str, Any]) -> dict[str, Any]:
         if len(self.servers) + 1 > self.quota_instances:
             raise nova_error(
-                403,
-                "forbidden",
+                self.quota_status,
+                "forbidden" if self.quota_status == 403 else "overLimit",
                 f"Quota exceeded for instances: Requested 1, but already used "
                 f"{len(self.servers)} of {self.quota_instances} instances",
             )
@@ -499,7 +504,7 @@ class FakeCloud:
             "created": "2026-01-01T00:00:00Z",
             "updated": "2026-01-01T00:00:00Z",
             "OS-EXT-STS:vm_state": server["status"].lower(),
-            "OS-EXT-STS:task_state": None,
+            "OS-EXT-STS:task_state": "deleting" if "deleting" in server else None,
             "OS-EXT-STS:power_state": 1,
             "progress": 0,
             "accessIPv4": "",
@@ -513,6 +518,16 @@ class FakeCloud:
         if "fault" in server:
             view["fault"] = server["fault"]
         return view
+
+    def _gone(self, server: dict[str, Any]) -> bool:
+        """A deleted server lingers for `delete_polls` looks, then it and its ports are really gone."""
+        if "deleting" not in server:
+            return False
+        server["deleting"] += 1
+        if server["deleting"] <= self.delete_polls:
+            return False
+        self._delete_server(server)
+        return True
 
     def _ports_of(self, server_id: str) -> list[dict[str, Any]]:
         return [p for p in self.ports.values() if p["device_id"] == server_id]

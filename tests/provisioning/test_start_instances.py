@@ -5,12 +5,17 @@ Each test reads like an operator's session: create, run again, scale, break, tea
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import openstack
+import pytest
+import yaml
+
 from tests.provisioning.conftest import PUBLIC_CIDR, Env
+from tests.support import REPO_ROOT
 
 RAY_AND_AMQP = [5672, 6379, 6380, 6381, 6382, 6383, 6384, 8265, 10001, 52365]
 
@@ -192,8 +197,10 @@ def test_a_server_still_building_at_the_timeout_fails_the_run(env: Env) -> None:
     assert "sg-development-1" in env.fake.server_names()
 
 
-def test_quota_exceeded_is_one_clear_line(env: Env) -> None:
+@pytest.mark.parametrize("status", [403, 413])
+def test_quota_exceeded_is_one_clear_line(env: Env, status: int) -> None:
     env.fake.quota_instances = 2
+    env.fake.quota_status = status
     result = env.run()
     assert result.exit_code == 1
     lines = _stderr_lines(result)
@@ -315,9 +322,7 @@ def test_a_foreign_server_with_a_fleet_name_is_left_alone(env: Env) -> None:
     assert impostor["id"] in env.fake.servers
 
 
-def test_inventory_is_what_ansible_reads(
-    env: Env, ansible_inventory: Callable[[Path], dict[str, Any]]
-) -> None:
+def test_inventory_is_what_ansible_reads(env: Env, ansible_inventory: Callable[..., dict[str, Any]]) -> None:
     assert env.run().exit_code == 0
     parsed = ansible_inventory(env.inventory)
     assert set(parsed["all"]["children"]) >= {"orchestration", "development", "ray_workers", "production"}
@@ -337,3 +342,32 @@ def test_inventory_is_what_ansible_reads(
         assert "--min-worker-port=10002 --max-worker-port=10999" in hv["ray_node_port_args"]
     assert parsed["ray_workers"]["hosts"] == ["sg-ray-worker-1", "sg-ray-worker-2"]
     assert parsed["development"]["hosts"] == ["sg-development-1"]
+
+
+def test_dynamic_inventory_example_groups_like_the_generated_one(
+    env: Env, ansible_inventory: Callable[..., dict[str, Any]]
+) -> None:
+    """inventory/openstack.yml's groups and compose, applied by real Ansible to servers as openstacksdk
+    returns them (the plugin itself needs the openstack.cloud collection, not installed here)."""
+    env.write_fleet(name="stargazer")
+    assert env.run().exit_code == 0
+    generated = ansible_inventory(env.inventory)
+    conn = openstack.connect(cloud="fake")
+    servers = [s.to_dict(computed=False) for s in conn.compute.servers(details=True)]
+    hosts = {"all": {"hosts": {s["name"]: {"openstack": json.loads(json.dumps(s))} for s in servers}}}
+    (env.tmp / "servers.yml").write_text(yaml.safe_dump(hosts))
+    example = yaml.safe_load((REPO_ROOT / "inventory" / "openstack.yml").read_text())
+    constructed = {
+        "plugin": "ansible.builtin.constructed",
+        "strict": True,
+        "groups": example["groups"],
+        "compose": example["compose"],
+    }
+    (env.tmp / "openstack.constructed.yml").write_text(yaml.safe_dump(constructed))
+    dynamic = ansible_inventory(env.tmp / "servers.yml", env.tmp / "openstack.constructed.yml")
+    for group in ("development", "ray_workers", "production"):
+        assert sorted(dynamic[group]["hosts"]) == sorted(generated[group]["hosts"])
+    for name, hv in generated["_meta"]["hostvars"].items():
+        dyn = dynamic["_meta"]["hostvars"][name]
+        for key in ("private_ip", "floating_ip", "openstack_id", "fleet_index", "stargazer_fleet"):
+            assert dyn[key] == hv[key], (name, key)
