@@ -45,6 +45,36 @@ def count_from(resp: ApiResponse) -> int | None:
     return len(resp.data) if isinstance(resp.data, list) else None
 
 
+#: field -> (list path, query). Contributors with `anon=true`: authors without a GitHub account count too.
+LIST_REQUESTS: dict[str, tuple[str, dict[str, str | int]]] = {
+    "contributors_count": ("contributors", {"per_page": 1, "anon": "true"}),
+    "commits_count": ("commits", {"per_page": 1}),
+    "releases_count": ("releases", {"per_page": 1}),
+}
+
+
+def fetch_count(client: GitHubClient, full_name: str, field: str) -> int | None:
+    """One enrichment value of one repository in one request (serving's lookups use it too)."""
+    if field == "subscribers_count":
+        resp = client.get(f"/repos/{full_name}", accept=(403, 404, 451))
+        if resp.status != 200 or not isinstance(resp.data, dict):
+            return None
+        value = resp.data.get("subscribers_count")
+        return None if value is None else int(value)
+    path, params = LIST_REQUESTS[field]
+    resp = client.get(f"/repos/{full_name}/{path}", params, accept=(403, 404, 409, 422, 451))
+    if resp.status == 403:
+        log.info("%s: GitHub refuses its %s list (%s): left empty", full_name, path, resp.message())
+    return count_from(resp)
+
+
+def fetch_followers(client: GitHubClient, login: str) -> int | None:
+    resp = client.get(f"/users/{login}", accept=(403, 404, 451))
+    if resp.status != 200 or not isinstance(resp.data, dict) or resp.data.get("followers") is None:
+        return None
+    return int(resp.data["followers"])
+
+
 class Enricher:
     def __init__(self, client: GitHubClient, journal: Checkpoint, *, workers: int = 4,
                  progress: Callable[[int], None] | None = None, graphql: bool | None = None) -> None:
@@ -57,25 +87,10 @@ class Enricher:
 
     # -- one value each ------------------------------------------------------------------------------------
     def fetch(self, full_name: str, field: str) -> int | None:
-        if field == "subscribers_count":
-            resp = self.client.get(f"/repos/{full_name}", accept=(403, 404, 451))
-            if resp.status != 200 or not isinstance(resp.data, dict):
-                return None
-            value = resp.data.get("subscribers_count")
-            return None if value is None else int(value)
-        path = {"contributors_count": "contributors", "commits_count": "commits",
-                "releases_count": "releases"}[field]
-        resp = self.client.get(f"/repos/{full_name}/{path}", {"per_page": 1},
-                               accept=(403, 404, 409, 422, 451))
-        if resp.status == 403:
-            log.info("%s: GitHub refuses its %s list (%s): left empty", full_name, path, resp.message())
-        return count_from(resp)
+        return fetch_count(self.client, full_name, field)
 
     def fetch_followers(self, login: str) -> int | None:
-        resp = self.client.get(f"/users/{login}", accept=(403, 404, 451))
-        if resp.status != 200 or not isinstance(resp.data, dict) or resp.data.get("followers") is None:
-            return None
-        return int(resp.data["followers"])
+        return fetch_followers(self.client, login)
 
     # -- GraphQL batches (when the API has them) -----------------------------------------------------------
     def _graphql_batch(self, names: list[str], done: dict[str, dict[str, int | None]],

@@ -161,7 +161,9 @@ class SearchWalk:
         if incomplete:
             log.warning("search %r page %d still incomplete after %d tries; the slice check will catch gaps",
                         query, page, self.incomplete_retries + 1)
-        self.journal.save_search_page(key, key_page, asdict(result))
+        # Not dataclasses.asdict: it deep-copies every row (seconds per thousand pages).
+        self.journal.save_search_page(key, key_page, {"total_count": result.total_count,
+                                                      "incomplete": incomplete, "rows": rows})
         return result
 
     def _page(self, query: str, page: int, tag: str = "") -> Page:
