@@ -34,7 +34,6 @@ from pathlib import Path
 
 import click
 
-from model_serving import artifact, releases
 from model_serving.production_server.services import (
     ServiceError,
     http_get,
@@ -81,6 +80,8 @@ def _private_file(path: Path, make: str) -> str:
 
 def deploy_secret_env() -> tuple[bytes, dict[str, str], str]:
     """The deploy secret, the environment that hands it to the workers, and where it came from."""
+    from model_serving import artifact
+
     secret = artifact.deploy_secret_from_env()
     if secret:
         return secret, {}, "STARGAZER_DEPLOY_SECRET(_FILE)"
@@ -96,6 +97,9 @@ def ensure_model(model_dir: Path, models_dir: Path, secret: bytes) -> str:
     runs. An existing ``current`` is kept, but checked first, so a wrong secret is one clear line here
     instead of a stack that never becomes ready.
     """
+    # Imported here, not at the top: they pull in scikit-learn, which `stop` and `status` never need.
+    from model_serving import artifact, releases
+
     current = releases.current_release(model_dir)
     if current is None:
         newest = artifact.newest_version(models_dir)
