@@ -20,6 +20,7 @@ import math
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from data_collection.simulator import render
 from data_collection.simulator.config import SimulatorConfig
+from data_collection.simulator.model import Repo
 from data_collection.simulator.query import QueryError
 from data_collection.simulator.ratelimit import Bucket, RateLimiter
 from data_collection.simulator.stats import ANONYMOUS, INVALID, Stats
@@ -78,6 +80,7 @@ class GitHubApp:
         self._forced: list[int] = []  # statuses of the next forced faults (a storm)
         self._forced_secondary = 0
         self.revoked: set[str] = set()
+        self._items: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self.extra_tokens: set[str] = set()
 
     # -- runtime control -------------------------------------------------------------------------------------
@@ -178,7 +181,7 @@ class GitHubApp:
 
         # 5. the answer
         status, payload, extra = route(params, base_url, authenticated, draws[4], path, query)
-        body = b"" if payload is None else _json(payload)
+        body = payload if isinstance(payload, bytes) else (b"" if payload is None else _json(payload))
         etag = None
         if status == 200:
             etag = 'W/"' + hashlib.sha256(body).hexdigest() + '"'
@@ -306,13 +309,28 @@ class GitHubApp:
             keep = random.Random(hash((q, page, per_page, draw))).sample(range(len(chosen)),
                                                                          max(1, len(chosen) * 2 // 3))
             chosen = [chosen[i] for i in sorted(keep)]
-        items = [render.search_item(r, base) for r in chosen]
-        payload = {"total_count": len(matches), "incomplete_results": incomplete, "items": items}
+        # Items are serialized once and reused: a collection reads each repository in several slices.
+        payload = b"".join((
+            b'{"total_count":', str(len(matches)).encode(), b',"incomplete_results":',
+            b"true" if incomplete else b"false", b',"items":[',
+            b",".join(self._item_json(r, base) for r in chosen), b"]}",
+        ))
         extra: dict[str, str] = {}
         link = link_header(base, path, query, page, per_page, reachable)
         if link:
             extra["Link"] = link
         return 200, payload, extra
+
+    def _item_json(self, repo: Repo, base: str) -> bytes:
+        key = (repo.id, base)
+        cached = self._items.get(key)
+        if cached is None:
+            cached = _json(render.search_item(repo, base))
+            with self._lock:
+                self._items[key] = cached
+                if len(self._items) > 50_000:
+                    self._items.popitem(last=False)
+        return cached
 
     def _repo(self, params: dict[str, str], base: str, authenticated: bool, draw: float, path: str,
               query: str) -> tuple[int, Any, dict[str, str]]:
