@@ -123,6 +123,15 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(np.nan, index=frame.index, dtype=object)
 
 
+def _count(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A count as plain float64 with NaN for unknown, whatever came in: CSV text, JSON numbers or None, or
+    the nullable ``Int64`` of ``data_collection.dataset.read_dataset`` (whose ``pd.NA`` would otherwise leak
+    into the imputer as an object column)."""
+    counts = pd.to_numeric(_column(frame, name), errors="coerce")
+    return pd.Series(np.asarray(counts.astype("Float64").to_numpy(na_value=np.nan), dtype=float),
+                     index=frame.index).clip(lower=0)
+
+
 def _text_length(series: pd.Series) -> pd.Series:
     return series.map(lambda v: float(len(v)) if isinstance(v, str) else 0.0)
 
@@ -168,11 +177,9 @@ class RepositoryFeatures(BaseEstimator, TransformerMixin):
         out["active_span_days"] = days_between(pushed, created)
 
         for name in COUNT_COLUMNS:
-            counts = pd.to_numeric(_column(frame, name), errors="coerce").clip(lower=0)
-            out[f"log_{name}"] = np.log1p(counts)
+            out[f"log_{name}"] = np.log1p(_count(frame, name))
         for name in ("forks_count", "commits_count", "releases_count", "contributors_count"):
-            counts = pd.to_numeric(_column(frame, name), errors="coerce").clip(lower=0)
-            out[f"log_{name}_per_year"] = np.log1p(counts / age_years)
+            out[f"log_{name}_per_year"] = np.log1p(_count(frame, name) / age_years)
 
         out["topics_count"] = _topics_count(_column(frame, "topics"))
         out["description_length"] = _text_length(_column(frame, "description"))

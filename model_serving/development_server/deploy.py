@@ -220,7 +220,9 @@ def push(repo: DeployRepo, remote: str, refspecs: Sequence[str], *, timeout: flo
         remote,
         *refspecs,
     ]
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    # The secret stays in this process: a push over the local transport would hand it to the hooks.
+    hidden = (artifact.SECRET_ENV, artifact.SECRET_FILE_ENV)
+    env = {**{k: v for k, v in os.environ.items() if k not in hidden}, "GIT_TERMINAL_PROMPT": "0"}
     try:
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, env=env, check=False

@@ -1,0 +1,164 @@
+"""Command line: ``train`` (the whole run), ``screen`` and ``tune`` alone, and ``deploy`` when installed.
+
+    python -m model_serving.development_server train --data data/repos.csv --trials 50 --out models/
+
+Progress goes to the terminal (tqdm for screening, Ray Tune's own table for tuning); the last lines of
+``train`` are the artifact path and the held-out metrics. Bad data ends with one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from model_serving.development_server import plots, screening, train, tuning
+from model_serving.development_server.cluster import ray_session
+from model_serving.development_server.data import TrainingDataError
+
+
+def _common(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--data",
+            "data",
+            type=click.Path(path_type=Path),
+            required=True,
+            help="Dataset CSV (DESIGN.md §1).",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seeds the held-out split, the folds, the search and every forest.",
+        ),
+        click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True),
+        click.option(
+            "--test-size",
+            type=click.FloatRange(0.05, 0.5),
+            default=0.2,
+            show_default=True,
+            help="Share of rows held out before screening and tuning.",
+        ),
+        click.option(
+            "--num-cpus",
+            type=click.IntRange(1),
+            default=None,
+            help="CPUs of a private local Ray cluster (ignored when RAY_ADDRESS is set).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _tuning_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--trials", type=click.IntRange(1), default=50, show_default=True, help="Ray Tune num_samples."
+        ),
+        click.option("--cpus-per-trial", type=click.FloatRange(0.1), default=1, show_default=True),
+        click.option(
+            "--max-concurrent",
+            type=click.IntRange(1),
+            default=None,
+            help="max_concurrent_trials (1 makes tuning reproducible).",
+        ),
+        click.option("--search", type=click.Choice(tuning.SEARCHES), default="optuna", show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """stargazer development server: screening, Ray Tune tuning and versioned model artifacts."""
+
+
+@main.command("train")
+@_common
+@_tuning_options
+@click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
+@click.option("--skip-screening", is_flag=True, help="Go straight to tuning.")
+def train_command(data: Path, out: Path, **kwargs: Any) -> None:
+    """Screen, tune, fit, evaluate once on the held-out part and write models/<version>/."""
+    options = train.RunOptions(data=data, out=out, **kwargs)
+    try:
+        train.train(options, echo=click.echo)
+    except TrainingDataError as exc:
+        _fail(exc)
+
+
+@main.command("screen")
+@_common
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/screening"), show_default=True)
+def screen_command(data: Path, out: Path, num_cpus: int | None, **kwargs: Any) -> None:
+    """Screening alone (training part only): screening.{csv,md,png} in --out."""
+    options = train.RunOptions(data=data, out=out, num_cpus=num_cpus, **kwargs)
+    try:
+        _, prepared = train.load(options, click.echo)
+    except TrainingDataError as exc:
+        _fail(exc)
+    with ray_session(num_cpus=num_cpus) as cluster:
+        click.echo(f"ray: {cluster.address}, {cluster.nodes} node(s), {cluster.cpus:g} CPUs")
+        table = screening.run_screening(prepared, seed=options.seed)
+    csv_path, _ = screening.write_table(table, out)
+    plots.screening_chart(table, out / "screening.png")
+    click.echo(screening.markdown_table(table))
+    click.echo(f"screening table: {csv_path}")
+
+
+@main.command("tune")
+@_common
+@_tuning_options
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/tuning"), show_default=True)
+def tune_command(data: Path, out: Path, num_cpus: int | None, **kwargs: Any) -> None:
+    """Ray Tune alone (training part only): trials.csv and tuning.png in --out, best params printed."""
+    options = train.RunOptions(data=data, out=out, num_cpus=num_cpus, **kwargs)
+    try:
+        _, prepared = train.load(options, click.echo)
+    except TrainingDataError as exc:
+        _fail(exc)
+    with ray_session(num_cpus=num_cpus) as cluster:
+        click.echo(f"ray: {cluster.address}, {cluster.nodes} node(s), {cluster.cpus:g} CPUs")
+        tuned = tuning.run_tuning(
+            prepared,
+            trials=options.trials,
+            seed=options.seed,
+            cpus_per_trial=options.cpus_per_trial,
+            max_concurrent=options.max_concurrent,
+            search=options.search,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    tuned.trials.to_csv(out / "trials.csv", index=False)
+    plots.tuning_chart(tuned.trials, out / "tuning.png")
+    for message in tuned.errors:
+        click.echo(f"a trial failed (reported, not fatal): {message}")
+    click.echo(
+        f"trials: {out / 'trials.csv'} ({len(tuned.trials)} trials, {tuned.wall_seconds:.1f} s, "
+        f"nodes {', '.join(tuned.nodes_used)})"
+    )
+    click.echo(f"best CV: {json.dumps(tuned.best_cv)}")
+    click.echo(f"best params: {json.dumps(tuned.best_params)}")
+
+
+def _register_deploy() -> None:
+    """The deploy command belongs to another module; add it when that module exists (imported lazily)."""
+    try:
+        from model_serving.development_server.deploy import deploy_command
+    except ImportError:
+        return
+    if isinstance(deploy_command, click.Command):
+        main.add_command(deploy_command, "deploy")
+
+
+_register_deploy()
