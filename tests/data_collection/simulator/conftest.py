@@ -12,16 +12,19 @@ from data_collection.simulator import SimulatorServer
 
 TOKENS = ("tok-a", "tok-b", "tok-c")
 
+MakeSim = Callable[..., SimulatorServer]
+
 
 @pytest.fixture(scope="session")
 def big_sim() -> Iterator[SimulatorServer]:
     """5,000 repositories, generous quotas: for read-only tests (do not change its config)."""
-    with SimulatorServer(repos=5000, seed=11, tokens=TOKENS, quota_search=100_000, quota_core=1_000_000) as sim:
+    with SimulatorServer(repos=5000, seed=11, tokens=TOKENS, quota_search=100_000,
+                         quota_core=1_000_000) as sim:
         yield sim
 
 
 @pytest.fixture
-def make_sim() -> Iterator[Callable[..., SimulatorServer]]:
+def make_sim() -> Iterator[MakeSim]:
     started: list[SimulatorServer] = []
 
     def make(**overrides: object) -> SimulatorServer:
@@ -42,5 +45,5 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
-def auth(token: str = "tok-a") -> dict[str, str]:
+def auth(token: str = TOKENS[0]) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}

@@ -10,13 +10,14 @@ import requests
 
 from data_collection.simulator import SimulatorServer
 from data_collection.simulator.model import Repo
-from tests.data_collection.simulator.conftest import auth
+from tests.data_collection.simulator.conftest import MakeSim, auth
 
 LISTS = {"contributors": "contributors_count", "commits": "commits_count", "releases": "releases_count"}
 
 
 def _count_in_one_request(http: requests.Session, sim: SimulatorServer, repo: Repo, kind: str) -> int | None:
-    r = http.get(f"{sim.url}/repos/{repo.full_name}/{kind}", params={"per_page": 1, "anon": 1}, headers=auth())
+    r = http.get(f"{sim.url}/repos/{repo.full_name}/{kind}", params={"per_page": 1, "anon": 1},
+                 headers=auth())
     if r.status_code in (204, 409):
         return 0
     if r.status_code != 200:
@@ -65,7 +66,8 @@ def test_paging_through_a_list_yields_exactly_its_items(big_sim: SimulatorServer
 
 def test_full_repository_has_the_enrichment_fields(big_sim: SimulatorServer, http: requests.Session) -> None:
     repo = max(big_sim.store.repos, key=lambda r: r.stargazers_count)
-    body = http.get(f"{big_sim.url}/repos/{repo.full_name.upper()}", headers=auth()).json()  # case-insensitive
+    # case-insensitive, as GitHub
+    body = http.get(f"{big_sim.url}/repos/{repo.full_name.upper()}", headers=auth()).json()
     assert body["full_name"] == repo.full_name
     assert body["subscribers_count"] == repo.subscribers_count
     assert body["network_count"] == repo.network_count
@@ -90,29 +92,30 @@ def test_unknown_repositories_and_paths_are_404(big_sim: SimulatorServer, http: 
         assert r.status_code == 404 and r.json()["message"] == "Not Found"
 
 
-def test_biggest_histories_refuse_contributors(make_sim, http: requests.Session) -> None:  # noqa: ANN001
+def test_biggest_histories_refuse_contributors(make_sim: MakeSim, http: requests.Session) -> None:
     sim = make_sim(contributors_too_large_commits=2000)
     huge = next(r for r in sim.store.repos if r.commits_count >= 2000)
     r = http.get(f"{sim.url}/repos/{huge.full_name}/contributors", params={"per_page": 1}, headers=auth())
     assert r.status_code == 403
-    assert r.json()["message"] == ("The history or contributor list is too large to list contributors for this "
-                                   "repository via the API.")
+    assert r.json()["message"] == ("The history or contributor list is too large to list contributors for "
+                                   "this repository via the API.")
     assert r.headers["x-ratelimit-remaining"] != "0"  # not a rate limit: the client must not wait
     assert http.get(f"{sim.url}/repos/{huge.full_name}/commits?per_page=1", headers=auth()).status_code == 200
 
 
-def test_empty_repository(make_sim, http: requests.Session) -> None:  # noqa: ANN001
+def test_empty_repository(make_sim: MakeSim, http: requests.Session) -> None:
     sim = make_sim(repos=2000)
     empty = next(r for r in sim.store.repos if r.empty)
     commits = http.get(f"{sim.url}/repos/{empty.full_name}/commits?per_page=1", headers=auth())
     assert commits.status_code == 409 and commits.json()["message"] == "Git Repository is empty."
-    contributors = http.get(f"{sim.url}/repos/{empty.full_name}/contributors?per_page=1&anon=1", headers=auth())
+    contributors = http.get(f"{sim.url}/repos/{empty.full_name}/contributors?per_page=1&anon=1",
+                            headers=auth())
     assert contributors.status_code == 204 and contributors.content == b""
     releases = http.get(f"{sim.url}/repos/{empty.full_name}/releases?per_page=1", headers=auth())
     assert releases.status_code == 200 and releases.json() == [] and "Link" not in releases.headers
 
 
-def test_rate_limit_endpoint_is_free(make_sim, http: requests.Session) -> None:  # noqa: ANN001
+def test_rate_limit_endpoint_is_free(make_sim: MakeSim, http: requests.Session) -> None:
     sim = make_sim()
     http.get(f"{sim.url}/repos/{sim.store.repos[0].full_name}", headers=auth())
     first = http.get(f"{sim.url}/rate_limit", headers=auth()).json()

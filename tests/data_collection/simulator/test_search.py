@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from data_collection.simulator import SimulatorServer
-from tests.data_collection.simulator.conftest import auth
+from tests.data_collection.simulator.conftest import MakeSim, auth
 
 
 def _search(http: requests.Session, sim: SimulatorServer, **params: object) -> requests.Response:
@@ -83,7 +83,7 @@ def test_results_match_the_qualifiers(big_sim: SimulatorServer, http: requests.S
                     sort="stars", order="asc", per_page=100).json()["items"]
     assert items
     stars = [i["stargazers_count"] for i in items]
-    assert stars == sorted(stars) and 100 <= stars[0] and stars[-1] <= 500
+    assert stars == sorted(stars) and stars[0] >= 100 and stars[-1] <= 500
     assert {i["language"] for i in items} == {"Python"}
     assert all(i["created_at"] >= "2018-01-01" for i in items)
     expected = big_sim.expected("stars:100..500 language:python created:>=2018-01-01")
@@ -107,7 +107,7 @@ def test_bad_queries_get_422(big_sim: SimulatorServer, http: requests.Session) -
     assert bad.status_code == 422 and "stars:>lots" in bad.json()["errors"][0]["message"]
 
 
-def test_incomplete_results_carry_part_of_the_page(make_sim, http: requests.Session) -> None:  # noqa: ANN001
+def test_incomplete_results_carry_part_of_the_page(make_sim: MakeSim, http: requests.Session) -> None:
     sim = make_sim(incomplete_rate=1.0, quota_search=1000)
     body = _search(http, sim, q="stars:>=50", per_page=30).json()
     assert body["incomplete_results"] is True and 0 < len(body["items"]) < 30
