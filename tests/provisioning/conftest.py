@@ -7,6 +7,7 @@ requests -> fake cloud.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import requests_mock
 import yaml
 from click.testing import CliRunner, Result
@@ -85,7 +87,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     clouds = tmp_path / "clouds.yaml"
     clouds.write_text(
         fake.clouds_yaml("fake")
-        + fake.clouds_yaml("wrongpw", password="not-the-password").removeprefix("clouds:\n"),
+        + fake.clouds_yaml("wrongpw", password="not-the-password").removeprefix("clouds:\n")
+        + fake.clouds_yaml("unreachable")
+        .removeprefix("clouds:\n")
+        .replace("https://identity.cloud.test", "https://keystone.unreachable.test"),
         encoding="utf-8",
     )
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
@@ -97,6 +102,13 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     e.write_fleet()
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
+        mocker.register_uri(  # what requests raises when nothing listens at the auth_url
+            requests_mock.ANY,
+            re.compile(r"https://keystone\.unreachable\.test/.*"),
+            exc=requests.exceptions.ConnectionError(
+                "Failed to establish a new connection: [Errno 111] refused"
+            ),
+        )
         yield e
     assert fake.unhandled == [], f"requests the fake cloud does not know: {fake.unhandled}"
 

@@ -440,8 +440,10 @@ class FakeCloud:
         """Each look at a building server moves it along, as time does in a real cloud."""
         if server["status"] != "BUILD":
             return
+        if server["name"] in self.never_active:
+            return
         server["polls"] += 1
-        if server["name"] in self.never_active or server["polls"] <= self.build_polls:
+        if server["polls"] <= self.build_polls:
             return
         if server["name"] in self.fail_on_build:
             server["status"] = "ERROR"

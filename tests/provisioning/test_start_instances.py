@@ -232,6 +232,15 @@ def test_wrong_credentials_are_one_line_and_never_echo_the_password(env: Env) ->
     assert env.fake.servers == {} and not env.inventory.exists()
 
 
+def test_an_unreachable_cloud_is_one_line(env: Env) -> None:
+    started = time.monotonic()
+    result = env.run(cloud="unreachable")
+    assert result.exit_code == 1
+    lines = _stderr_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach cloud 'unreachable'"), lines
+    assert time.monotonic() - started < 10
+
+
 def test_secrets_never_appear_in_the_output(env: Env) -> None:
     outputs = [env.run().output, env.run("--dry-run").output, env.run("--delete").output]
     for output in outputs:
@@ -310,6 +319,37 @@ def test_delete_keeps_a_keypair_the_fleet_did_not_import(env: Env) -> None:
     assert list(env.fake.keypairs) == ["team-key"] and env.fake.servers == {}
 
 
+def test_a_server_left_building_is_waited_for_on_the_next_run(env: Env) -> None:
+    env.fake.never_active.add("sg-production-1")
+    assert env.run("--timeout", "0.2").exit_code == 1
+    assert len(env.fake.floating_ips) == 1  # only the development host's so far
+    env.fake.never_active.clear()  # it finishes booting
+    before = len(env.fake.mutating_calls())
+    result = env.run()
+    assert result.exit_code == 0, result.output
+    assert "~ server sg-production-1 is BUILD: wait for ACTIVE, then a floating IP" in result.stdout
+    assert env.fake.mutating_calls()[before:] == ["POST network/v2.0/floatingips"]  # no second server
+    production = env.inventory_data()["all"]["children"]["production"]["hosts"]["sg-production-1"]
+    assert production["floating_ip"] and production["ansible_host"] == production["floating_ip"]
+
+
+def test_floating_ip_and_flavor_changes(env: Env) -> None:
+    assert env.run().exit_code == 0
+    env.write_fleet(roles={"production": {"floating_ip": False}, "ray_workers": {"flavor": "m1.small"}})
+    result = env.run()
+    assert result.exit_code == 0, result.output
+    assert "- floating IP 172.24.4.101 (production no longer asks for a floating IP)" in result.stdout
+    assert len(env.fake.floating_ips) == 1
+    assert (
+        "! server sg-ray-worker-1 has flavor m1.medium, the fleet file says m1.small: not resized"
+        in result.stdout
+    )
+    assert (
+        env.inventory_data()["all"]["children"]["production"]["hosts"]["sg-production-1"]["floating_ip"]
+        is None
+    )
+
+
 def test_a_foreign_server_with_a_fleet_name_is_left_alone(env: Env) -> None:
     env.write_fleet(roles={"ray_workers": {"count": 1}})
     assert env.run().exit_code == 0
@@ -322,7 +362,13 @@ def test_a_foreign_server_with_a_fleet_name_is_left_alone(env: Env) -> None:
     assert impostor["id"] in env.fake.servers
 
 
-def test_inventory_is_what_ansible_reads(env: Env, ansible_inventory: Callable[..., dict[str, Any]]) -> None:
+def test_inventory_is_what_ansible_reads_and_the_dynamic_example_agrees(
+    env: Env, ansible_inventory: Callable[..., dict[str, Any]]
+) -> None:
+    """The generated inventory as real `ansible-inventory` reads it; then inventory/openstack.yml's groups and
+    compose, applied by Ansible to servers as openstacksdk returns them (the plugin itself needs the
+    openstack.cloud collection, not installed here), must give the same groups and host variables."""
+    env.write_fleet(name="stargazer")
     assert env.run().exit_code == 0
     parsed = ansible_inventory(env.inventory)
     assert set(parsed["all"]["children"]) >= {"orchestration", "development", "ray_workers", "production"}
@@ -338,20 +384,12 @@ def test_inventory_is_what_ansible_reads(env: Env, ansible_inventory: Callable[.
         assert hv["openstack_id"] == server["id"]
         assert hv["floating_ip"] == fips.get(server["id"])
         assert hv["ansible_host"] == (fips.get(server["id"]) or ports[server["id"]])
-        assert hv["stargazer_fleet"] == "sg" and hv["ansible_user"] == "ubuntu"
+        assert hv["stargazer_fleet"] == "stargazer" and hv["ansible_user"] == "ubuntu"
         assert "--min-worker-port=10002 --max-worker-port=10999" in hv["ray_node_port_args"]
-    assert parsed["ray_workers"]["hosts"] == ["sg-ray-worker-1", "sg-ray-worker-2"]
-    assert parsed["development"]["hosts"] == ["sg-development-1"]
+    assert parsed["ray_workers"]["hosts"] == ["stargazer-ray-worker-1", "stargazer-ray-worker-2"]
+    assert parsed["development"]["hosts"] == ["stargazer-development-1"]
 
-
-def test_dynamic_inventory_example_groups_like_the_generated_one(
-    env: Env, ansible_inventory: Callable[..., dict[str, Any]]
-) -> None:
-    """inventory/openstack.yml's groups and compose, applied by real Ansible to servers as openstacksdk
-    returns them (the plugin itself needs the openstack.cloud collection, not installed here)."""
-    env.write_fleet(name="stargazer")
-    assert env.run().exit_code == 0
-    generated = ansible_inventory(env.inventory)
+    # the dynamic alternative, inventory/openstack.yml
     conn = openstack.connect(cloud="fake")
     servers = [s.to_dict(computed=False) for s in conn.compute.servers(details=True)]
     hosts = {"all": {"hosts": {s["name"]: {"openstack": json.loads(json.dumps(s))} for s in servers}}}
@@ -366,8 +404,8 @@ def test_dynamic_inventory_example_groups_like_the_generated_one(
     (env.tmp / "openstack.constructed.yml").write_text(yaml.safe_dump(constructed))
     dynamic = ansible_inventory(env.tmp / "servers.yml", env.tmp / "openstack.constructed.yml")
     for group in ("development", "ray_workers", "production"):
-        assert sorted(dynamic[group]["hosts"]) == sorted(generated[group]["hosts"])
-    for name, hv in generated["_meta"]["hostvars"].items():
+        assert sorted(dynamic[group]["hosts"]) == sorted(parsed[group]["hosts"])
+    for name, hv in hostvars.items():
         dyn = dynamic["_meta"]["hostvars"][name]
         for key in ("private_ip", "floating_ip", "openstack_id", "fleet_index", "stargazer_fleet"):
             assert dyn[key] == hv[key], (name, key)
