@@ -250,23 +250,21 @@ def _server_actions(fleet: Fleet, obs: Observed, cleanup_failed: bool, plan: Pla
     for role in ROLES:
         spec = fleet.role(role)
         existing = sorted((s for s in obs.servers if s.role == role), key=lambda s: s.index)
-        for s in [s for s in existing if s.status == "ERROR"]:
-            if cleanup_failed:
-                plan.actions.append(
-                    DeleteServer(s, f"ERROR: {s.fault or 'no fault message'}; --cleanup-failed")
-                )
+        if cleanup_failed:
+            for s in [s for s in existing if s.status == "ERROR"]:
+                fault = s.fault or "no fault message"
+                plan.actions.append(DeleteServer(s, f"ERROR: {fault}; --cleanup-failed"))
                 existing.remove(s)
-            else:
-                plan.notes.append(
-                    f"! server {s.name} is ERROR: {s.fault or 'no fault message'} "
-                    "(--cleanup-failed deletes and replaces it)"
-                )
-                plan.failed.append(s)
         for s in existing[spec.count :][::-1]:
             plan.actions.append(DeleteServer(s, f"{role} scaled down to {spec.count}"))
         kept = existing[: spec.count]
         for s in kept:
             if s.status == "ERROR":
+                plan.notes.append(
+                    f"! server {s.name} is ERROR: {s.fault or 'no fault message'} "
+                    "(--cleanup-failed deletes and replaces it)"
+                )
+                plan.failed.append(s)
                 continue
             if s.status != "ACTIVE":
                 plan.actions.append(WaitServer(s, spec.floating_ip and not s.floating_ip))

@@ -170,6 +170,16 @@ def test_an_error_server_is_reported_with_its_fault_and_cleanup_failed_replaces_
     assert replacement["status"] == "ACTIVE"
 
 
+def test_scaling_down_past_an_error_server_removes_it_and_succeeds(env: Env) -> None:
+    env.fake.fail_on_build["sg-ray-worker-2"] = "No valid host was found."
+    assert env.run().exit_code == 1
+    env.write_fleet(roles={"ray_workers": {"count": 1}})
+    result = env.run()
+    assert result.exit_code == 0, result.output
+    assert "- server sg-ray-worker-2 (ray_workers scaled down to 1)" in result.stdout
+    assert "sg-ray-worker-2" not in env.fake.server_names()
+
+
 def test_cleanup_failed_deletes_a_server_that_fails_during_this_run(env: Env) -> None:
     env.fake.fail_on_build["sg-production-1"] = "Exceeded maximum number of retries."
     result = env.run("--cleanup-failed")
