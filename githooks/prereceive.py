@@ -126,13 +126,13 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
             problems.append(f"{PREFIX} refused {update.label}: {problem}")
         else:
             pending.append(update)
-    if problems or not pending:
+    if not pending:
         return _finish(problems, [], stderr)
 
     try:
         settings = load()
     except SettingsError as exc:
-        return _finish([f"{PREFIX} refused: host misconfigured: {exc}"], [], stderr)
+        return _finish([*problems, f"{PREFIX} refused: host misconfigured: {exc}"], [], stderr)
 
     from githooks.check_model import run_check
     from model_serving import artifact

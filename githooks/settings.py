@@ -1,12 +1,13 @@
-"""Configuration of the hooks: environment first, then the bare repository's ``stargazer.*`` git config.
+"""Configuration of the hooks: the bare repository's ``stargazer.*`` git config, else the environment.
 
-Why git config: a push over SSH runs the hooks with an almost empty environment, so the installer records the
-host's settings in the repository itself (``git config stargazer.modeldir ...``). The DESIGN.md §6 variables
-(``STARGAZER_APP_DIR``, ``STARGAZER_MODEL_DIR``, ``STARGAZER_DEPLOY_SECRET`` / ``_FILE``) still win when set,
-which is how a local ``git push`` in a test points the hooks somewhere else. The secret itself is never
-stored in git config: only the path of the file holding it.
+Why git config first: a push over SSH runs the hooks with an almost empty environment, and a push over the
+local transport runs them with the PUSHER's environment. Either way the host's own settings must decide, so
+the installer records them in the repository itself (``git config stargazer.modeldir ...``: the values of
+``STARGAZER_APP_DIR``, ``STARGAZER_MODEL_DIR`` and ``STARGAZER_DEPLOY_SECRET_FILE`` for this host). The
+DESIGN.md §6 variables are the fallback for a repository set up by hand. The secret itself is never stored
+in git config: only the path of the file holding it.
 
-| git config key           | environment variable           | default                                  |
+| git config key (first)   | environment variable (else)    | default                                  |
 |--------------------------|--------------------------------|------------------------------------------|
 | stargazer.appdir         | STARGAZER_APP_DIR              | (required)                               |
 | stargazer.modeldir       | STARGAZER_MODEL_DIR            | (required)                               |
@@ -78,10 +79,8 @@ def load(environ: Mapping[str, str] | None = None, config: Mapping[str, str] | N
     env = os.environ if environ is None else environ
     cfg = git_config() if config is None else config
 
-    def pick(env_name: str | None, key: str) -> str | None:
-        if env_name and env.get(env_name):
-            return env[env_name]
-        return cfg.get(f"stargazer.{key}") or None
+    def pick(env_name: str, key: str) -> str | None:
+        return cfg.get(f"stargazer.{key}") or env.get(env_name) or None
 
     app_dir = pick("STARGAZER_APP_DIR", "appdir")
     if not app_dir:
@@ -93,11 +92,12 @@ def load(environ: Mapping[str, str] | None = None, config: Mapping[str, str] | N
         raise SettingsError(
             "STARGAZER_MODEL_DIR / git config stargazer.modeldir is not set (run githooks/install.sh)"
         )
-    secret_env = {
-        key: value for key, value in env.items() if key in (artifact.SECRET_ENV, artifact.SECRET_FILE_ENV)
-    }
-    if not secret_env and cfg.get("stargazer.secretfile"):
-        secret_env[artifact.SECRET_FILE_ENV] = cfg["stargazer.secretfile"]
+    if cfg.get("stargazer.secretfile"):
+        secret_env = {artifact.SECRET_FILE_ENV: cfg["stargazer.secretfile"]}
+    else:
+        secret_env = {
+            key: value for key, value in env.items() if key in (artifact.SECRET_ENV, artifact.SECRET_FILE_ENV)
+        }
     try:
         secret = artifact.deploy_secret_from_env(secret_env)
     except artifact.ArtifactError as exc:

@@ -32,8 +32,11 @@ def write(pipeline: object, models_dir: Path, index: int) -> Path:
         pipeline,
         models_dir,
         dataset={"path": "synthetic", "sha256": "0" * 64, "rows": 200},
-        metrics={"protocol": "test fixture: metrics are placeholders", "cv": _fake_metrics(0.5),
-                 "holdout": _fake_metrics(0.5)},
+        metrics={
+            "protocol": "test fixture: metrics are placeholders",
+            "cv": _fake_metrics(0.5),
+            "holdout": _fake_metrics(0.5),
+        },
         params={"n_estimators": 8},
         tuning={"trials": 0, "wall_seconds": 0.0, "nodes": 0, "cpus": 0, "search": "none"},
         baseline={"median": _fake_metrics(0.0)},
