@@ -74,6 +74,13 @@ class Checkpoint:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO run (key, value) VALUES (?, ?)", (key, value))
 
+    def flag(self, key: str) -> str | None:
+        """A fact learned during the run (e.g. the API has no GraphQL): a resume need not re-learn it."""
+        return self._get(f"flag:{key}")
+
+    def set_flag(self, key: str, value: str) -> None:
+        self._put(f"flag:{key}", value)
+
     def started_at(self, default: str) -> str:
         """The first attempt's start time (kept across resumes)."""
         stored = self._get("started_at")

@@ -164,7 +164,7 @@ class GitHubClient:
         resource = resource_for(path)
         url = self.settings.api_url + path
         cache_key = url + "?" + urlencode(sorted((params or {}).items())) if method == "GET" else None
-        secondary = 0
+        secondary = primary = 0
         while True:
             token = self._acquire(resource)
             headers = {}
@@ -197,11 +197,17 @@ class GitHubClient:
                 self.pool.drop(token)
                 continue
             if status in (403, 429):
+                # Ask again under the resource GitHub says it metered (our guess from the path may differ).
+                resource = metered
                 wait = self._rate_limited(token, resource, resp, secondary)
                 if wait is not None:
-                    secondary += 1
-                    if secondary > self.settings.max_secondary:
-                        raise GitHubError(f"{what}: still rate limited after {secondary - 1} pauses", status)
+                    if wait > 0:  # secondary limit: bounded, each pause longer
+                        secondary += 1
+                    else:  # primary limit: the pool now knows; bounded only against a broken server
+                        primary += 1
+                    if secondary > self.settings.max_secondary or primary > 10 * self.settings.max_secondary:
+                        raise GitHubError(f"{what}: still rate limited after {secondary + primary} refusals",
+                                          status)
                     continue
             if status >= 500:
                 raise _Transient(f"HTTP {status}")

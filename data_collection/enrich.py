@@ -116,11 +116,15 @@ class Enricher:
                  if any(f not in done.get(r["full_name"], {}) for f in GRAPHQL_FIELDS)]
         if not names or size <= 0 or self.graphql is False:
             return
+        if self.journal.flag("graphql") == "unavailable":
+            self.graphql = False
+            return
         batches = [names[i:i + size] for i in range(0, len(names), size)]
         try:
             self._graphql_batch(batches[0], done, owners)  # alone first: is there a /graphql at all?
         except GraphQLUnavailable:
             log.info("the API has no GraphQL endpoint: enriching over REST only")
+            self.journal.set_flag("graphql", "unavailable")
             self.graphql = False
             return
         self.graphql = True
