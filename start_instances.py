@@ -67,7 +67,7 @@ def main(
     inventory: Path,
     poll_interval: float,
 ) -> None:
-    """Create the fleet described in FLEET on an OpenStack cloud and write the Ansible inventory."""
+    """Make an OpenStack project match the --fleet description, then write the Ansible inventory."""
     options = RunOptions(
         fleet_path=fleet_path,
         cloud=cloud,
