@@ -54,6 +54,8 @@ def _tokens(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 @click.option("--incomplete-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--too-large-commits", type=click.IntRange(1), default=50_000, show_default=True,
               help="Contributors answer 403 'too large' for repositories with at least this many commits.")
+@click.option("--graphql/--no-graphql", default=True, show_default=True,
+              help="Answer POST /graphql (a subset); without it /graphql is a 404.")
 @click.option("--access-log/--no-access-log", default=False, help="Log request lines (never headers).")
 def main(**opts: Any) -> None:
     """A GitHub REST API simulator (search, repos, counts, users, rate limits, faults) on HOST:PORT."""
@@ -66,7 +68,7 @@ def main(**opts: Any) -> None:
         error_rate_503=opts["error_rate_503"], slow_rate=opts["slow_rate"], slow_seconds=opts["slow_seconds"],
         secondary_rate=opts["secondary_rate"], secondary_retry_after=opts["secondary_retry_after"],
         incomplete_rate=opts["incomplete_rate"], contributors_too_large_commits=opts["too_large_commits"],
-        access_log=opts["access_log"],
+        access_log=opts["access_log"], graphql=opts["graphql"],
     )
     try:
         sim = SimulatorServer(config)

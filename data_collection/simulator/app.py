@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from data_collection.simulator import render
 from data_collection.simulator.config import SimulatorConfig
+from data_collection.simulator.graphql import Executor
 from data_collection.simulator.model import Repo
 from data_collection.simulator.query import QueryError
 from data_collection.simulator.ratelimit import Bucket, RateLimiter
@@ -104,11 +105,16 @@ class GitHubApp:
 
     # -- the request -----------------------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], client: str,
-               base_url: str) -> Response:
+               base_url: str, body: bytes = b"") -> Response:
         cfg = self._config()
         rid, draws = self._next_request_id()
         params = dict(parse_qsl(query, keep_blank_values=True))
         endpoint, route = self._route(method, path)
+
+        if endpoint == "graphql" and not self._config().graphql:
+            self.stats.record("not_found", ANONYMOUS, 404, None)
+            bucket = self.limits.peek(client, "core", False)
+            return self._finish(404, _error(404, "Not Found")[1], rid, bucket, "core", {})
 
         # 1. credentials
         auth = headers.get("authorization") or headers.get("Authorization") or ""
@@ -173,6 +179,9 @@ class GitHubApp:
             resp.delay = delay
             return resp
 
+        if endpoint == "graphql":
+            return self._graphql(body, label, caller, client, authenticated, rid, delay)
+
         # 4. primary limit (checked before the answer: a spent quota answers nothing else)
         bucket = self.limits.peek(caller, resource, authenticated)
         if bucket.remaining <= 0:
@@ -205,6 +214,62 @@ class GitHubApp:
         resp.delay = delay
         return resp
 
+    def _graphql(self, body: bytes, label: str, caller: str, client: str, authenticated: bool, rid: str,
+                 delay: float) -> Response:
+        """POST /graphql: points, not requests; a spent quota is a 200 with RATE_LIMITED (GitHub's way)."""
+        if not authenticated:
+            self.stats.record("graphql", label, 401, None)
+            resp = self._finish(401, {"message": "This endpoint requires you to be authenticated.",
+                                      "documentation_url": "https://docs.github.com/graphql/guides/"
+                                                           "forming-calls-with-graphql#authenticating-with-graphql"},
+                                rid, self.limits.peek(caller, "core", False), "core", {})
+            resp.delay = delay
+            return resp
+        bucket = self.limits.peek(caller, "graphql", True)
+        try:
+            request = json.loads(body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            request = _BAD_JSON
+        if request is _BAD_JSON or not isinstance(request, dict):
+            self.stats.record("graphql", label, 400, None)
+            resp = self._finish(400, {"message": "Problems parsing JSON", "documentation_url": DOCS}, rid,
+                                bucket, "graphql", {})
+            resp.delay = delay
+            return resp
+        if bucket.remaining <= 0:
+            self.stats.fault("exhausted")
+            self.stats.record("graphql", label, 200, None)
+            who = f"user ID {_user_id(caller)}"
+            resp = self._finish(200, {"errors": [{"type": "RATE_LIMITED",
+                                                  "message": f"API rate limit already exceeded for {who}."}]},
+                                rid, bucket, "graphql", {})
+            resp.delay = delay
+            return resp
+        query, variables = request.get("query"), request.get("variables") or {}
+        executor = Executor(self.store)
+        if not isinstance(query, str) or not isinstance(variables, dict):
+            message = "A query attribute must be specified and must be a string."
+            result_payload: dict[str, Any] = {"errors": [{"message": message}]}
+            cost = 1
+        else:
+            result = executor.run(query, variables)
+            cost = max(1, result.cost)
+            if "rateLimit" in query:  # shows the state after this query, as GitHub does
+                executor.rate = {"limit": bucket.limit, "cost": cost, "used": bucket.used + cost,
+                                 "remaining": max(0, bucket.remaining - cost),
+                                 "resetAt": render.iso(bucket.reset)}
+                result = executor.run(query, variables)
+            result_payload = {}
+            if result.errors:
+                result_payload["errors"] = result.errors
+            if result.data is not None:
+                result_payload["data"] = result.data
+        _, bucket = self.limits.charge(caller, "graphql", True, cost)
+        self.stats.record("graphql", label, 200, "graphql")
+        resp = self._finish(200, result_payload, rid, bucket, "graphql", {})
+        resp.delay = delay
+        return resp
+
     # -- helpers ---------------------------------------------------------------------------------------------
     def _known(self, token: str, cfg: SimulatorConfig) -> bool:
         return (token in cfg.tokens or token in self.extra_tokens) and token not in self.revoked
@@ -225,7 +290,7 @@ class GitHubApp:
         self.stats.fault("exhausted")
         self.stats.record(endpoint, label, cfg.exhausted_status, None)
         if authenticated:
-            who = f"user ID {abs(hash(caller)) % 10_000_000}"
+            who = f"user ID {_user_id(caller)}"
             message = (f"API rate limit exceeded for {who}. If you reach out to GitHub Support for help, "
                        f"please include the request ID {rid}.")
         else:
@@ -274,6 +339,8 @@ class GitHubApp:
                 return parts[3], self._list
             if len(parts) == 2 and parts[0] == "users":
                 return "user", self._user
+        if method == "POST" and parts == ["graphql"]:
+            return "graphql", self._not_found
         return "not_found", self._not_found
 
     def _not_found(self, *_: Any) -> tuple[int, Any, dict[str, str]]:
@@ -392,6 +459,14 @@ class GitHubApp:
             resources[resource] = {"limit": b.limit, "used": b.used, "remaining": b.remaining,
                                    "reset": b.reset}
         return {"resources": resources, "rate": dict(resources["core"])}
+
+
+_BAD_JSON = object()
+
+
+def _user_id(token: str) -> int:
+    """A stable pretend user id for a token (GitHub names the user, never the token, in limit messages)."""
+    return 1_000_000 + int(hashlib.sha256(token.encode()).hexdigest()[:8], 16) % 90_000_000
 
 
 def link_header(base: str, path: str, query: str, page: int, per_page: int, total: int) -> str:

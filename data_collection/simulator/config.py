@@ -59,6 +59,9 @@ class SimulatorConfig:
     #: Probability that a search answer has `incomplete_results: true` and only part of its items.
     incomplete_rate: float = 0.0
 
+    #: Answer POST /graphql (a subset: see graphql.py); off = 404, as an API without GraphQL would.
+    graphql: bool = True
+
     # -- server ----------------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 0

@@ -56,13 +56,13 @@ class RateLimiter:
             b = self._bucket(caller, resource, authenticated, self._clock())
             return Bucket(b.limit, b.used, b.reset)
 
-    def charge(self, caller: str, resource: str, authenticated: bool) -> tuple[bool, Bucket]:
-        """Count one request; (False, bucket) when the quota is already spent (nothing charged)."""
+    def charge(self, caller: str, resource: str, authenticated: bool, cost: int = 1) -> tuple[bool, Bucket]:
+        """Count one request (`cost` points: GraphQL); (False, bucket) when the quota is already spent."""
         with self._lock:
             b = self._bucket(caller, resource, authenticated, self._clock())
             if b.used >= b.limit:
                 return False, Bucket(b.limit, b.used, b.reset)
-            b.used += 1
+            b.used = min(b.limit, b.used + cost)
             return True, Bucket(b.limit, b.used, b.reset)
 
     def exhaust(self, caller: str, resource: str = "core", authenticated: bool = True) -> None:

@@ -41,10 +41,9 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.simulator
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)  # bodies are not used (no write endpoints), but must be drained
+        body = self.rfile.read(length) if length else b""  # always drained, to keep the connection usable
         headers = {k.lower(): v for k, v in self.headers.items()}
-        resp = sim.app.handle(method, split.path, split.query, headers, self.client_address[0], sim.url)
+        resp = sim.app.handle(method, split.path, split.query, headers, self.client_address[0], sim.url, body)
         self._send(resp)
 
     def _send(self, resp: Response) -> None:
