@@ -35,8 +35,9 @@ def _tokens(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
               help="Fewest stars of a generated repository.")
 @click.option("--star-alpha", type=click.FloatRange(min=0, min_open=True), default=1.1, show_default=True,
               help="Tail exponent of the star distribution.")
-@click.option("--pages", multiple=True, type=click.Path(dir_okay=False),
-              help="Genuine search API JSON page to serve instead of generated repositories (repeatable).")
+@click.option("--pages", multiple=True, type=click.Path(),
+              help="Genuine search API JSON page, or a directory of them, to serve instead of generated "
+                   "repositories (repeatable).")
 @click.option("--tokens", callback=_tokens, help="Comma-separated tokens the simulator accepts.")
 @click.option("--quota-core", type=click.IntRange(0), default=5000, show_default=True)
 @click.option("--quota-search", type=click.IntRange(0), default=30, show_default=True)
@@ -56,6 +57,9 @@ def _tokens(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
               help="Contributors answer 403 'too large' for repositories with at least this many commits.")
 @click.option("--graphql/--no-graphql", default=True, show_default=True,
               help="Answer POST /graphql (a subset); without it /graphql is a 404.")
+@click.option("--secondary-status", type=click.Choice(["403", "429"]), default="403", show_default=True)
+@click.option("--control/--no-control", default=False, show_default=True,
+              help="Serve GET /_simulator/stats and POST /_simulator/control (runtime faults, stats).")
 @click.option("--access-log/--no-access-log", default=False, help="Log request lines (never headers).")
 def main(**opts: Any) -> None:
     """A GitHub REST API simulator (search, repos, counts, users, rate limits, faults) on HOST:PORT."""
@@ -68,7 +72,8 @@ def main(**opts: Any) -> None:
         error_rate_503=opts["error_rate_503"], slow_rate=opts["slow_rate"], slow_seconds=opts["slow_seconds"],
         secondary_rate=opts["secondary_rate"], secondary_retry_after=opts["secondary_retry_after"],
         incomplete_rate=opts["incomplete_rate"], contributors_too_large_commits=opts["too_large_commits"],
-        access_log=opts["access_log"], graphql=opts["graphql"],
+        access_log=opts["access_log"], graphql=opts["graphql"], control=opts["control"],
+        secondary_status=int(opts["secondary_status"]),
     )
     try:
         sim = SimulatorServer(config)

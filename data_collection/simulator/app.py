@@ -171,10 +171,11 @@ class GitHubApp:
                 retry_after = cfg.secondary_retry_after
             self.limits.block_secondary(caller, retry_after)
             self.stats.fault("secondary")
-            self.stats.record(endpoint, label, 403, None)
-            resp = self._finish(403, _error(403, SECONDARY.format(rid=rid),
-                                            f"{DOCS}/overview/rate-limits-for-the-rest-api")[1],
-                                rid, self.limits.peek(caller, resource, authenticated), resource,
+            self.stats.record(endpoint, label, cfg.secondary_status, None)
+            refusal = _error(cfg.secondary_status, SECONDARY.format(rid=rid),
+                             f"{DOCS}/overview/rate-limits-for-the-rest-api")[1]
+            bucket = self.limits.peek(caller, resource, authenticated)
+            resp = self._finish(cfg.secondary_status, refusal, rid, bucket, resource,
                                 {"Retry-After": str(retry_after)})
             resp.delay = delay
             return resp
@@ -428,7 +429,7 @@ class GitHubApp:
             if repo.empty:
                 return 204, None, {}
             anon = params.get("anon", "").lower() in ("1", "true")
-            total = repo.contributors_count if anon else repo.contributors_count - repo.anon_contributors
+            total = repo.contributors_count if anon else render.linked_contributors(repo)
             make = render.contributor
         elif kind == "commits":
             if repo.empty:

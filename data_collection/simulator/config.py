@@ -56,6 +56,8 @@ class SimulatorConfig:
     secondary_rate: float = 0.0
     #: Retry-After of a secondary-limit refusal (whole seconds, as GitHub sends).
     secondary_retry_after: int = 1
+    #: Status of a secondary-limit refusal: 403, or 429 (GitHub answers either).
+    secondary_status: int = 403
     #: Probability that a search answer has `incomplete_results: true` and only part of its items.
     incomplete_rate: float = 0.0
 
@@ -67,6 +69,8 @@ class SimulatorConfig:
     port: int = 0
     #: Log each request line (without headers) to stderr.
     access_log: bool = False
+    #: Serve GET /_simulator/stats and POST /_simulator/control (for a simulator run as a separate process).
+    control: bool = False
 
     def window(self, resource: str) -> float:
         """Length in real seconds of the rate-limit window of `resource`."""
@@ -99,6 +103,8 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
         if self.exhausted_status not in (403, 429):
             raise ValueError(f"exhausted_status must be 403 or 429, got {self.exhausted_status}")
+        if self.secondary_status not in (403, 429):
+            raise ValueError(f"secondary_status must be 403 or 429, got {self.secondary_status}")
         for token in self.tokens:
             if not token or any(c.isspace() for c in token) or "," in token:
                 raise ValueError("tokens must be non-empty, without spaces or commas")

@@ -31,10 +31,24 @@ def _epoch(text: str | None) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
-def _items(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    items: dict[int, dict[str, Any]] = {}
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given; a directory stands for the `*.json` files in it (sorted)."""
+    out: list[Path] = []
     for path in paths:
         p = Path(path)
+        if p.is_dir():
+            found = sorted(p.glob("*.json"))
+            if not found:
+                raise PagesError(f"no *.json search page in directory {p}")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def _items(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    items: dict[int, dict[str, Any]] = {}
+    for p in expand(paths):
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:

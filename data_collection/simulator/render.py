@@ -243,11 +243,20 @@ def _pseudo_user(repo: Repo, index: int, api: str) -> Owner:
                  created_at=repo.created_at)
 
 
+#: GitHub links only the first 500 author emails of a repository to users; the rest are anonymous.
+LINKED_CONTRIBUTORS = 500
+
+
+def linked_contributors(repo: Repo) -> int:
+    """How many contributors /contributors lists without anon=1."""
+    return min(LINKED_CONTRIBUTORS, repo.contributors_count - repo.anon_contributors)
+
+
 def contributor(repo: Repo, index: int, api: str) -> dict[str, Any]:
-    """Item `index` (0-based, most contributions first) of /contributors?anon=1."""
+    """Item `index` (0-based) of /contributors?anon=1: linked users first, then anonymous contributors."""
     total = repo.contributors_count
     contributions = max(1, int(repo.commits_count * 0.5 / (index + 1) ** 1.1 / max(1.0, total ** 0.1)))
-    if index >= total - repo.anon_contributors:
+    if index >= linked_contributors(repo):
         return {"email": f"anon{index}@users.noreply.github.com", "name": f"Anonymous {index}",
                 "type": "Anonymous", "contributions": contributions}
     data = simple_user(_pseudo_user(repo, index, api), api)

@@ -9,6 +9,7 @@ connections (Nagle + delayed ACK, measured on this machine).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 import threading
@@ -43,6 +44,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""  # always drained, to keep the connection usable
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if split.path.startswith("/_simulator/") and sim.config.control:
+            self._send(sim.control(method, split.path, body))
+            return
         resp = sim.app.handle(method, split.path, split.query, headers, self.client_address[0], sim.url, body)
         self._send(resp)
 
@@ -206,6 +210,49 @@ class SimulatorServer:
     def force_secondary(self, count: int = 1) -> None:
         """The next `count` requests trip the secondary limit (403 + Retry-After)."""
         self.app.force_secondary(count)
+
+    def control(self, method: str, path: str, body: bytes) -> Response:
+        """The `--control` endpoints, for a simulator in another process (benchmarks, demos):
+        GET /_simulator/stats; POST /_simulator/control with a JSON object of actions, e.g.
+        {"configure": {"error_rate_502": 0.1}, "force_errors": {"count": 5, "status": 502},
+         "force_secondary": 1, "exhaust": {"token": "t1", "resource": "core"}, "revoke": "t2",
+         "add_token": "t3", "reset_limits": true, "reset_stats": true}."""
+        def answer(status: int, payload: Any) -> Response:
+            return Response(status, json.dumps(payload).encode(),
+                            {"Content-Type": "application/json; charset=utf-8"})
+
+        if method == "GET" and path == "/_simulator/stats":
+            return answer(200, {"stats": self.stats.as_dict(), **self.describe()})
+        if method != "POST" or path != "/_simulator/control":
+            return answer(404, {"message": "Not Found"})
+        try:
+            actions = json.loads(body or b"{}")
+            if not isinstance(actions, dict):
+                raise ValueError("the body must be a JSON object of actions")
+            unknown = set(actions) - {"configure", "force_errors", "force_secondary", "exhaust", "revoke",
+                                      "add_token", "reset_limits", "reset_stats"}
+            if unknown:
+                raise ValueError(f"unknown action(s): {', '.join(sorted(unknown))}")
+            if "configure" in actions:
+                self.configure(**actions["configure"])
+            if "force_errors" in actions:
+                self.force_errors(int(actions["force_errors"]["count"]),
+                                  int(actions["force_errors"].get("status", 502)))
+            if "force_secondary" in actions:
+                self.force_secondary(int(actions["force_secondary"]))
+            if "exhaust" in actions:
+                self.exhaust(actions["exhaust"].get("token"), actions["exhaust"].get("resource", "core"))
+            if "revoke" in actions:
+                self.revoke(str(actions["revoke"]))
+            if "add_token" in actions:
+                self.add_token(str(actions["add_token"]))
+            if actions.get("reset_limits"):
+                self.reset_limits()
+            if actions.get("reset_stats"):
+                self.reset_stats()
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return answer(400, {"message": f"bad control request: {exc}"})
+        return answer(200, {"ok": True, **self.describe()})
 
     def describe(self) -> dict[str, Any]:
         cfg = dataclasses.asdict(self._config)

@@ -26,7 +26,8 @@ def test_cli_serves_until_terminated() -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "data_collection.simulator", "--port", str(port), "--repos", "800",
-         "--seed", "4", "--tokens", "cli-token-1,cli-token-2", "--quota-core", "7", "--reset-seconds", "30"],
+         "--seed", "4", "--tokens", "cli-token-1,cli-token-2", "--quota-core", "7", "--reset-seconds", "30",
+         "--control"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -41,6 +42,16 @@ def test_cli_serves_until_terminated() -> None:
             assert found.status_code == 200 and found.json()["total_count"] > 700
             bad = http.get(f"{ready['url']}/rate_limit", headers={"Authorization": "token x"})
             assert bad.status_code == 401
+            # runtime faults and counters of a simulator in another process (--control)
+            control = http.post(f"{ready['url']}/_simulator/control",
+                                json={"force_errors": {"count": 2, "status": 503}})
+            assert control.status_code == 200
+            statuses = [http.get(f"{ready['url']}/users/x", headers=h).status_code for _ in range(3)]
+            assert statuses == [503, 503, 404]
+            stats = http.get(f"{ready['url']}/_simulator/stats").json()
+            assert stats["stats"]["faults"] == {"503": 2} and stats["config"]["tokens"] == 2
+            refused = http.post(f"{ready['url']}/_simulator/control", json={"explode": True})
+            assert refused.status_code == 400 and "explode" in refused.json()["message"]
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)

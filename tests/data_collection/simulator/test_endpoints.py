@@ -62,6 +62,21 @@ def test_paging_through_a_list_yields_exactly_its_items(big_sim: SimulatorServer
             assert items[0]["commit"]["author"]["date"] >= items[-1]["commit"]["author"]["date"]
     users_only = http.get(f"{big_sim.url}/repos/{repo.full_name}/contributors?per_page=100", headers=auth())
     assert len(users_only.json()) == min(100, repo.contributors_count - repo.anon_contributors)
+    assert {c["type"] for c in users_only.json()} == {"User"}
+
+
+def test_without_anon_only_the_first_500_linked_contributors(big_sim: SimulatorServer,
+                                                             http: requests.Session) -> None:
+    """GitHub links only 500 author emails to users: anon=1 is the only way to count the rest."""
+    repo = next(r for r in big_sim.store.repos if r.contributors_count - r.anon_contributors > 600
+                and r.commits_count < big_sim.config.contributors_too_large_commits)
+    for anon, expected in (("0", 500), ("1", repo.contributors_count)):
+        r = http.get(f"{big_sim.url}/repos/{repo.full_name}/contributors",
+                     params={"per_page": 1, "anon": anon}, headers=auth())
+        assert int(parse_qs(urlsplit(r.links["last"]["url"]).query)["page"][0]) == expected
+    tail = http.get(f"{big_sim.url}/repos/{repo.full_name}/contributors",
+                    params={"per_page": 1, "anon": 1, "page": 501}, headers=auth()).json()
+    assert tail[0]["type"] == "Anonymous" and "login" not in tail[0]
 
 
 def test_full_repository_has_the_enrichment_fields(big_sim: SimulatorServer, http: requests.Session) -> None:

@@ -105,6 +105,9 @@ def test_secondary_limit_with_retry_after(make_sim: MakeSim, http: requests.Sess
     assert http.get(_repo_url(sim), headers=auth()).status_code == 200
     assert sim.stats.faults["secondary_violation"] == 1 and sim.stats.faults["secondary"] == 2
     assert sim.stats.charged["tok-a"]["core"] == 1
+    sim.configure(secondary_status=429)
+    sim.force_secondary(1)
+    assert http.get(_repo_url(sim), headers=auth("tok-c")).status_code == 429
 
 
 def test_forced_502_storm(make_sim: MakeSim, http: requests.Session) -> None:
@@ -153,6 +156,13 @@ def test_every_answer_carries_github_headers(make_sim: MakeSim, http: requests.S
         assert int(r.headers["Content-Length"]) == len(r.content)
     ids = {http.get(sim.url + "/rate_limit").headers["x-github-request-id"] for _ in range(3)}
     assert len(ids) == 3
+
+
+def test_control_endpoints_are_off_unless_asked(make_sim: MakeSim, http: requests.Session) -> None:
+    sim = make_sim()
+    assert http.get(f"{sim.url}/_simulator/stats").status_code == 404
+    assert http.post(f"{sim.url}/_simulator/control", json={"revoke": "tok-a"}).status_code == 404
+    assert http.get(_repo_url(sim), headers=auth()).status_code == 200
 
 
 def test_runtime_configuration_is_validated(make_sim: MakeSim) -> None:

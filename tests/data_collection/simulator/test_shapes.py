@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from data_collection.simulator import SimulatorServer
-from data_collection.simulator.pages import PagesError, load_pages
+from data_collection.simulator.pages import PagesError, expand, load_pages
 from tests.data_collection.simulator.conftest import auth
 from tests.support import RAW_API_PAGES, require_shared_data
 
@@ -60,6 +60,7 @@ def test_genuine_pages_are_served_deduplicated_with_synthesized_counts(http: req
     genuine = _genuine_items()
     pages = sorted(str(p) for p in RAW_API_PAGES.glob("*.json"))
     unique = {i["id"]: i for i in genuine}
+    assert [str(p) for p in expand([RAW_API_PAGES])] == pages  # a directory stands for its pages
     with SimulatorServer(pages=tuple(pages), tokens=("tok-a",), seed=5) as sim:
         assert len(sim.store) == len(unique) == 1000
         top = max(unique.values(), key=lambda i: i["stargazers_count"])
@@ -86,7 +87,10 @@ def test_bad_pages_give_one_clear_error(tmp_path: Path) -> None:
     broken.write_text("{not json")
     wrong = tmp_path / "wrong.json"
     wrong.write_text('{"message": "Not Found"}')
-    for path, words in ((missing, "not found"), (broken, "not readable JSON"), (wrong, "no 'items' list")):
+    cases = ((missing, "not found"), (broken, "not readable JSON"), (wrong, "no 'items' list"),
+             (tmp_path / "emptydir", "no \\*.json search page"))
+    (tmp_path / "emptydir").mkdir()
+    for path, words in cases:
         with pytest.raises(PagesError, match=words) as info:
             load_pages([path])
         assert "\n" not in str(info.value)
