@@ -1,0 +1,388 @@
+"""Serving benchmark: the whole stack (wrk -> nginx -> gunicorn -> RabbitMQ -> Celery worker -> model) next to
+calling the same prediction code in-process, for 1- and 5-repository requests, with 1 and 2 worker processes.
+
+    .venv/bin/python bench/serving.py [--duration 8] [--connections 1,2,4,8,16,32]
+
+Model: the demo's, i.e. the newest ``models/<version>`` when there is one; otherwise a forest of the size the
+demo's tuning produces (200 trees, depth 16, 4,000 rows) is trained once into ``var/bench-model/``. Never the
+tiny test model: its cost says nothing about serving.
+
+Load: ``wrk`` (closed loop: each connection sends its next request when the answer arrives) at increasing
+connection counts; the saturation point is where throughput stops rising. nginx is configured to exempt the
+benchmark's address from ``limit_req`` (``nginx_limit_req_exempt``), exactly how an operator would exempt a
+load tester, so the numbers measure the stack, not the rate limit. Every answer must be a 200, else the
+run is marked invalid.
+
+Caveat printed with the results: wrk, nginx, gunicorn, RabbitMQ and the workers share this machine's cores,
+and the load average at the time is recorded, because other jobs on the machine change the numbers.
+
+Results: bench/results/serving.json and bench/results/serving.md.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from model_serving import artifact, features, releases  # noqa: E402
+from model_serving.production_server.stack import Stack, StackConfig  # noqa: E402
+
+RESULTS = REPO_ROOT / "bench" / "results"
+BENCH_VAR = REPO_ROOT / "var" / "bench-model"
+SECRET = b"bench-serving-secret"
+TARGET_RPS = 200.0
+TARGET_P99_MS = 100.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# model and inputs
+# ----------------------------------------------------------------------------------------------------------
+
+
+def bench_model() -> tuple[Path, str]:
+    """The version directory to serve and where it came from."""
+    newest = artifact.newest_version(REPO_ROOT / "models")
+    if newest is not None:
+        return newest, "newest models/<version> (the demo's model)"
+    existing = artifact.newest_version(BENCH_VAR / "models")
+    if existing is not None:
+        return existing, "demo-sized forest trained by bench/serving.py (no models/ yet)"
+    from sklearn.ensemble import RandomForestRegressor
+
+    from tests.model_fixture import synthetic_dataset
+
+    data = synthetic_dataset(rows=4000, seed=1)
+    params = {"n_estimators": 200, "max_depth": 16, "min_samples_leaf": 2, "max_features": 0.5,
+              "max_samples": 0.8}
+    pipeline = features.build_pipeline(RandomForestRegressor(**params, random_state=0, n_jobs=2))
+    pipeline.fit(features.select_input(data), features.target_of(data))
+    pipeline.set_params(model__regressor__n_jobs=1)  # serving predicts with one core per worker process
+    fake = {"r2_log": 0.0, "r2": 0.0, "mae": 0.0, "rmse": 0.0, "spearman": 0.0}
+    version = artifact.write_version(
+        pipeline, BENCH_VAR / "models",
+        dataset={"path": "synthetic (tests/model_fixture.py), 4000 rows", "sha256": "0" * 64, "rows": 4000},
+        metrics={"protocol": "benchmark model: accuracy not measured", "cv": fake, "holdout": fake},
+        params=params, tuning={"trials": 0, "wall_seconds": 0, "nodes": 0, "cpus": 0, "search": "none"},
+        baseline={},
+    )
+    return version, "demo-sized forest trained by bench/serving.py (no models/ yet)"
+
+
+def request_rows(count: int) -> list[dict[str, Any]]:
+    """Repositories described by hand (no GitHub lookup in the measured path), varied so no cache helps."""
+    rows = []
+    for i in range(count):
+        rows.append({
+            "full_name": f"bench/repo-{i}", "language": ["Python", "Go", "Rust", "JavaScript", "C++"][i % 5],
+            "license_spdx": "mit", "owner_type": "Organization", "forks_count": 40 * (i + 1) ** 2,
+            "open_issues_count": 7 * i, "size": 12000 + i, "topics": "cli|ml",
+            "created_at": "2018-03-01T00:00:00Z", "pushed_at": "2026-10-01T00:00:00Z",
+            "has_wiki": True, "has_pages": False, "has_issues": True, "has_projects": False,
+            "has_discussions": i % 2 == 0, "contributors_count": 12 * (i + 1), "commits_count": 900 + i,
+        })
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# in-process baseline
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _inprocess_worker(args: tuple[str, int, float]) -> list[float]:
+    version_dir, count, seconds = args
+    pipeline, _ = artifact.load_version(Path(version_dir), SECRET)
+    rows = request_rows(count)
+    for _ in range(5):  # warm-up
+        features.predict_with_interval(pipeline, pd.DataFrame.from_records(rows))
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        features.predict_with_interval(pipeline, pd.DataFrame.from_records(rows))
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def in_process(version_dir: Path, count: int, processes: int, seconds: float) -> dict[str, Any]:
+    """The same prediction code, no network, no queue: the ceiling the stack is compared with."""
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        per_process = pool.map(_inprocess_worker, [(str(version_dir), count, seconds)] * processes)
+    latencies = [x for chunk in per_process for x in chunk]
+    return {
+        "mode": "in-process", "repos_per_request": count, "processes": processes,
+        "requests": len(latencies), "rps": len(latencies) / seconds,
+        "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+        "p99_ms": 1000 * float(np.percentile(latencies, 99)),
+    }
+
+
+def cpu_breakdown(version_dir: Path, count: int = 5, repeat: int = 20) -> dict[str, float]:
+    """CPU milliseconds per call of each stage of one prediction (process time, so other load matters less).
+
+    Shows where a request's CPU goes, and what the interval costs if the per-tree loop skipped sklearn's
+    input validation (``check_input=False``, as the forest's own predict does): evidence for optimising.
+    """
+    pipeline, _ = artifact.load_version(version_dir, SECRET)
+    frame = pd.DataFrame.from_records(request_rows(count))
+    X = features.select_input(frame)
+    encoded = np.asarray(pipeline[:-1].transform(X))
+    encoded32 = np.ascontiguousarray(encoded, dtype=np.float32)
+    forest = pipeline.named_steps["model"].regressor_
+
+    def cpu_ms(call: Any) -> float:
+        call()
+        started = time.process_time()
+        for _ in range(repeat):
+            call()
+        return round(1000 * (time.process_time() - started) / repeat, 2)
+
+    return {
+        "predict_with_interval (what a worker runs)": cpu_ms(
+            lambda: features.predict_with_interval(pipeline, pd.DataFrame.from_records(request_rows(count)))),
+        "feature + encoding transform (runs twice per call)": cpu_ms(lambda: pipeline[:-1].transform(X)),
+        "forest.predict": cpu_ms(lambda: forest.predict(encoded)),
+        "per-tree predict loop (interval)": cpu_ms(lambda: [t.predict(encoded) for t in forest.estimators_]),
+        "per-tree loop with check_input=False": cpu_ms(
+            lambda: [t.predict(encoded32, check_input=False) for t in forest.estimators_]),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# through the stack with wrk
+# ----------------------------------------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open("{body}"):read("*a")
+local bad = 0
+response = function(status, headers, body)
+  if status ~= 200 then bad = bad + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {{\\"p50_us\\": %d, \\"p90_us\\": %d, \\"p99_us\\": %d, \\"max_us\\": %d, " ..
+    "\\"requests\\": %d, \\"errors\\": %d}}\\n",
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def run_wrk(url: str, body_file: Path, script: Path, connections: int, seconds: float) -> dict[str, Any]:
+    result = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s",
+         "-s", str(script), url],
+        capture_output=True, text=True, timeout=seconds + 60, check=False,
+    )
+    if result.returncode != 0:
+        raise click.ClickException(f"wrk failed: {result.stderr.strip()[:300]}")
+    match = re.search(r"^JSON (\{.*\})$", result.stdout, re.MULTILINE)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    if not match or not rps:
+        raise click.ClickException(f"cannot parse wrk output:\n{result.stdout[-500:]}")
+    stats = json.loads(match.group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    return {
+        "connections": connections, "rps": float(rps.group(1)), "requests": stats["requests"],
+        "p50_ms": stats["p50_us"] / 1000, "p90_ms": stats["p90_us"] / 1000, "p99_ms": stats["p99_us"] / 1000,
+        "max_ms": stats["max_us"] / 1000, "errors": stats["errors"],
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def through_stack(version_dir: Path, workers: int, counts: list[int], connections: list[int], seconds: float,
+                  work: Path, progress: tqdm) -> list[dict[str, Any]]:
+    model_dir = work / f"production-{workers}"
+    if releases.current_release(model_dir) is None:
+        staged = work / f"staged-{workers}" / version_dir.name
+        staged.mkdir(parents=True)
+        for name in (artifact.MODEL_FILE, artifact.MANIFEST_FILE):
+            shutil.copy2(version_dir / name, staged / name)
+        artifact.sign_version(staged, SECRET)
+        releases.install_release(staged, model_dir, actor="bench", move=True)
+    config = StackConfig(
+        state_dir=work / f"stack-{workers}", model_dir=model_dir, celery_workers=1,
+        celery_concurrency=workers, gunicorn_workers=2, gunicorn_threads=8,
+        nginx_variables={"nginx_limit_req_exempt": ["127.0.0.0/8"], "nginx_worker_processes": 1},
+        env={"STARGAZER_DEPLOY_SECRET": SECRET.decode(), "GITHUB_API_URL": "http://127.0.0.1:9"},
+    )
+    rows_out = []
+    with Stack(config) as stack:
+        stack.start(timeout=120)
+        for count in counts:
+            body = work / f"body-{count}.json"
+            body.write_text(json.dumps({"repositories": request_rows(count)}))
+            script = work / f"post-{count}.lua"
+            script.write_text(WRK_SCRIPT.format(body=body))
+            run_wrk(f"{stack.url}/api/v1/predict", body, script, 2, 2)  # warm-up: every process loaded
+            for conns in connections:
+                row = run_wrk(f"{stack.url}/api/v1/predict", body, script, conns, seconds)
+                row.update({"mode": "stack", "repos_per_request": count, "worker_processes": workers})
+                rows_out.append(row)
+                progress.set_postfix_str(f"{workers}w {count}r c={conns}: {row['rps']:.0f}/s")
+                progress.update()
+    return rows_out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------------------
+
+
+def saturation(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lowest concurrency reaching 95 % of the best throughput: beyond it only latency grows."""
+    best = max(r["rps"] for r in rows)
+    return min((r for r in rows if r["rps"] >= 0.95 * best), key=lambda r: r["connections"])
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "# Serving benchmark",
+        "",
+        f"Measured {result['measured_at']} on {result['machine']['cpus']} cores (load average before/after: "
+        f"{result['machine']['load_before']} / {result['machine']['load_after']}).",
+        f"Model: `{result['model']['version']}` ({result['model']['source']}; "
+        f"{result['model']['trees']} trees, {result['model']['size_mb']:.1f} MB on disk).",
+        "Path: wrk → nginx → gunicorn (2 workers × 8 threads) → RabbitMQ → Celery (prefork) → model; "
+        "nginx exempts the benchmark from `limit_req` by configuration.",
+        "",
+        "## In-process (the same prediction call, no network, no queue)",
+        "",
+        "| repos/request | processes | requests/s | p50 ms | p99 ms |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["in_process"]:
+        lines.append(f"| {r['repos_per_request']} | {r['processes']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
+                     f"{r['p99_ms']:.1f} |")
+    lines += ["", "## CPU per 5-repository prediction, by stage (process time)", "", "| stage | CPU ms |",
+              "|---|---:|"]
+    for stage, value in result["cpu_breakdown_ms_5_repos"].items():
+        lines.append(f"| {stage} | {value:.1f} |")
+    lines += ["", "## Through the whole stack (closed loop, wrk connections = requests in flight)", "",
+              "| worker processes | repos/request | connections | requests/s | p50 ms | p90 ms | p99 ms | "
+              "non-200 |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["stack"]:
+        lines.append(f"| {r['worker_processes']} | {r['repos_per_request']} | {r['connections']} | "
+                     f"{r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
+                     f"{r['non_2xx'] + r['errors']} |")
+    lines += ["", "## Summary", "", "| | value |", "|---|---|"]
+    for key, value in result["summary"].items():
+        lines.append(f"| {key} | {value} |")
+    lines += ["", result["verdict"], ""]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--duration", default=8.0, show_default=True, help="Seconds per wrk run.")
+@click.option("--connections", default="1,2,4,8,16", show_default=True, help="wrk connection counts.")
+@click.option("--inprocess-seconds", default=6.0, show_default=True)
+def main(duration: float, connections: str, inprocess_seconds: float) -> None:
+    if shutil.which("wrk") is None:
+        raise click.ClickException("wrk is not installed (scripts/install_system_deps.sh installs it)")
+    conns = [int(c) for c in connections.split(",")]
+    counts = [1, 5]
+    version_dir, source = bench_model()
+    manifest = artifact.read_manifest(version_dir)
+    load_before = os.getloadavg()[0]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-serving-", dir=REPO_ROOT / "var") as tmp:
+        work = Path(tmp)
+        signed = work / "signed" / version_dir.name
+        signed.mkdir(parents=True)
+        for name in (artifact.MODEL_FILE, artifact.MANIFEST_FILE):
+            shutil.copy2(version_dir / name, signed / name)
+        artifact.sign_version(signed, SECRET)
+        pipeline, _ = artifact.load_version(signed, SECRET)
+        trees = len(getattr(pipeline.named_steps["model"].regressor_, "estimators_", []))
+        del pipeline
+
+        breakdown = cpu_breakdown(signed)
+        inproc = []
+        for count in tqdm(counts, desc="in-process"):
+            for processes in (1, 2):
+                inproc.append(in_process(signed, count, processes, inprocess_seconds))
+        stack_rows: list[dict[str, Any]] = []
+        with tqdm(total=2 * len(counts) * len(conns), desc="through the stack") as progress:
+            for workers in (1, 2):
+                stack_rows += through_stack(signed, workers, counts, conns, duration, work, progress)
+
+    valid = [r for r in stack_rows if r["non_2xx"] == 0 and r["errors"] == 0 and r["requests"] > 0]
+    five = [r for r in valid if r["repos_per_request"] == 5 and r["worker_processes"] == 2]
+    five_sat = saturation(five) if five else None
+    meeting = [r for r in five if r["rps"] >= TARGET_RPS and r["p99_ms"] < TARGET_P99_MS]
+    best_inproc_5 = max(r["rps"] for r in inproc if r["repos_per_request"] == 5)
+    summary = {
+        "5-repo requests/s at saturation (2 worker processes)":
+            f"{five_sat['rps']:.1f} at {five_sat['connections']} connections, p99 {five_sat['p99_ms']:.1f} ms"
+            if five_sat else "n/a",
+        "best in-process 5-repo requests/s (2 processes)": f"{best_inproc_5:.1f}",
+        "stack / in-process throughput ratio (5 repos, 2 processes)":
+            f"{five_sat['rps'] / best_inproc_5:.2f}" if five_sat else "n/a",
+        "stack p50 overhead at 1 connection (5 repos, 2 processes)": _overhead(inproc, five),
+        "2 vs 1 worker processes, 5-repo saturation throughput": _scaling(valid),
+        "target": f">= {TARGET_RPS:.0f} five-repo requests/s with p99 < {TARGET_P99_MS:.0f} ms",
+    }
+    if meeting:
+        best = max(meeting, key=lambda r: r["rps"])
+        verdict = (f"Target MET: {best['rps']:.0f} five-repo requests/s at {best['connections']} connections "
+                   f"with p99 {best['p99_ms']:.0f} ms.")
+    else:
+        verdict = ("Target NOT met: the whole stack saturates below 200 five-repo requests/s on this "
+                   "machine; see the in-process ceiling and the CPU breakdown: the prediction call itself "
+                   "costs more CPU than 2 cores / 200 requests allow.")
+    result = {
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)},
+        "model": {"version": manifest.version, "source": source, "trees": trees,
+                  "size_mb": (version_dir / artifact.MODEL_FILE).stat().st_size / 1e6},
+        "settings": {"wrk_seconds": duration, "connections": conns, "gunicorn": "2 workers x 8 threads",
+                     "nginx_worker_processes": 1, "celery_prefetch": 1},
+        "cpu_breakdown_ms_5_repos": breakdown, "in_process": inproc, "stack": stack_rows,
+        "summary": summary, "verdict": verdict,
+        "target": {"rps": TARGET_RPS, "p99_ms": TARGET_P99_MS, "met": bool(meeting)},
+    }
+    (RESULTS / "serving.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "serving.md").write_text(markdown(result))
+    click.echo(markdown(result))
+
+
+def _overhead(inproc: list[dict[str, Any]], five: list[dict[str, Any]]) -> str:
+    single = [r for r in five if r["connections"] == 1]
+    base = [r for r in inproc if r["repos_per_request"] == 5 and r["processes"] == 1]
+    if not single or not base:
+        return "n/a"
+    stack_p50, inproc_p50 = single[0]["p50_ms"], base[0]["p50_ms"]
+    return f"{stack_p50 - inproc_p50:.1f} ms ({stack_p50:.1f} vs {inproc_p50:.1f})"
+
+
+def _scaling(rows: list[dict[str, Any]]) -> str:
+    best = {w: max((r["rps"] for r in rows if r["worker_processes"] == w and r["repos_per_request"] == 5),
+                   default=0.0) for w in (1, 2)}
+    if not best[1]:
+        return "n/a"
+    return f"{best[2]:.1f} / {best[1]:.1f} = {best[2] / best[1]:.2f}x"
+
+
+if __name__ == "__main__":
+    main()
