@@ -103,11 +103,19 @@ class DeployRepo:
                 capture_output=True,
             )
         # The reflog of ``deploy`` is the local deploy history that ``--rollback`` walks.
-        self.git("config", "core.logAllRefUpdates", "always")
+        if self.git_optional("config", "--local", "--get", "core.logAllRefUpdates") != "always":
+            self.git("config", "--local", "core.logAllRefUpdates", "always")
+
+    def git_optional(self, *args: str) -> str:
+        result = subprocess.run(
+            ["git", f"--git-dir={self.path}", *args], capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """One deploy at a time from this repository (blocks until the other one is finished)."""
+        self.path.mkdir(parents=True, exist_ok=True)
         with (self.path / "stargazer-deploy.lock").open("a") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -392,8 +400,8 @@ def deploy_command(
     except artifact.ArtifactError as exc:
         raise DeployError(str(exc)) from None
     repo = DeployRepo(repo_path)
-    repo.ensure()
     with repo.lock():
+        repo.ensure()
         chosen = _split_remotes(remotes) or repo.remotes()
         if not chosen:
             raise DeployError(
