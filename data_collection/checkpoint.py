@@ -115,6 +115,20 @@ class Checkpoint:
             self._db.execute("INSERT OR REPLACE INTO enrichment (full_name, field, value) VALUES (?, ?, ?)",
                              (full_name, field, value))
 
+    def save_batch(self, values: list[tuple[str, str, int | None]], owners: dict[str, int | None]) -> None:
+        """Everything one request answered (a GraphQL batch), in ONE transaction: a kill keeps all or none."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO enrichment (full_name, field, value) "
+                                     "VALUES (?, ?, ?)", values)
+                self._db.executemany("INSERT OR REPLACE INTO owners (login, followers) VALUES (?, ?)",
+                                     list(owners.items()))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def owners(self) -> dict[str, int | None]:
         with self._lock:
             return dict(self._db.execute("SELECT login, followers FROM owners").fetchall())

@@ -213,6 +213,14 @@ class GitHubClient:
                 raise _Transient(f"HTTP {status}")
             data = self._decode(resp)
             result = ApiResponse(status, data, resp.headers, {k: v["url"] for k, v in resp.links.items()})
+            if status == 200 and path == "/graphql" and self._graphql_rate_limited(data):
+                # GraphQL says "spent" with a 200 and an error of type RATE_LIMITED.
+                reset = resp.headers.get("x-ratelimit-reset")
+                self.pool.exhausted(token, "graphql", float(reset) if reset and reset.isdigit() else None)
+                primary += 1
+                if primary > 10 * self.settings.max_secondary:
+                    raise GitHubError(f"{what}: still rate limited after {primary} refusals", status)
+                continue
             if status in _OK:
                 etag = resp.headers.get("ETag")
                 if cache_key is not None and etag and status == 200:
@@ -257,6 +265,12 @@ class GitHubClient:
             self._status(f"secondary rate limit on {token.label}: pausing it {wait:.1f}s")
             return wait
         return None
+
+    @staticmethod
+    def _graphql_rate_limited(data: Any) -> bool:
+        errors = data.get("errors") if isinstance(data, dict) else None
+        return isinstance(errors, list) and any(
+            isinstance(e, dict) and e.get("type") == "RATE_LIMITED" for e in errors)
 
     @staticmethod
     def _decode(resp: requests.Response) -> Any:

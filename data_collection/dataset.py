@@ -17,6 +17,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -118,21 +119,36 @@ def _check_value(path: Path, line: int, column: str, value: str) -> None:
         raise DatasetError(f"{path}: line {line}, column {column}: {value[:40]!r} is not a valid {kind}")
 
 
+def _read_pair(path: Path, verify_sha256: bool) -> tuple[bytes, dict[str, Any] | None]:
+    """The CSV bytes and its meta, consistent with each other.
+
+    A writer renames the CSV and then its meta: a reader that falls between the two renames sees a new CSV
+    with the old meta. That window lasts microseconds, so a mismatch is re-read a few times before it is
+    called what it otherwise is: a truncated or modified file.
+    """
+    for attempt in range(4):
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read dataset ({exc.strerror})") from None
+        meta = read_meta(path)
+        if not verify_sha256 or meta is None or meta.get("sha256") in (None, hashlib.sha256(raw).hexdigest()):
+            return raw, meta
+        time.sleep(0.05 * (attempt + 1))
+    raise DatasetError(f"{path}: sha256 differs from {meta_path(path).name} (truncated or modified file)")
+
+
 def read_dataset(path: str | Path, *, verify_sha256: bool = True) -> pd.DataFrame:
     """Read and validate a dataset; raises DatasetError (one line) on any deviation from the contract.
 
     Types: int columns -> pandas `Int64` (nullable: enrichment may be unknown), bool -> `boolean`,
     datetime -> `datetime64[ns, UTC]`, str -> object with None for empty.
+    `verify_sha256=False` skips the checks against the meta file (sha256, row count).
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read dataset ({exc.strerror})") from None
-    meta = read_meta(path)
-    digest = hashlib.sha256(raw).hexdigest()
-    if verify_sha256 and meta is not None and meta.get("sha256") not in (None, digest):
-        raise DatasetError(f"{path}: sha256 differs from {meta_path(path).name} (truncated or modified file)")
+    raw, meta = _read_pair(path, verify_sha256)
+    if not verify_sha256:
+        meta = None
     if meta is not None and meta.get("schema_version") not in (None, SCHEMA_VERSION):
         raise DatasetError(f"{path}: schema_version {meta.get('schema_version')} != {SCHEMA_VERSION}")
     try:

@@ -100,14 +100,13 @@ class Enricher:
         if resp.status == 404:
             raise GraphQLUnavailable("no /graphql endpoint")
         repos, followers = parse_answer(names, resp.data)
-        for name, values in repos.items():
-            for field, value in values.items():
-                if value is not None:  # unknown here: REST gets its chance
-                    self.journal.save_enrichment(name, field, value)
-                    done.setdefault(name, {})[field] = value
-        for login, count in followers.items():
-            self.journal.save_owner(login, count)
-            owners[login] = count
+        # Unknown here (None): not journaled, so REST gets its chance.
+        values = [(name, field, value) for name, fields in repos.items()
+                  for field, value in fields.items() if value is not None]
+        self.journal.save_batch(values, dict(followers))
+        for name, field, value in values:
+            done.setdefault(name, {})[field] = value
+        owners.update(followers)
 
     def _run_graphql(self, rows: list[Row], done: dict[str, dict[str, int | None]],
                      owners: dict[str, int | None]) -> None:
@@ -116,6 +115,8 @@ class Enricher:
                  if any(f not in done.get(r["full_name"], {}) for f in GRAPHQL_FIELDS)]
         if not names or size <= 0 or self.graphql is False:
             return
+        if all(t.anonymous for t in self.client.pool.tokens):
+            return  # GitHub's GraphQL API needs a token
         if self.journal.flag("graphql") == "unavailable":
             self.graphql = False
             return

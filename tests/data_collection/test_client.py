@@ -172,3 +172,15 @@ def test_resource_header_decides_the_meter(client):
     token = client.pool.tokens[0]
     assert client.pool.quota(token, "search").remaining == 9
     assert client.calls == {"search": 1}
+
+
+def test_graphql_rate_limited_200_rotates_to_another_token(client):
+    spent = {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit already exceeded"}]}
+    with requests_mock.Mocker() as m:
+        m.post(API + "/graphql", [
+            {"json": spent, "headers": limits(0, resource="graphql")},
+            {"json": {"data": {"r0": None}}, "headers": limits(4000, resource="graphql")}])
+        assert client.graphql("query { x }").data == {"data": {"r0": None}}
+        first, second = m.request_history
+    assert auth_of(first) != auth_of(second)
+    assert client.pool.quota(client.pool.tokens[0], "graphql").remaining == 0
