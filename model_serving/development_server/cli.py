@@ -50,6 +50,13 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="CPUs of a private local Ray cluster (ignored when RAY_ADDRESS is set).",
         ),
+        click.option(
+            "--min-nodes",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Wait (up to 120 s) until this many Ray nodes are alive before starting.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -69,6 +76,12 @@ def _tuning_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="max_concurrent_trials (1 makes tuning reproducible).",
         ),
         click.option("--search", type=click.Choice(tuning.SEARCHES), default="optuna", show_default=True),
+        click.option(
+            "--reuse-actors/--no-reuse-actors",
+            default=True,
+            show_default=True,
+            help="Run successive trials in the same Ray actor (saves a process start per trial).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -101,14 +114,14 @@ def train_command(data: Path, out: Path, **kwargs: Any) -> None:
 @main.command("screen")
 @_common
 @click.option("--out", type=click.Path(path_type=Path), default=Path("var/screening"), show_default=True)
-def screen_command(data: Path, out: Path, num_cpus: int | None, **kwargs: Any) -> None:
+def screen_command(data: Path, out: Path, num_cpus: int | None, min_nodes: int, **kwargs: Any) -> None:
     """Screening alone (training part only): screening.{csv,md,png} in --out."""
     options = train.RunOptions(data=data, out=out, num_cpus=num_cpus, **kwargs)
     try:
         _, prepared = train.load(options, click.echo)
     except TrainingDataError as exc:
         _fail(exc)
-    with ray_session(num_cpus=num_cpus) as cluster:
+    with ray_session(num_cpus=num_cpus, min_nodes=min_nodes) as cluster:
         click.echo(f"ray: {cluster.address}, {cluster.nodes} node(s), {cluster.cpus:g} CPUs")
         table = screening.run_screening(prepared, seed=options.seed)
     csv_path, _ = screening.write_table(table, out)
@@ -121,14 +134,14 @@ def screen_command(data: Path, out: Path, num_cpus: int | None, **kwargs: Any) -
 @_common
 @_tuning_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("var/tuning"), show_default=True)
-def tune_command(data: Path, out: Path, num_cpus: int | None, **kwargs: Any) -> None:
+def tune_command(data: Path, out: Path, num_cpus: int | None, min_nodes: int, **kwargs: Any) -> None:
     """Ray Tune alone (training part only): trials.csv and tuning.png in --out, best params printed."""
     options = train.RunOptions(data=data, out=out, num_cpus=num_cpus, **kwargs)
     try:
         _, prepared = train.load(options, click.echo)
     except TrainingDataError as exc:
         _fail(exc)
-    with ray_session(num_cpus=num_cpus) as cluster:
+    with ray_session(num_cpus=num_cpus, min_nodes=min_nodes) as cluster:
         click.echo(f"ray: {cluster.address}, {cluster.nodes} node(s), {cluster.cpus:g} CPUs")
         tuned = tuning.run_tuning(
             prepared,
@@ -137,6 +150,7 @@ def tune_command(data: Path, out: Path, num_cpus: int | None, **kwargs: Any) -> 
             cpus_per_trial=options.cpus_per_trial,
             max_concurrent=options.max_concurrent,
             search=options.search,
+            reuse_actors=options.reuse_actors,
         )
     out.mkdir(parents=True, exist_ok=True)
     tuned.trials.to_csv(out / "trials.csv", index=False)

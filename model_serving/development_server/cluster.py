@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,8 +69,19 @@ def _importable_by_workers() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), current) if p)
 
 
+def wait_for_nodes(count: int, timeout: float = 120.0) -> None:
+    """Block until ``count`` nodes are alive: workers may still be joining when the driver starts."""
+    deadline = time.monotonic() + timeout
+    while (alive := describe()[0]) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {alive} of {count} Ray nodes alive after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 @contextmanager
-def ray_session(*, num_cpus: int | None = None, settings: Settings | None = None) -> Iterator[ClusterInfo]:
+def ray_session(
+    *, num_cpus: int | None = None, settings: Settings | None = None, min_nodes: int = 1
+) -> Iterator[ClusterInfo]:
     """Yield a connected Ray; disconnect (or stop the private cluster) afterwards.
 
     If Ray is already initialised in this process (tests, notebooks) it is reused and left running.
@@ -90,6 +102,7 @@ def ray_session(*, num_cpus: int | None = None, settings: Settings | None = None
         ray.init(num_cpus=num_cpus, _temp_dir=str(temp_dir), include_dashboard=False)
         address = "local"
     try:
+        wait_for_nodes(min_nodes)
         nodes, cpus = describe()
         yield ClusterInfo(address=address, nodes=nodes, cpus=cpus, started_here=temp_dir is not None)
     finally:

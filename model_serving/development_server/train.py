@@ -42,6 +42,8 @@ class RunOptions:
     search: str = "optuna"
     num_cpus: int | None = None  # only for a private local cluster
     skip_screening: bool = False
+    min_nodes: int = 1
+    reuse_actors: bool = True
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def load(options: RunOptions, echo: Echo) -> tuple[TrainingData, protocol.Prepar
 
 def train(options: RunOptions, echo: Echo = print) -> TrainOutcome:
     data, prepared = load(options, echo)
-    with ray_session(num_cpus=options.num_cpus) as cluster:
+    with ray_session(num_cpus=options.num_cpus, min_nodes=options.min_nodes) as cluster:
         echo(f"ray: {cluster.address}, {cluster.nodes} node(s), {cluster.cpus:g} CPUs")
         table = None
         if not options.skip_screening:
@@ -150,6 +152,7 @@ def train(options: RunOptions, echo: Echo = print) -> TrainOutcome:
             cpus_per_trial=options.cpus_per_trial,
             max_concurrent=options.max_concurrent,
             search=options.search,
+            reuse_actors=options.reuse_actors,
         )
         for message in tuned.errors:
             echo(f"tuning: a trial failed (reported, not fatal): {message}")

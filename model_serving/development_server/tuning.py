@@ -122,6 +122,7 @@ def run_tuning(
     search: str = "optuna",
     space: dict[str, Any] | None = None,
     verbose: int = 1,
+    reuse_actors: bool = True,
 ) -> TuningResult:
     """Run the search on the training part only; the held-out part is not even passed in."""
     if trials < 1:
@@ -149,7 +150,9 @@ def run_tuning(
             num_samples=trials,
             search_alg=_search_algorithm(search, seed),
             max_concurrent_trials=max_concurrent,
-            reuse_actors=True,  # a trial is one report: reusing the actor saves its start-up per trial
+            # A trial is one report: reusing its actor saves a process start per trial. The catch: a cached
+            # actor may take a trial whose own actor is still starting on another node.
+            reuse_actors=reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=f"rf-{time.strftime('%Y%m%dT%H%M%S')}-{seed}",
