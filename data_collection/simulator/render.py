@@ -236,7 +236,7 @@ def _sha(*parts: object) -> str:
 
 
 def _pseudo_user(repo: Repo, index: int, api: str) -> Owner:
-    if index == 0:
+    if index == 0 and repo.owner.type == "User":  # organizations do not commit; their members do
         return repo.owner
     ident = 10_000_000 + (repo.id * 7919 + index * 104_729) % 190_000_000
     return Owner(login=f"dev{ident:x}", id=ident, type="User", followers=0, following=0, public_repos=0,

@@ -35,7 +35,7 @@ def test_stars_heavy_tailed_from_the_minimum_up() -> None:
     # Pareto: P(S >= 10*m) = 10**-alpha ~ 8%; P(S >= 100*m) ~ 0.6%
     assert 0.05 < sum(s >= 500 for s in stars) / len(stars) < 0.11
     assert 0.002 < sum(s >= 5000 for s in stars) / len(stars) < 0.015
-    assert stars[-1] > 50_000
+    assert stars[-1] > 10_000
     assert stars[len(stars) // 2] < 120  # median near the bottom
 
 

@@ -56,6 +56,30 @@ def test_search_items_have_genuine_keys_nesting_and_types(big_sim: SimulatorServ
         assert item["url"] == f"{big_sim.url}/repos/{item['full_name']}"
 
 
+def test_generated_top_matches_the_genuine_top() -> None:
+    """Generated from the genuine minimum up, 1,000 repositories look like the genuine top 1,000."""
+    from data_collection.simulator.generator import generate
+
+    real = list({i["id"]: i for i in _genuine_items()}.values())
+    gen = generate(len(real), 3, min_stars=min(i["stargazers_count"] for i in real))
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    for name, real_values, gen_values in (
+        ("stars", [i["stargazers_count"] for i in real], [r.stargazers_count for r in gen]),
+        ("forks/stars", [i["forks_count"] / i["stargazers_count"] for i in real],
+         [r.forks_count / r.stargazers_count for r in gen]),
+        ("forks", [i["forks_count"] for i in real], [r.forks_count for r in gen]),
+    ):
+        assert abs(median(gen_values) / median(real_values) - 1) < 0.2, name
+    org_real = sum(i["owner"]["type"] == "Organization" for i in real) / len(real)
+    org_gen = sum(r.owner.type == "Organization" for r in gen) / len(gen)
+    assert abs(org_real - org_gen) < 0.1
+    mit_real = sum((i["license"] or {}).get("key") == "mit" for i in real) / len(real)
+    assert abs(mit_real - sum(r.license_key == "mit" for r in gen) / len(gen)) < 0.1
+
+
 def test_genuine_pages_are_served_deduplicated_with_synthesized_counts(http: requests.Session) -> None:
     genuine = _genuine_items()
     pages = sorted(str(p) for p in RAW_API_PAGES.glob("*.json"))
