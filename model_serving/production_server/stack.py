@@ -5,9 +5,11 @@ tests check is the one the demo and the benchmark run. Its state (which processe
 pid files are) is written to ``<state_dir>/stack.json`` so that a later ``local.py stop`` can stop exactly
 what was started, by pid file.
 
-Broker: a private RabbitMQ node by default. ``broker="embedded"`` uses kombu's SQLAlchemy transport on a
-SQLite file (and a SQLite result backend) for machines where RabbitMQ cannot be installed: slower (it polls),
-but the same code path through Celery.
+Broker: a private RabbitMQ node by default. ``broker="embedded"`` uses kombu's filesystem transport (messages
+are files in a directory, polled every 50 ms) and Celery's file result backend, for machines where RabbitMQ
+cannot be installed: slower (both sides poll), but the same code path through Celery. (kombu's SQLAlchemy
+transport was the other candidate; it hands every transport option to ``create_engine``, so its polling
+interval cannot be shortened from the default 1 s.)
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ class Stack:
 
     # -- environment shared by gunicorn and Celery ---------------------------------------------------
     @property
+    def embedded_dir(self) -> Path:
+        return self.state_dir / "embedded-broker"
+
+    @property
     def metrics_dir(self) -> Path:
         return self.state_dir / "metrics"
 
@@ -94,9 +100,12 @@ class Stack:
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
         }
         if self.config.broker == "embedded":
-            env["STARGAZER_BROKER_TRANSPORT_OPTIONS"] = json.dumps(
-                {"polling_interval": EMBEDDED_POLLING_INTERVAL}
-            )
+            queue_dir = self.embedded_dir / "queue"
+            env["STARGAZER_BROKER_TRANSPORT_OPTIONS"] = json.dumps({
+                "data_folder_in": str(queue_dir), "data_folder_out": str(queue_dir),
+                "control_folder": str(self.embedded_dir / "control"),
+                "polling_interval": EMBEDDED_POLLING_INTERVAL,
+            })
         env.update(self.config.env)
         return env
 
@@ -170,12 +179,14 @@ class Stack:
             self.broker_url = self.broker.url
             self.result_backend = "rpc://"
         else:
-            embedded = self.state_dir / "embedded-broker"
-            embedded.mkdir(parents=True, exist_ok=True)
-            self.broker_url = f"sqla+sqlite:///{embedded / 'broker.sqlite'}"
-            self.result_backend = f"db+sqlite:///{embedded / 'results.sqlite'}"
-            say("embedded broker (kombu SQLAlchemy transport on SQLite, polling every "
-                f"{EMBEDDED_POLLING_INTERVAL * 1000:.0f} ms): RabbitMQ is not available")
+            shutil.rmtree(self.embedded_dir, ignore_errors=True)  # no stale messages from an earlier run
+            for sub in ("queue", "control", "results"):
+                (self.embedded_dir / sub).mkdir(parents=True)
+            self.broker_url = "filesystem://"
+            self.result_backend = f"file://{self.embedded_dir / 'results'}"
+            say("embedded broker (kombu filesystem transport, polling every "
+                f"{EMBEDDED_POLLING_INTERVAL * 1000:.0f} ms) because RabbitMQ is not available: "
+                "fine for a demo, not for production")
 
     def wait_readyz(self, timeout: float = 60.0) -> dict[str, Any]:
         """Poll /readyz through the front door until it says ready (200)."""

@@ -131,3 +131,22 @@ def test_gzip_page_and_one_security_header_each(stack: Stack) -> None:
 
 def _requests_logged(log: Path) -> int:
     return sum(1 for line in log.read_text(errors="replace").splitlines() if '"GET /healthz' in line)
+
+
+def test_embedded_broker_fallback_answers_without_rabbitmq(
+    tmp_path: Path, signed_model: tuple[Path, str]
+) -> None:
+    """Where RabbitMQ cannot be installed, make serve falls back to kombu's filesystem transport: slower,
+    but the same app, tasks and worker answer through nginx."""
+    stack_fixtures.require_stack_tools()
+    embedded = stack_fixtures.start_stack(tmp_path / "stack", signed_model[0], broker="embedded")
+    try:
+        assert embedded.broker is None and embedded.broker_url == "filesystem://"
+        answer = requests.post(f"{embedded.url}/api/v1/predict", json={"repositories": five_rows()},
+                               timeout=20)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_version"] == signed_model[1]
+        assert len(answer.json()["predictions"]) == 5
+    finally:
+        embedded.stop()
+    assert all(not p.is_running() for p in embedded.processes())
