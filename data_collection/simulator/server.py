@@ -8,9 +8,11 @@ connections (Nagle + delayed ACK, measured on this machine).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -80,6 +82,29 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     simulator: SimulatorServer
 
+    def server_activate(self) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Drop the open keep-alive connections: a stopped simulator must look down to its clients too."""
+        with self._open_lock:
+            sockets, self._open = list(self._open), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
 
 class SimulatorServer:
     """A GitHub API simulator on a real loopback port. See the package docstring for the API."""
@@ -130,6 +155,7 @@ class SimulatorServer:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
         self._httpd.server_close()
+        self._httpd.close_connections()
         self._httpd = None
         self._thread = None
 

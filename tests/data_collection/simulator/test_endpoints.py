@@ -170,6 +170,16 @@ def test_concurrent_clients(big_sim: SimulatorServer) -> None:
     assert big_sim.stats.requests - before == 2 * 5 * sum(len(repos[i::4]) for i in range(8))
 
 
+def test_a_stopped_simulator_is_unreachable_even_on_kept_alive_connections(make_sim: MakeSim,
+                                                                          http: requests.Session) -> None:
+    sim = make_sim()
+    url = f"{sim.url}/rate_limit"
+    assert http.get(url, headers=auth()).status_code == 200  # the session now holds a keep-alive connection
+    sim.stop()
+    with pytest.raises(requests.ConnectionError):
+        http.get(url, headers=auth(), timeout=5)
+
+
 @pytest.mark.parametrize("header", ["Bearer tok-b", "token tok-b", "bearer tok-b"])
 def test_both_authorization_schemes(big_sim: SimulatorServer, http: requests.Session, header: str) -> None:
     r = http.get(f"{big_sim.url}/rate_limit", headers={"Authorization": header})
