@@ -43,10 +43,13 @@ def cli() -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Enrichment threads sharing the token pool.")
 @click.option("--query-extra", default="", help='Extra search qualifiers, e.g. "language:python".')
+@click.option("--graphql/--no-graphql", default=True, show_default=True,
+              help="Batch subscribers/commits/releases/followers through GraphQL when the API has it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a tty).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the log.")
 def collect_command(min_stars: int, max_repos: int | None, out: Path, resume: bool, no_enrich: bool,
-                    workers: int, query_extra: str, progress: bool | None, quiet: bool) -> None:
+                    workers: int, query_extra: str, graphql: bool, progress: bool | None,
+                    quiet: bool) -> None:
     """Search (past the 1000-result cap), enrich, and write the dataset atomically."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -54,7 +57,7 @@ def collect_command(min_stars: int, max_repos: int | None, out: Path, resume: bo
     settings = Settings.from_env()
     meta = collect(CollectOptions(out=out, min_stars=min_stars, max_repos=max_repos, query_extra=query_extra,
                                   enrich=not no_enrich, workers=workers, resume=resume,
-                                  show_progress=progress), settings)
+                                  graphql=None if graphql else False, show_progress=progress), settings)
     click.echo(f"{out}: {meta['rows']} repositories, {len(meta['slices'])} search slices, "
                f"api calls {meta['api_calls']}")
 

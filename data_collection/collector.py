@@ -40,6 +40,8 @@ class CollectOptions:
     enrich: bool = True
     workers: int = 4
     resume: bool = False
+    #: None: batch through GraphQL when the API has it; False: REST only.
+    graphql: bool | None = None
     show_progress: bool | None = None
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
@@ -84,7 +86,8 @@ def collect(options: CollectOptions, settings: Settings, pool: TokenPool | None 
         progress.update(len(rows))
         if options.enrich:
             progress.phase("enrich", len(rows), resource="core")
-            Enricher(client, journal, workers=options.workers, progress=progress.update).run(rows)
+            Enricher(client, journal, workers=options.workers, progress=progress.update,
+                     graphql=False if options.graphql is False else None).run(rows)
         progress.close()
         meta = {
             "query": walk.base_query,

@@ -43,11 +43,11 @@ class Progress:
         with self._lock:
             if self._bar is None:
                 return
-            self._bar.n = done
             self._bar.set_description_str(self._name, refresh=False)
             self._bar.set_postfix_str(f"{self._resource} quota {self._pool.summary(self._resource)}",
                                       refresh=False)
-            self._bar.refresh()
+            # update() redraws at most every `mininterval`: thousands of updates stay cheap.
+            self._bar.update(done - self._bar.n)
 
     def status(self, message: str) -> None:
         """A wait or retry: shown on the bar and logged. Messages name tokens by position only."""

@@ -99,3 +99,20 @@ def test_no_token_means_anonymous_with_a_warning(caplog):
     assert "unauthenticated" in caplog.text
     token, _ = pool.acquire("core")
     assert token.anonymous and token.authorization() is None
+
+
+def test_progress_bar_shows_quota_per_token_position_only(capsys):
+    from data_collection.progress import Progress
+
+    pool = TokenPool([SECRET_A, SECRET_B])
+    a, _ = pool.tokens
+    pool.update(a, "core", {"x-ratelimit-remaining": "4321", "x-ratelimit-reset": "9999999999"})
+    progress = Progress(pool, enabled=True)
+    progress.phase("enrich", 10)
+    progress.update(3)
+    progress.status("all tokens spent for core: sleeping 3.0s until the reset")
+    progress.close()
+    err = capsys.readouterr().err
+    assert "token#1=4321" in err and "token#2=?" in err and "3/10" in err
+    assert "sleeping" in err
+    assert SECRET_A not in err and SECRET_B not in err
