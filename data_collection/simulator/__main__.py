@@ -23,6 +23,10 @@ def _tokens(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     return tokens
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
@@ -79,13 +83,12 @@ def main(**opts: Any) -> None:
         sim = SimulatorServer(config)
     except (ValueError, PagesError) as exc:
         raise click.ClickException(str(exc)) from exc
-    # SIGTERM (kill PID) ends serve_forever cleanly, like Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         sim.bind()
     except OSError as exc:
         reason = exc.strerror or exc
         raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {reason}") from exc
+    signal.signal(signal.SIGTERM, _interrupt)  # kill PID ends serving cleanly, like Ctrl-C
     info = sim.describe()
     click.echo(f"GitHub simulator on {sim.url}: {info['repositories']} repositories "
                f"(built in {info['build_seconds']} s), {len(config.tokens)} token(s)", err=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -125,6 +126,7 @@ def load_pages(paths: Iterable[str | Path], seed: int = 0) -> list[Repo]:
             releases_count=0 if empty else max(0, int(_loglinear(rng, stars, -0.5, 0.35, 1.2)) - 1),
             raw=item,
         ))
+    held = Counter(r.owner.login for r in repos)
     for owner in owners.values():
-        owner.public_repos = max(owner.public_repos, sum(1 for r in repos if r.owner is owner))
+        owner.public_repos = max(owner.public_repos, held[owner.login])
     return repos

@@ -7,21 +7,16 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 
+from data_collection.simulator.__main__ import main
 from tests.support import REPO_ROOT, free_port
 
-pytestmark = pytest.mark.integration
 
-
-def _run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "data_collection.simulator", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
+@pytest.mark.integration
 def test_cli_serves_until_terminated() -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -59,6 +54,12 @@ def test_cli_serves_until_terminated() -> None:
     assert "cli-token" not in err  # tokens never in its output
 
 
+def _invoke(*args: str) -> tuple[int, str]:
+    """The command in-process (click's runner): same code as the process, without its start-up cost."""
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["--error-rate-502", "2"], "--error-rate-502"),
     (["--repos", "-5"], "--repos"),
@@ -67,16 +68,25 @@ def test_cli_serves_until_terminated() -> None:
     (["--pages", "/nonexistent/page.json"], "search page not found"),
 ])
 def test_bad_options_give_one_clear_line(args: list[str], words: str) -> None:
-    result = _run("--port", "0", *args)
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1 and words in errors[0], result.stderr
+    code, output = _invoke("--port", "0", *args)
+    assert code != 0
+    errors = [line for line in output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and words in errors[0], output
 
 
-def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+def test_port_in_use_is_one_clear_line() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        result = _run("--port", str(busy.getsockname()[1]), "--repos", "10")
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: cannot listen on 127.0.0.1:")
+        code, output = _invoke("--port", str(busy.getsockname()[1]), "--repos", "10")
+    assert code == 1
+    assert output.strip().splitlines()[-1].startswith("Error: cannot listen on 127.0.0.1:")
+
+
+@pytest.mark.integration
+def test_bad_option_in_a_real_process() -> None:
+    result = subprocess.run([sys.executable, "-m", "data_collection.simulator", "--slow-rate", "-1"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error")] == [
+        "Error: Invalid value for '--slow-rate': -1.0 is not in the range 0<=x<=1."]
