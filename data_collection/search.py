@@ -72,7 +72,7 @@ class SearchWalk:
     """Collects the search rows; every page is journaled so a resumed run replays instead of re-asking."""
 
     def __init__(self, client: GitHubClient, journal: Checkpoint, *, min_stars: int, query_extra: str = "",
-                 max_repos: int | None = None, per_page: int = 100, incomplete_retries: int = 3,
+                 max_repos: int | None = None, per_page: int = 100, incomplete_retries: int = 5,
                  progress: Callable[[int], None] | None = None,
                  today: Callable[[], date] = lambda: datetime.now(UTC).date()) -> None:
         self.client = client
@@ -105,8 +105,7 @@ class SearchWalk:
                 self._verify(pending, first.total_count)
                 pending = None
             if first.total_count <= SEARCH_CAP:
-                rows, pages = self._read_all(query, first)
-                self._check_complete(query, first.total_count, rows)
+                rows, pages = self._complete(query, first, *self._read_all(query, first))
                 self._keep(query, first.total_count, rows, pages)
                 break
             rows, pages = self._read_all(query, first)
@@ -184,9 +183,22 @@ class SearchWalk:
                 break
         return list(seen.values()), pages
 
-    def _check_complete(self, query: str, total: int, rows: list[Row]) -> None:
-        if len(rows) < total:
-            log.warning("search %r: GitHub counts %d but %d were returned", query, total, len(rows))
+    def _complete(self, query: str, first: Page, rows: list[Row], pages: int) -> tuple[list[Row], int]:
+        """A query under the cap must give all it counts; if not (incomplete pages), read it again."""
+        for attempt in range(1, 4):
+            if len(rows) >= first.total_count:
+                break
+            log.warning("search %r: GitHub counts %d but %d were returned; reading it again",
+                        query, first.total_count, len(rows))
+            tag = f"#reread{attempt}"
+            again, more = self._read_all(query, self._page(query, 1, tag), tag)
+            seen = {r["id"]: r for r in rows}
+            for row in again:
+                seen.setdefault(row["id"], row)
+            rows, pages = list(seen.values()), pages + more
+        if len(rows) < first.total_count:
+            log.warning("search %r: still %d of %d after re-reading", query, len(rows), first.total_count)
+        return rows, pages
 
     def _keep(self, query: str, total: int, rows: list[Row], pages: int) -> None:
         for row in rows:
@@ -226,7 +238,7 @@ class SearchWalk:
             first = self._page(query, 1)
             if first.total_count <= SEARCH_CAP:
                 if first.total_count:
-                    rows, pages = self._read_all(query, first)
+                    rows, pages = self._complete(query, first, *self._read_all(query, first))
                     self._keep(query, first.total_count, rows, pages)
                 continue
             if start >= end:

@@ -101,6 +101,14 @@ def test_collects_every_repository_past_the_cap_with_date_splits(simulator, tmp_
     assert meta["rows"] == len(frame) and meta["query"] == "stars:>=50"
 
 
+def test_incomplete_results_are_asked_again_until_complete(simulator, tmp_path):
+    sim = simulator(repos=2500, seed=21, incomplete_rate=0.3)
+    run(sim, tmp_path / "repos.csv", enrich=False)
+    frame = read_dataset(tmp_path / "repos.csv")
+    assert sorted(names(frame)) == sorted(r.full_name for r in sim.expected("stars:>=50"))
+    assert sim.stats.faults["incomplete"] >= 3
+
+
 def test_max_repos_is_the_top_n_by_stars_then_id(simulator, tmp_path):
     sim = simulator(repos=3000, seed=5)
     run(sim, tmp_path / "a.csv", enrich=False, max_repos=1500)
