@@ -62,6 +62,8 @@ def _interrupt(_signum: int, _frame: object) -> None:
 @click.option("--graphql/--no-graphql", default=True, show_default=True,
               help="Answer POST /graphql (a subset); without it /graphql is a 404.")
 @click.option("--secondary-status", type=click.Choice(["403", "429"]), default="403", show_default=True)
+@click.option("--max-concurrent", type=click.IntRange(0), default=100, show_default=True,
+              help="Requests one caller may have in flight before the secondary limit trips (0 = no limit).")
 @click.option("--control/--no-control", default=False, show_default=True,
               help="Serve GET /_simulator/stats and POST /_simulator/control (runtime faults, stats).")
 @click.option("--access-log/--no-access-log", default=False, help="Log request lines (never headers).")
@@ -77,7 +79,7 @@ def main(**opts: Any) -> None:
         secondary_rate=opts["secondary_rate"], secondary_retry_after=opts["secondary_retry_after"],
         incomplete_rate=opts["incomplete_rate"], contributors_too_large_commits=opts["too_large_commits"],
         access_log=opts["access_log"], graphql=opts["graphql"], control=opts["control"],
-        secondary_status=int(opts["secondary_status"]),
+        secondary_status=int(opts["secondary_status"]), max_concurrent=opts["max_concurrent"],
     )
     try:
         sim = SimulatorServer(config)

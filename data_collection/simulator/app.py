@@ -81,6 +81,7 @@ class GitHubApp:
         self._forced: list[int] = []  # statuses of the next forced faults (a storm)
         self._forced_secondary = 0
         self.revoked: set[str] = set()
+        self._inflight: dict[str, int] = {}
         self._items: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self.extra_tokens: set[str] = set()
 
@@ -106,6 +107,26 @@ class GitHubApp:
     # -- the request -----------------------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], client: str,
                base_url: str, body: bytes = b"") -> Response:
+        """Answer one request, slow replies included (a delay is part of the time a request is in flight)."""
+        key = headers.get("authorization") or client
+        with self._lock:
+            self._inflight[key] = in_flight = self._inflight.get(key, 0) + 1
+        try:
+            limit = self._config().max_concurrent
+            resp = self._handle(method, path, query, headers, client, base_url, body,
+                                too_many=bool(limit) and in_flight > limit)
+            if resp.delay:
+                time.sleep(resp.delay)
+                resp.delay = 0.0
+            return resp
+        finally:
+            with self._lock:
+                self._inflight[key] -= 1
+                if not self._inflight[key]:
+                    del self._inflight[key]
+
+    def _handle(self, method: str, path: str, query: str, headers: Mapping[str, str], client: str,
+                base_url: str, body: bytes, too_many: bool) -> Response:
         cfg = self._config()
         rid, draws = self._next_request_id()
         params = dict(parse_qsl(query, keep_blank_values=True))
@@ -163,7 +184,9 @@ class GitHubApp:
             resp.delay = delay
             return resp
         left = self.limits.secondary_blocked(caller)
-        if left > 0 or forced_secondary or draws[3] < cfg.secondary_rate:
+        if too_many:
+            self.stats.fault("concurrency")
+        if left > 0 or forced_secondary or too_many or draws[3] < cfg.secondary_rate:
             if left > 0:
                 self.stats.fault("secondary_violation")
                 retry_after = max(1, math.ceil(left))

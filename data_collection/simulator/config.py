@@ -58,6 +58,9 @@ class SimulatorConfig:
     secondary_retry_after: int = 1
     #: Status of a secondary-limit refusal: 403, or 429 (GitHub answers either).
     secondary_status: int = 403
+    #: Concurrent requests one caller may have in flight before the secondary limit trips (GitHub: 100);
+    #: 0 = no limit.
+    max_concurrent: int = 100
     #: Probability that a search answer has `incomplete_results: true` and only part of its items.
     incomplete_rate: float = 0.0
 
@@ -103,6 +106,8 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
         if self.exhausted_status not in (403, 429):
             raise ValueError(f"exhausted_status must be 403 or 429, got {self.exhausted_status}")
+        if self.max_concurrent < 0:
+            raise ValueError(f"max_concurrent must be >= 0, got {self.max_concurrent}")
         if self.secondary_status not in (403, 429):
             raise ValueError(f"secondary_status must be 403 or 429, got {self.secondary_status}")
         for token in self.tokens:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import requests
@@ -108,6 +109,25 @@ def test_secondary_limit_with_retry_after(make_sim: MakeSim, http: requests.Sess
     sim.configure(secondary_status=429)
     sim.force_secondary(1)
     assert http.get(_repo_url(sim), headers=auth("tok-c")).status_code == 429
+
+
+def test_too_many_concurrent_requests_trip_the_secondary_limit(make_sim: MakeSim) -> None:
+    sim = make_sim(max_concurrent=2, slow_rate=1.0, slow_seconds=0.8, secondary_retry_after=0)
+    statuses: list[int] = []
+
+    def one(token: str) -> None:
+        with requests.Session() as s:
+            statuses.append(s.get(_repo_url(sim), headers=auth(token)).status_code)
+
+    threads = [threading.Thread(target=one, args=("tok-a",)) for _ in range(4)]
+    threads.append(threading.Thread(target=one, args=("tok-b",)))  # another caller is not affected
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert sorted(statuses) == [200, 200, 200, 403, 403]
+    assert sim.stats.faults["concurrency"] == 2
+    assert sim.stats.charged == {"tok-a": {"core": 2}, "tok-b": {"core": 1}}
 
 
 def test_forced_502_storm(make_sim: MakeSim, http: requests.Session) -> None:
