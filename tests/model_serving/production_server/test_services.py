@@ -51,9 +51,14 @@ def test_rabbitmq_node_serves_amqp_survives_restart_and_stops_clean(tmp_path: Pa
     from amqp.exceptions import AccessRefused
     from kombu import Connection, Exchange, Queue
 
-    broker = RabbitMQ(tmp_path / "rmq")
+    # A second node beside it: each test/stack has its own node name and ports, so they never collide.
+    broker, neighbour = RabbitMQ(tmp_path / "rmq"), RabbitMQ(tmp_path / "neighbour")
     try:
-        broker.start().wait_ready(timeout=60)
+        broker.start()
+        neighbour.start()
+        broker.wait_ready(timeout=60)
+        neighbour.wait_ready(timeout=60)
+        assert broker.node != neighbour.node and broker.port != neighbour.port
         assert services.port_open("127.0.0.1", broker.port)
         queue = Queue("survivor", Exchange("survivor", type="direct"), routing_key="k", durable=True)
         with Connection(broker.url) as conn:
@@ -63,6 +68,9 @@ def test_rabbitmq_node_serves_amqp_survives_restart_and_stops_clean(tmp_path: Pa
         wrong = broker.url.replace(broker.password, "not-the-password")
         with pytest.raises(AccessRefused), Connection(wrong, connect_timeout=2) as conn:
             conn.connect()
+
+        neighbour.stop()
+        assert broker.amqp_login() == "ok", "stopping one node touched the other"
 
         old_pid = broker.pid
         broker.restart()
@@ -80,29 +88,12 @@ def test_rabbitmq_node_serves_amqp_survives_restart_and_stops_clean(tmp_path: Pa
     finally:
         node, epmd_port = broker.node, broker.epmd_port
         broker.stop()
+        neighbour.stop()
     assert _node_processes(node) == [], "the Erlang VM or a helper outlived stop()"
+    assert _node_processes(neighbour.node) == []
     assert not services.port_open("127.0.0.1", broker.port)
     assert not services.port_open("127.0.0.1", epmd_port), "the node's own epmd outlived stop()"
     assert not broker.pid_file.exists()
-
-
-@pytest.mark.integration
-def test_two_rabbitmq_nodes_run_side_by_side(tmp_path: Path) -> None:
-    """Each test/stack gets its own node name and ports, so a second node never collides with the first."""
-    _require_rabbitmq()
-    first, second = RabbitMQ(tmp_path / "a"), RabbitMQ(tmp_path / "b")
-    try:
-        first.start()
-        second.start()
-        first.wait_ready(timeout=60)
-        second.wait_ready(timeout=60)
-        assert first.node != second.node and first.port != second.port
-        assert first.amqp_login() == "ok" and second.amqp_login() == "ok"
-        first.stop()
-        assert second.amqp_login() == "ok", "stopping one node touched the other"
-    finally:
-        first.stop()
-        second.stop()
 
 
 # ----------------------------------------------------------------------------------------------------------
