@@ -194,3 +194,19 @@ def test_runtime_configuration_is_validated(make_sim: MakeSim) -> None:
             assert str(exc) and "\n" not in str(exc)
         else:
             raise AssertionError(f"accepted {bad}")
+
+
+def test_time_scale_shrinks_githubs_windows(make_sim: MakeSim, http: requests.Session) -> None:
+    from data_collection.simulator import SimulatorConfig
+
+    cfg = SimulatorConfig(time_scale=3600)
+    assert (cfg.window("core"), cfg.window("search"), cfg.window("graphql")) == (1.0, 60 / 3600, 1.0)
+    assert SimulatorConfig(time_scale=3600, reset_seconds=5).window("search") == 5.0
+    sim = make_sim(time_scale=60, quota_search=1)  # search: 60 s / 60 = a one-second window
+    first = http.get(f"{sim.url}/search/repositories?q=stars:>=50", headers=auth())
+    assert first.status_code == 200
+    assert http.get(f"{sim.url}/search/repositories?q=stars:>=50", headers=auth()).status_code == 403
+    reset = int(first.headers["x-ratelimit-reset"])
+    assert reset <= time.time() + 2
+    time.sleep(max(0.0, reset - time.time()) + 0.05)
+    assert http.get(f"{sim.url}/search/repositories?q=stars:>=50", headers=auth()).status_code == 200
