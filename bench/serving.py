@@ -44,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from model_serving import artifact, features, releases  # noqa: E402
+from model_serving.production_server.services import group_members  # noqa: E402
 from model_serving.production_server.stack import Stack, StackConfig  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -71,17 +72,24 @@ def bench_model() -> tuple[Path, str]:
     from tests.model_fixture import synthetic_dataset
 
     data = synthetic_dataset(rows=4000, seed=1)
-    params = {"n_estimators": 200, "max_depth": 16, "min_samples_leaf": 2, "max_features": 0.5,
-              "max_samples": 0.8}
+    params = {
+        "n_estimators": 200,
+        "max_depth": 16,
+        "min_samples_leaf": 2,
+        "max_features": 0.5,
+        "max_samples": 0.8,
+    }
     pipeline = features.build_pipeline(RandomForestRegressor(**params, random_state=0, n_jobs=2))
     pipeline.fit(features.select_input(data), features.target_of(data))
     pipeline.set_params(model__regressor__n_jobs=1)  # serving predicts with one core per worker process
     fake = {"r2_log": 0.0, "r2": 0.0, "mae": 0.0, "rmse": 0.0, "spearman": 0.0}
     version = artifact.write_version(
-        pipeline, BENCH_VAR / "models",
+        pipeline,
+        BENCH_VAR / "models",
         dataset={"path": "synthetic (tests/model_fixture.py), 4000 rows", "sha256": "0" * 64, "rows": 4000},
         metrics={"protocol": "benchmark model: accuracy not measured", "cv": fake, "holdout": fake},
-        params=params, tuning={"trials": 0, "wall_seconds": 0, "nodes": 0, "cpus": 0, "search": "none"},
+        params=params,
+        tuning={"trials": 0, "wall_seconds": 0, "nodes": 0, "cpus": 0, "search": "none"},
         baseline={},
     )
     return version, "demo-sized forest trained by bench/serving.py (no models/ yet)"
@@ -91,14 +99,27 @@ def request_rows(count: int) -> list[dict[str, Any]]:
     """Repositories described by hand (no GitHub lookup in the measured path), varied so no cache helps."""
     rows = []
     for i in range(count):
-        rows.append({
-            "full_name": f"bench/repo-{i}", "language": ["Python", "Go", "Rust", "JavaScript", "C++"][i % 5],
-            "license_spdx": "mit", "owner_type": "Organization", "forks_count": 40 * (i + 1) ** 2,
-            "open_issues_count": 7 * i, "size": 12000 + i, "topics": "cli|ml",
-            "created_at": "2018-03-01T00:00:00Z", "pushed_at": "2026-10-01T00:00:00Z",
-            "has_wiki": True, "has_pages": False, "has_issues": True, "has_projects": False,
-            "has_discussions": i % 2 == 0, "contributors_count": 12 * (i + 1), "commits_count": 900 + i,
-        })
+        rows.append(
+            {
+                "full_name": f"bench/repo-{i}",
+                "language": ["Python", "Go", "Rust", "JavaScript", "C++"][i % 5],
+                "license_spdx": "mit",
+                "owner_type": "Organization",
+                "forks_count": 40 * (i + 1) ** 2,
+                "open_issues_count": 7 * i,
+                "size": 12000 + i,
+                "topics": "cli|ml",
+                "created_at": "2018-03-01T00:00:00Z",
+                "pushed_at": "2026-10-01T00:00:00Z",
+                "has_wiki": True,
+                "has_pages": False,
+                "has_issues": True,
+                "has_projects": False,
+                "has_discussions": i % 2 == 0,
+                "contributors_count": 12 * (i + 1),
+                "commits_count": 900 + i,
+            }
+        )
     return rows
 
 
@@ -128,8 +149,11 @@ def in_process(version_dir: Path, count: int, processes: int, seconds: float) ->
         per_process = pool.map(_inprocess_worker, [(str(version_dir), count, seconds)] * processes)
     latencies = [x for chunk in per_process for x in chunk]
     return {
-        "mode": "in-process", "repos_per_request": count, "processes": processes,
-        "requests": len(latencies), "rps": len(latencies) / seconds,
+        "mode": "in-process",
+        "repos_per_request": count,
+        "processes": processes,
+        "requests": len(latencies),
+        "rps": len(latencies) / seconds,
         "p50_ms": 1000 * float(np.percentile(latencies, 50)),
         "p99_ms": 1000 * float(np.percentile(latencies, 99)),
     }
@@ -157,12 +181,14 @@ def cpu_breakdown(version_dir: Path, count: int = 5, repeat: int = 20) -> dict[s
 
     return {
         "predict_with_interval (what a worker runs)": cpu_ms(
-            lambda: features.predict_with_interval(pipeline, pd.DataFrame.from_records(request_rows(count)))),
+            lambda: features.predict_with_interval(pipeline, pd.DataFrame.from_records(request_rows(count)))
+        ),
         "feature + encoding transform (runs twice per call)": cpu_ms(lambda: pipeline[:-1].transform(X)),
         "forest.predict": cpu_ms(lambda: forest.predict(encoded)),
         "per-tree predict loop (interval)": cpu_ms(lambda: [t.predict(encoded) for t in forest.estimators_]),
         "per-tree loop with check_input=False": cpu_ms(
-            lambda: [t.predict(encoded32, check_input=False) for t in forest.estimators_]),
+            lambda: [t.predict(encoded32, check_input=False) for t in forest.estimators_]
+        ),
     }
 
 
@@ -190,9 +216,24 @@ end
 
 def run_wrk(url: str, body_file: Path, script: Path, connections: int, seconds: float) -> dict[str, Any]:
     result = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s",
-         "-s", str(script), url],
-        capture_output=True, text=True, timeout=seconds + 60, check=False,
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
     )
     if result.returncode != 0:
         raise click.ClickException(f"wrk failed: {result.stderr.strip()[:300]}")
@@ -203,15 +244,49 @@ def run_wrk(url: str, body_file: Path, script: Path, connections: int, seconds: 
     stats = json.loads(match.group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
     return {
-        "connections": connections, "rps": float(rps.group(1)), "requests": stats["requests"],
-        "p50_ms": stats["p50_us"] / 1000, "p90_ms": stats["p90_us"] / 1000, "p99_ms": stats["p99_us"] / 1000,
-        "max_ms": stats["max_us"] / 1000, "errors": stats["errors"],
+        "connections": connections,
+        "rps": float(rps.group(1)),
+        "requests": stats["requests"],
+        "p50_ms": stats["p50_us"] / 1000,
+        "p90_ms": stats["p90_us"] / 1000,
+        "p99_ms": stats["p99_us"] / 1000,
+        "max_ms": stats["max_us"] / 1000,
+        "errors": stats["errors"],
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
     }
 
 
-def through_stack(version_dir: Path, workers: int, counts: list[int], connections: list[int], seconds: float,
-                  work: Path, progress: tqdm) -> list[dict[str, Any]]:
+def tier_cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far by every process of each tier (all members of each started process group)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    tiers = {"nginx": [stack.nginx], "gunicorn": stack.gunicorns, "celery": stack.workers,
+             "rabbitmq": [stack.broker]}
+    used: dict[str, float] = {}
+    for tier, processes in tiers.items():
+        total = 0
+        for process in processes:
+            if process is None or process.pid is None:
+                continue
+            for member in group_members(process.pid):
+                try:
+                    raw = Path(f"/proc/{member}/stat").read_text()
+                except OSError:
+                    continue
+                fields = raw[raw.rindex(")") + 2 :].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        used[tier] = total / ticks
+    return used
+
+
+def through_stack(
+    version_dir: Path,
+    workers: int,
+    counts: list[int],
+    connections: list[int],
+    seconds: float,
+    work: Path,
+    progress: tqdm,
+) -> list[dict[str, Any]]:
     model_dir = work / f"production-{workers}"
     if releases.current_release(model_dir) is None:
         staged = work / f"staged-{workers}" / version_dir.name
@@ -221,8 +296,12 @@ def through_stack(version_dir: Path, workers: int, counts: list[int], connection
         artifact.sign_version(staged, SECRET)
         releases.install_release(staged, model_dir, actor="bench", move=True)
     config = StackConfig(
-        state_dir=work / f"stack-{workers}", model_dir=model_dir, celery_workers=1,
-        celery_concurrency=workers, gunicorn_workers=2, gunicorn_threads=8,
+        state_dir=work / f"stack-{workers}",
+        model_dir=model_dir,
+        celery_workers=1,
+        celery_concurrency=workers,
+        gunicorn_workers=2,
+        gunicorn_threads=8,
         nginx_variables={"nginx_limit_req_exempt": ["127.0.0.0/8"], "nginx_worker_processes": 1},
         env={"STARGAZER_DEPLOY_SECRET": SECRET.decode(), "GITHUB_API_URL": "http://127.0.0.1:9"},
     )
@@ -236,8 +315,14 @@ def through_stack(version_dir: Path, workers: int, counts: list[int], connection
             script.write_text(WRK_SCRIPT.format(body=body))
             run_wrk(f"{stack.url}/api/v1/predict", body, script, 2, 2)  # warm-up: every process loaded
             for conns in connections:
+                cpu_before = tier_cpu_seconds(stack)
                 row = run_wrk(f"{stack.url}/api/v1/predict", body, script, conns, seconds)
+                cpu_after = tier_cpu_seconds(stack)
                 row.update({"mode": "stack", "repos_per_request": count, "worker_processes": workers})
+                row["cpu_ms_per_request"] = {
+                    tier: round(1000 * (cpu_after[tier] - cpu_before[tier]) / max(1, row["requests"]), 2)
+                    for tier in cpu_after
+                }
                 rows_out.append(row)
                 progress.set_postfix_str(f"{workers}w {count}r c={conns}: {row['rps']:.0f}/s")
                 progress.update()
@@ -272,19 +357,33 @@ def markdown(result: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|---:|",
     ]
     for r in result["in_process"]:
-        lines.append(f"| {r['repos_per_request']} | {r['processes']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} |")
-    lines += ["", "## CPU per 5-repository prediction, by stage (process time)", "", "| stage | CPU ms |",
-              "|---|---:|"]
+        lines.append(
+            f"| {r['repos_per_request']} | {r['processes']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} |"
+        )
+    lines += [
+        "",
+        "## CPU per 5-repository prediction, by stage (process time)",
+        "",
+        "| stage | CPU ms |",
+        "|---|---:|",
+    ]
     for stage, value in result["cpu_breakdown_ms_5_repos"].items():
         lines.append(f"| {stage} | {value:.1f} |")
-    lines += ["", "## Through the whole stack (closed loop, wrk connections = requests in flight)", "",
-              "| worker processes | repos/request | connections | requests/s | p50 ms | p90 ms | p99 ms | "
-              "non-200 |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Through the whole stack (closed loop, wrk connections = requests in flight)",
+        "",
+        "| worker processes | repos/request | connections | requests/s | p50 ms | p90 ms | p99 ms | "
+        "non-200 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in result["stack"]:
-        lines.append(f"| {r['worker_processes']} | {r['repos_per_request']} | {r['connections']} | "
-                     f"{r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
-                     f"{r['non_2xx'] + r['errors']} |")
+        lines.append(
+            f"| {r['worker_processes']} | {r['repos_per_request']} | {r['connections']} | "
+            f"{r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['non_2xx'] + r['errors']} |"
+        )
     lines += ["", "## Summary", "", "| | value |", "|---|---|"]
     for key, value in result["summary"].items():
         lines.append(f"| {key} | {value} |")
@@ -332,39 +431,66 @@ def main(duration: float, connections: str, inprocess_seconds: float) -> None:
     meeting = [r for r in five if r["rps"] >= TARGET_RPS and r["p99_ms"] < TARGET_P99_MS]
     best_inproc_5 = max(r["rps"] for r in inproc if r["repos_per_request"] == 5)
     summary = {
-        "5-repo requests/s at saturation (2 worker processes)":
-            f"{five_sat['rps']:.1f} at {five_sat['connections']} connections, p99 {five_sat['p99_ms']:.1f} ms"
-            if five_sat else "n/a",
+        "5-repo requests/s at saturation (2 worker processes)": (
+            f"{five_sat['rps']:.1f} at {five_sat['connections']} connections, "
+            f"p99 {five_sat['p99_ms']:.1f} ms" if five_sat else "n/a"
+        ),
         "best in-process 5-repo requests/s (2 processes)": f"{best_inproc_5:.1f}",
-        "stack / in-process throughput ratio (5 repos, 2 processes)":
-            f"{five_sat['rps'] / best_inproc_5:.2f}" if five_sat else "n/a",
+        "stack / in-process throughput ratio (5 repos, 2 processes)": f"{five_sat['rps'] / best_inproc_5:.2f}"
+        if five_sat
+        else "n/a",
         "stack p50 overhead at 1 connection (5 repos, 2 processes)": _overhead(inproc, five),
         "2 vs 1 worker processes, 5-repo saturation throughput": _scaling(valid),
         "target": f">= {TARGET_RPS:.0f} five-repo requests/s with p99 < {TARGET_P99_MS:.0f} ms",
     }
     if meeting:
         best = max(meeting, key=lambda r: r["rps"])
-        verdict = (f"Target MET: {best['rps']:.0f} five-repo requests/s at {best['connections']} connections "
-                   f"with p99 {best['p99_ms']:.0f} ms.")
+        verdict = (
+            f"Target MET: {best['rps']:.0f} five-repo requests/s at {best['connections']} connections "
+            f"with p99 {best['p99_ms']:.0f} ms."
+        )
     else:
-        verdict = ("Target NOT met: the whole stack saturates below 200 five-repo requests/s on this "
-                   "machine; see the in-process ceiling and the CPU breakdown: the prediction call itself "
-                   "costs more CPU than 2 cores / 200 requests allow.")
+        verdict = (
+            "Target NOT met: the whole stack saturates below 200 five-repo requests/s on this "
+            "machine; see the in-process ceiling and the CPU breakdown: the prediction call itself "
+            "costs more CPU than 2 cores / 200 requests allow."
+        )
     result = {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)},
-        "model": {"version": manifest.version, "source": source, "trees": trees,
-                  "size_mb": (version_dir / artifact.MODEL_FILE).stat().st_size / 1e6},
-        "settings": {"wrk_seconds": duration, "connections": conns, "gunicorn": "2 workers x 8 threads",
-                     "nginx_worker_processes": 1, "celery_prefetch": 1},
-        "cpu_breakdown_ms_5_repos": breakdown, "in_process": inproc, "stack": stack_rows,
-        "summary": summary, "verdict": verdict,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+        },
+        "model": {
+            "version": manifest.version,
+            "source": source,
+            "trees": trees,
+            "size_mb": (version_dir / artifact.MODEL_FILE).stat().st_size / 1e6,
+        },
+        "settings": {
+            "wrk_seconds": duration,
+            "connections": conns,
+            "gunicorn": "2 workers x 8 threads",
+            "nginx_worker_processes": 1,
+            "celery_prefetch": 1,
+        },
+        "cpu_breakdown_ms_5_repos": breakdown,
+        "in_process": inproc,
+        "stack": stack_rows,
+        "summary": summary,
+        "verdict": verdict,
         "target": {"rps": TARGET_RPS, "p99_ms": TARGET_P99_MS, "met": bool(meeting)},
     }
     (RESULTS / "serving.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "serving.md").write_text(markdown(result))
     click.echo(markdown(result))
+
+
+def _cpu_cell(row: dict[str, Any]) -> str:
+    cpu = row.get("cpu_ms_per_request") or {}
+    return " / ".join(f"{cpu.get(t, 0):.1f}" for t in ("nginx", "gunicorn", "rabbitmq", "celery"))
 
 
 def _overhead(inproc: list[dict[str, Any]], five: list[dict[str, Any]]) -> str:
@@ -377,8 +503,13 @@ def _overhead(inproc: list[dict[str, Any]], five: list[dict[str, Any]]) -> str:
 
 
 def _scaling(rows: list[dict[str, Any]]) -> str:
-    best = {w: max((r["rps"] for r in rows if r["worker_processes"] == w and r["repos_per_request"] == 5),
-                   default=0.0) for w in (1, 2)}
+    best = {
+        w: max(
+            (r["rps"] for r in rows if r["worker_processes"] == w and r["repos_per_request"] == 5),
+            default=0.0,
+        )
+        for w in (1, 2)
+    }
     if not best[1]:
         return "n/a"
     return f"{best[2]:.1f} / {best[1]:.1f} = {best[2] / best[1]:.2f}x"
