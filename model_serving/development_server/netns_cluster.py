@@ -131,7 +131,7 @@ def _our_pids(root: Path) -> list[int]:
     return found
 
 
-def stop(cluster: NamespaceCluster) -> None:
+def stop(cluster: NamespaceCluster, namespaces: Sequence[Node] | None = None) -> None:
     """Kill this cluster's processes (process groups, then any straggler by PID) and delete its namespaces."""
     for node in reversed(cluster.nodes):
         if node.process is not None and node.process.poll() is None:
@@ -143,7 +143,7 @@ def stop(cluster: NamespaceCluster) -> None:
     for pid in _our_pids(cluster.root):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    for node in cluster.nodes:
+    for node in namespaces or cluster.nodes:
         if node.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(timeout=5)
@@ -172,27 +172,23 @@ def namespace_cluster(
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
     head = Node(f"sgr{tag}h", f"{subnet}.11", root / "h", root / "head.log")
-    worker_nodes = [Node(f"sgr{tag}w", f"{subnet}.12", root / "w", root / "worker.log")] if workers else []
-    cluster = NamespaceCluster(root=root, token_file=token, head=head, workers=worker_nodes)
+    spare = Node(f"sgr{tag}w", f"{subnet}.12", root / "w", root / "worker.log")
+    cluster = NamespaceCluster(root=root, token_file=token, head=head, workers=[spare] if workers else [])
+    namespaces = [head, spare]  # both exist even for a lone head: its veth end needs a peer to come up
     try:
-        for node in cluster.nodes:
+        for node in namespaces:
             _ip("netns", "add", node.namespace)
             _ip("-n", node.namespace, "link", "set", "lo", "up")
-        if worker_nodes:
-            a, b = f"sgv{tag}h", f"sgv{tag}w"
-            _ip("link", "add", a, "type", "veth", "peer", "name", b)
-            for iface, node in ((a, head), (b, worker_nodes[0])):
-                _ip("link", "set", iface, "netns", node.namespace)
-                _ip("-n", node.namespace, "addr", "add", f"{node.ip}/24", "dev", iface)
-                _ip("-n", node.namespace, "link", "set", iface, "up")
-        else:  # a lone head still gets its own address
-            _ip("-n", head.namespace, "link", "add", "sgdummy", "type", "dummy")
-            _ip("-n", head.namespace, "addr", "add", f"{head.ip}/24", "dev", "sgdummy")
-            _ip("-n", head.namespace, "link", "set", "sgdummy", "up")
+        a, b = f"sgv{tag}h", f"sgv{tag}w"
+        _ip("link", "add", a, "type", "veth", "peer", "name", b)
+        for iface, node in ((a, head), (b, spare)):
+            _ip("link", "set", iface, "netns", node.namespace)
+            _ip("-n", node.namespace, "addr", "add", f"{node.ip}/24", "dev", iface)
+            _ip("-n", node.namespace, "link", "set", iface, "up")
         auth = {"RAY_TOKEN_FILE": str(token), "RAY_NUM_CPUS": str(cpus_per_node)}
         _start_node(head, "ray_head.sh", auth, cores[0] if cores else None)
         _wait_for_port(head, RAY_PORT, start_timeout)
-        for index, node in enumerate(worker_nodes, start=1):
+        for index, node in enumerate(cluster.workers, start=1):
             _start_node(
                 node,
                 "ray_worker.sh",
@@ -201,4 +197,4 @@ def namespace_cluster(
             )
         yield cluster
     finally:
-        stop(cluster)
+        stop(cluster, namespaces)
