@@ -49,6 +49,7 @@ VAR = Path(os.environ.get("STARGAZER_VAR_DIR") or REPO_ROOT / "var").resolve()
 STACK_DIR = VAR / "stack"
 LOCAL_SECRET_FILE = VAR / "deploy_secret"
 BROKER_PASSWORD_FILE = STACK_DIR / "broker_password"
+LOCAL_ACTOR = "make serve"
 
 
 class LaunchError(click.ClickException):
@@ -94,20 +95,29 @@ def ensure_model(model_dir: Path, models_dir: Path, secret: bytes) -> str:
 
     No ``current`` yet: the newest ``models/<version>`` is copied, signed with the local deploy secret (the
     copy, never the training output) and installed with ``releases.install_release``, the code post-receive
-    runs. An existing ``current`` is kept, but checked first, so a wrong secret is one clear line here
-    instead of a stack that never becomes ready.
+    runs. An existing ``current`` is kept (checked first, so a wrong secret is one clear line here instead
+    of a stack that never becomes ready), unless ``make serve`` itself installed it and training has since
+    written a newer version: then the newer one is installed, so ``make demo`` serves what it just trained.
     """
     # Imported here, not at the top: they pull in scikit-learn, which `stop` and `status` never need.
     from model_serving import artifact, releases
 
     current = releases.current_release(model_dir)
+    newest = artifact.newest_version(models_dir)
+    if current is not None and newest is not None and newest.name > current.name:
+        log = releases.read_deploy_log(model_dir)
+        if log and log[-1].get("actor") == LOCAL_ACTOR:
+            # The local stack served an older local model: a newer training run replaces it (make demo).
+            # A model that arrived by a deploy (git push) is never replaced from here.
+            click.echo(f"models/ holds a newer version than {current.name}: installing {newest.name}")
+            current = None
     if current is None:
-        newest = artifact.newest_version(models_dir)
         if newest is None:
             raise LaunchError(
                 f"no model to serve: {model_dir}/current is absent and {models_dir} holds no version "
                 "(train one: make demo)"
             )
+        VAR.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".sign-", dir=VAR) as tmp:
             staged = Path(tmp) / newest.name
             staged.mkdir()
@@ -115,7 +125,7 @@ def ensure_model(model_dir: Path, models_dir: Path, secret: bytes) -> str:
                 shutil.copy2(newest / name, staged / name)
             try:
                 artifact.sign_version(staged, secret)
-                current = releases.install_release(staged, model_dir, actor="make serve", move=True)
+                current = releases.install_release(staged, model_dir, actor=LOCAL_ACTOR, move=True)
             except (artifact.ArtifactError, releases.ReleaseError) as exc:
                 raise LaunchError(f"cannot install {newest.name}: {exc}") from None
         click.echo(f"installed model {newest.name} into {model_dir} (signed with the local deploy secret)")

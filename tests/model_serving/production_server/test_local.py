@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,37 @@ def test_make_serve_without_any_model_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert re.search(r"Error: no model to serve: .*holds no version \(train one: make demo\)", result.stderr)
     assert not (tmp_path / "var" / "stack" / "stack.json").exists()
+
+
+def test_make_serve_installs_a_newer_training_run_but_never_replaces_a_deployed_model(tmp_path: Path) -> None:
+    from model_serving import releases
+    from model_serving.production_server import local
+
+    secret = b"local-test-secret"
+    models, model_dir = tmp_path / "models", tmp_path / "production"
+    first = build_tiny_version(models)
+    assert local.ensure_model(model_dir, models, secret) == first.name
+    time.sleep(1.1)  # versions are named by the second they were written
+    second = build_tiny_version(models, seed=1)
+    assert local.ensure_model(model_dir, models, secret) == second.name  # make demo serves what it trained
+
+    # A model that came by deploy (post-receive) stays, even when models/ holds something newer.
+    deployed_dir = tmp_path / "deployed"
+    staged = tmp_path / "staged"
+    shutil.copytree(first, staged / first.name)
+    artifact.sign_version(staged / first.name, secret)
+    releases.install_release(staged / first.name, deployed_dir, actor="post-receive")
+    assert local.ensure_model(deployed_dir, models, secret) == first.name
+
+
+def test_make_serve_refuses_a_current_signed_with_another_secret(tmp_path: Path) -> None:
+    from click import ClickException
+
+    from model_serving import releases
+    from model_serving.production_server import local
+
+    version = build_tiny_version(tmp_path / "models")
+    artifact.sign_version(version, b"the-production-secret")
+    releases.install_release(version, tmp_path / "production", actor="post-receive")
+    with pytest.raises(ClickException, match=r"cannot be served: model\.json signature does not match"):
+        local.ensure_model(tmp_path / "production", tmp_path / "models", b"another-secret")
