@@ -673,6 +673,7 @@ NGINX_DEFAULTS: dict[str, Any] = {
     "nginx_upstreams": ["127.0.0.1:8000"],
     "nginx_upstream_keepalive": 32,
     "nginx_client_max_body_size": "1m",
+    "nginx_client_body_buffer_size": "1m",
     "nginx_proxy_read_timeout": 35,
     "nginx_limit_req_rate": "20r/s",
     "nginx_limit_req_burst": 40,

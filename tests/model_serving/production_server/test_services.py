@@ -176,6 +176,11 @@ def test_nginx_limits_headers_gzip_and_json_error_pages(tmp_path: Path, upstream
         assert set(too_big.json()) == {"error", "details"} and "too large" in too_big.json()["error"]
         assert too_big.headers["X-Frame-Options"] == "DENY"  # security headers on error pages too
 
+        # A body under the limit but above nginx's default buffer reaches the app (no temp file needed).
+        near_limit = requests.post(f"{base}/api/v1/predict", data=b"x" * 900_000,
+                                   headers={"Content-Type": "application/json"}, timeout=10)
+        assert near_limit.status_code == 200, near_limit.text[:200]
+
         passed = requests.post(f"{base}/api/v1/app-error", json={}, timeout=5)
         assert passed.status_code == 503 and passed.json()["error"] == "no model"  # not replaced by nginx
 
