@@ -82,7 +82,7 @@ Time = Annotated[datetime | None, BeforeValidator(_no_numbers_as_times)]
 Text = Annotated[str | None, Field(max_length=300)]
 
 
-Count = Annotated[int | None, BeforeValidator(_strict_count), Field(ge=0)]
+Count = Annotated[Annotated[int, Field(ge=0)] | None, BeforeValidator(_strict_count)]
 
 
 class RepositoryInput(BaseModel):

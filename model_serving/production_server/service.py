@@ -115,6 +115,7 @@ def _dispatch(rows: list[dict[str, Any]], settings: ServingSettings) -> dict[str
         async_result = predict_batch.apply_async(args=[rows], expires=settings.task_timeout)
     except BROKER_ERRORS as exc:
         metrics.TASK_OUTCOMES.labels(outcome="broker_error").inc()
+        reset_result_consumer(predict_batch.app)
         raise ServiceError(503, "message broker unreachable: the prediction could not be queued",
                            {"reason": type(exc).__name__}) from None
     try:
@@ -206,7 +207,13 @@ def readiness(celery_app: Celery, settings: ServingSettings) -> tuple[bool, dict
         report["error"] = f"message broker unreachable ({type(exc).__name__})"
         return False, report
     try:
-        answer = ping.apply_async(expires=settings.ready_timeout).get(timeout=settings.ready_timeout)
+        pending = ping.apply_async(expires=settings.ready_timeout)
+    except BROKER_ERRORS as exc:
+        reset_result_consumer(celery_app)
+        report["error"] = f"message broker unreachable ({type(exc).__name__})"
+        return False, report
+    try:
+        answer = pending.get(timeout=settings.ready_timeout)
     except CeleryTimeout:
         report["error"] = f"no worker answered a ping within {settings.ready_timeout:g} s"
         return False, report

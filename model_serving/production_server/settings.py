@@ -89,6 +89,8 @@ class ServingSettings:
 
     broker_url: str = field(default=DEFAULT_BROKER_URL, repr=False)
     result_backend: str = "rpc://"
+    #: The queue tasks go to and workers consume (two stacks may share one broker with different queues).
+    queue: str = "stargazer"
     model_dir: Path = DEFAULT_MODEL_DIR
     deploy_secret: bytes | None = field(default=None, repr=False)
     #: Accept unsigned models (tests of unsigned artifacts only; never in production).
@@ -141,6 +143,7 @@ class ServingSettings:
             broker_url=env.get("STARGAZER_BROKER_URL") or DEFAULT_BROKER_URL,
             broker_transport_options=transport_options,
             result_backend=env.get("STARGAZER_RESULT_BACKEND") or "rpc://",
+            queue=env.get("STARGAZER_QUEUE") or "stargazer",
             model_dir=model_dir,
             deploy_secret=deploy_secret,
             require_signature=env.get("STARGAZER_ALLOW_UNSIGNED_MODELS", "") not in {"1", "true", "yes"},
@@ -181,9 +184,14 @@ def celery_config(settings: ServingSettings) -> dict[str, Any]:
     if settings.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
         transport_options["confirm_publish"] = True
     transport_options.update(settings.broker_transport_options)
+    result_backend = settings.result_backend
+    if result_backend == "rpc://":
+        from model_serving.production_server.rpc_backend import BACKEND_PATH
+
+        result_backend = BACKEND_PATH  # rpc:// whose reply-queue declaration cannot hang (see the module)
     return {
         "broker_url": settings.broker_url,
-        "result_backend": settings.result_backend,
+        "result_backend": result_backend,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -192,7 +200,7 @@ def celery_config(settings: ServingSettings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": settings.task_soft_time_limit,
         "task_time_limit": settings.task_hard_time_limit,
-        "task_default_queue": "stargazer",
+        "task_default_queue": settings.queue,
         "task_ignore_result": False,
         "result_expires": 3600,
         "broker_connection_retry_on_startup": True,
@@ -200,11 +208,13 @@ def celery_config(settings: ServingSettings) -> dict[str, Any]:
         "broker_heartbeat": 10,
         "broker_transport_options": transport_options,
         "task_publish_retry": True,
+        # Publishing retries briefly (a broker blip), then the request fails fast with a 503: a person is
+        # waiting, and nginx or the client can retry; a long retry would only pile up web workers.
         "task_publish_retry_policy": {
-            "max_retries": 3,
-            "interval_start": 0.1,
-            "interval_step": 0.3,
-            "interval_max": 1.0,
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.25,
+            "interval_max": 0.5,
         },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

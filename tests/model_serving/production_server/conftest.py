@@ -93,27 +93,45 @@ def worker_env(broker_url: str, model_dir: Path, state_dir: Path, **extra: str) 
 WorkerFactory = Callable[..., CeleryWorker]
 
 
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
-    """Start real ``celery worker`` processes; every one started is stopped (by pid) at teardown."""
-    started: list[CeleryWorker] = []
+class Workers:
+    """Starts real ``celery worker`` processes under ``root``; ``stop_all`` stops each by its pid."""
 
-    def start(broker_url: str, model_dir: Path, *, concurrency: int = 1, wait: bool = True,
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: list[CeleryWorker] = []
+
+    def start(self, broker_url: str, model_dir: Path, *, concurrency: int = 1, wait: bool = True,
               **env: str) -> CeleryWorker:
-        index = len(started)
-        state = tmp_path / f"worker-{index}"
+        index = len(self.started)
+        state = self.root / f"worker-{index}"
         worker = CeleryWorker(state, concurrency=concurrency, index=index,
                               env=worker_env(broker_url, model_dir, state, **env))
-        started.append(worker)
+        self.started.append(worker)
         worker.start()
         if wait:
             worker.wait_ready(60)
         return worker
 
-    yield start
-    for worker in reversed(started):
-        with contextlib.suppress(Exception):
-            worker.stop(timeout=10)
+    def stop_all(self) -> None:
+        for worker in reversed(self.started):
+            with contextlib.suppress(Exception):
+                worker.stop(timeout=10)
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start real workers for one test; every one started is stopped (by pid) at teardown."""
+    workers = Workers(tmp_path)
+    yield workers.start
+    workers.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    """Workers shared by a module's tests (a worker takes seconds to start)."""
+    workers = Workers(tmp_path_factory.mktemp("workers"))
+    yield workers
+    workers.stop_all()
 
 
 def app_settings(broker_url: str, model_dir: Path, tmp_path: Path, **overrides: Any) -> ServingSettings:
