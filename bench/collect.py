@@ -196,6 +196,8 @@ def run_naive(url: str, workers: int, sample: int, expected: int) -> dict[str, A
 
 def markdown(result: dict[str, Any]) -> str:
     s, r, n = result["stargazer_graphql"], result["stargazer_rest_only"], result["naive"]
+    result.setdefault("ratio_wall_per_repo", (n["wall_seconds_extrapolated"] / n["reachable_rows"])
+                      / (s["wall_seconds"] / s["rows"]))
     rows = [
         ("repositories collected", f"{s['rows']:,}", f"{r['rows']:,}", f"{n['reachable_rows']:,}"),
         ("coverage of `stars:>=50`", f"{s['coverage']:.1%}", f"{r['coverage']:.1%}", f"{n['coverage']:.1%}"),
@@ -222,6 +224,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"{s['repos_per_second']}",
             f"{r['repos_per_second']}",
             f"{n['reachable_rows'] / max(n['wall_seconds_extrapolated'], 1e-9):.1f}",
+        ),
+        (
+            "wall time per enriched repository (ms)",
+            f"{1000 * s['wall_seconds'] / s['rows']:.1f}",
+            f"{1000 * r['wall_seconds'] / r['rows']:.1f}",
+            f"{1000 * n['wall_seconds_extrapolated'] / n['reachable_rows']:.1f} (extrapolated)",
         ),
         (
             "quota time on api.github.com, 3 tokens (h)",
@@ -251,7 +259,9 @@ def markdown(result: dict[str, Any]) -> str:
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
         "",
         "- Ratio naive / stargazer, calls per enriched repository: "
-        f"**{result['ratio_calls_per_repo']:.1f}x** (REST only: {result['ratio_calls_per_repo_rest']:.1f}x).",
+        f"**{result['ratio_calls_per_repo']:.1f}x** (REST only: {result['ratio_calls_per_repo_rest']:.1f}x); "
+        "wall time per enriched repository: "
+        f"**{result['ratio_wall_per_repo']:.0f}x**.",
         "- Targets: coverage 100% where naive stops at 1000: "
         f"**{'met' if t['coverage_100'] else 'MISSED'}**; "
         f"<= 4 calls per fully enriched repository: **{'met' if t['calls_le_4'] else 'MISSED'}** "
@@ -277,8 +287,13 @@ def main(repos: int, seed: int, workers: int, naive_sample: int) -> None:
     load = os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp:
+            click.echo(f"== stargazer, GraphQL batches ({expected:,} repositories expected)", err=True)
             smart = run_stargazer(url, workers, True, truth_sim, expected, Path(tmp))
+            click.echo(f"   {smart['calls_per_repo']:.2f} calls/repo, {smart['wall_seconds']} s", err=True)
+            click.echo("== stargazer, REST only", err=True)
             rest = run_stargazer(url, workers, False, truth_sim, expected, Path(tmp))
+            click.echo(f"   {rest['calls_per_repo']:.2f} calls/repo, {rest['wall_seconds']} s", err=True)
+        click.echo(f"== naive: search to the cap, then paging on a sample of {naive_sample}", err=True)
         naive = run_naive(url, workers, naive_sample, expected)
     finally:
         proc.terminate()
@@ -301,6 +316,8 @@ def main(repos: int, seed: int, workers: int, naive_sample: int) -> None:
         "naive": naive,
         "ratio_calls_per_repo": naive["calls_per_repo"] / smart["calls_per_repo"],
         "ratio_calls_per_repo_rest": naive["calls_per_repo"] / rest["calls_per_repo"],
+        "ratio_wall_per_repo": (naive["wall_seconds_extrapolated"] / naive["reachable_rows"])
+        / (smart["wall_seconds"] / smart["rows"]),
         "targets": {
             "coverage_100": math.isclose(smart["coverage"], 1.0),
             "calls_le_4": smart["calls_per_repo"] <= 4.0,
