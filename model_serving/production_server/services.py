@@ -245,8 +245,12 @@ class ManagedProcess:
             if not _wait_gone(record, timeout or self.stop_timeout, self._popen):
                 _signal_group(record.pid, signal.SIGKILL)
                 _wait_gone(record, 5, self._popen)
-            # Children that outlived their parent (same process group, same session) go too.
-            _signal_group(record.pid, signal.SIGKILL)
+        if was_running or _start_ticks(record.pid) is None:
+            # Children that outlived their parent (same process group) go too, also when the parent died
+            # on its own. Safe: while any member lives, the kernel gives no new process this group id, and
+            # when nothing holds the pid any more, the group can only be what we started.
+            if group_members(record.pid):
+                _signal_group(record.pid, signal.SIGKILL)
             deadline = time.monotonic() + 5
             while group_members(record.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)

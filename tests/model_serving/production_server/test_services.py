@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -288,3 +289,21 @@ def test_a_recycled_pid_is_never_signalled(tmp_path: Path) -> None:
         bystander.send_signal(signal.SIGKILL)
         bystander.wait()
 
+
+
+def test_stop_takes_orphans_of_a_parent_that_died_on_its_own(tmp_path: Path) -> None:
+    sleeper = _Sleeper(tmp_path)
+    sleeper.start()
+    record = sleeper.record()
+    assert record is not None
+    deadline = time.monotonic() + 5
+    while len(services.group_members(record.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphans = [pid for pid in services.group_members(record.pid) if pid != record.pid]
+    assert orphans
+    os.kill(record.pid, signal.SIGKILL)  # the parent crashes; its child keeps running in the group
+    sleeper._popen.wait()  # type: ignore[union-attr]
+    assert not sleeper.is_running()
+    assert services.group_members(record.pid) == orphans
+    assert sleeper.stop() is False  # the recorded process was already gone ...
+    assert services.group_members(record.pid) == []  # ... but what it left behind is stopped too
