@@ -224,7 +224,12 @@ def build_encoder(*, min_category_frequency: int = 10, max_categories: int = 40)
     )
     categorical = Pipeline(
         [
-            ("impute", SimpleImputer(strategy="constant", fill_value="(none)")),
+            # keep_empty_features: a category column that is empty in every training row (e.g. owner_type in
+            # a dataset that lacks it) becomes the "(none)" category instead of being dropped with a warning.
+            (
+                "impute",
+                SimpleImputer(strategy="constant", fill_value="(none)", keep_empty_features=True),
+            ),
             (
                 "onehot",
                 OneHotEncoder(
