@@ -3,17 +3,22 @@
 Accepted refs: ``refs/heads/deploy`` (switched by post-receive) and ``refs/staging/<version>`` (phase 1 of a
 multi-host deploy: validated here, switched by nobody). Everything else is refused.
 
-For each pushed commit, in this order, stopping at the first problem (one line per refused ref):
+For each pushed commit, in this order, stopping at its first problem (one line per refused ref):
 1. the commit has ``model.json`` and ``model.joblib`` at its root;
 2. ``model.json`` parses and matches the manifest schema;
 3. its HMAC signature verifies with this host's deploy secret — BEFORE anything is unpickled;
 4. ``model.joblib``'s sha256 is the signed one;
-5. ``feature_version``, ``input_columns`` and the sklearn version match the serving code of
-   ``STARGAZER_APP_DIR`` (the hook runs with that checkout's interpreter, so "the serving code" is literal);
-6. the model loads and predicts a canned sample in a separate process, as an unprivileged user, within a time
-   limit (``githooks.check_model``). A deploy commit that this host already accepted as
-   ``refs/staging/<version>`` skips step 6: phase 2 of a deploy must switch all hosts quickly, and the same
-   bytes passed it minutes ago on this very host (steps 1-5 are repeated: they are cheap).
+5. in a separate process, as an unprivileged user, within a time limit (``githooks.check_model``, run with
+   the interpreter and code of ``STARGAZER_APP_DIR``, so "the serving code" is literal): ``feature_version``,
+   ``input_columns`` and the sklearn version match the serving code's (checked before unpickling, by
+   ``artifact.load_version``), then the model loads and predicts a canned sample.
+A deploy commit that this host already accepted as ``refs/staging/<version>`` skips the load and prediction:
+phase 2 of a deploy must switch all hosts quickly, and the same bytes passed them minutes ago on this very
+host (steps 1-4 and the compatibility check are repeated in this process: they are cheap).
+
+Why the compatibility check lives in the child: it needs scikit-learn and the feature code (~1.5 s to import),
+and the child imports them anyway; this process then only needs hashlib and pydantic, so refusals for a bad
+signature or checksum, and phase 2, are fast.
 
 git runs this hook with the pushed objects in a quarantine and discards them when the hook fails, so a refused
 push leaves nothing behind. Messages go to stderr, which git shows the pusher as ``remote: ...`` lines.
@@ -106,11 +111,15 @@ def cheap_checks(update: Update, directory: Path, settings: HookSettings) -> Can
         _share_with_checker(path, settings)
     if settings.secret is None:
         raise artifact.ArtifactError("no deploy secret configured on this host: cannot verify signatures")
-    manifest = artifact.validate_version(directory, settings.secret)
+    manifest = artifact.read_manifest(directory)
+    artifact.verify_signature(manifest, settings.secret)
+    artifact.verify_checksum(directory, manifest)
     if update.ref.startswith(STAGING_PREFIX) and update.ref[len(STAGING_PREFIX) :] != manifest.version:
         raise artifact.ArtifactError(f"staging ref names {update.ref} but model.json is {manifest.version}")
     staged = gitcmd.rev_parse(f"{STAGING_PREFIX}{manifest.version}")
     needs_load = not (update.ref == DEPLOY_REF and staged == update.new)
+    if not needs_load:
+        artifact.check_compatible(manifest)  # the child, which would do it, does not run on this path
     return Candidate(update, directory, manifest.version, needs_load)
 
 

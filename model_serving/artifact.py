@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import joblib
-import sklearn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model_serving import features
+# joblib, scikit-learn and model_serving.features are imported inside the functions that use them: the git
+# hooks read, verify and install manifests through this module, and importing scikit-learn (~1.5 s) in every
+# hook process would dominate a deploy's time.
 
 MODEL_FILE: Final = "model.joblib"
 MANIFEST_FILE: Final = "model.json"
@@ -122,6 +122,8 @@ def git_commit(cwd: Path | None = None) -> str:
 
 def expected_input_columns() -> list[dict[str, str]]:
     """What the serving code in this checkout reads: the pre-receive hook compares models against it."""
+    from model_serving import features
+
     return [dict(column) for column in features.INPUT_COLUMNS]
 
 
@@ -143,6 +145,11 @@ def write_version(
     The version is ``YYYYMMDDTHHMMSSZ-<first 8 hex of model.joblib's sha256>``, so it names the exact bytes.
     The directory appears only when complete (written under a temp name, then renamed).
     """
+    import joblib
+    import sklearn
+
+    from model_serving import features
+
     models_dir.mkdir(parents=True, exist_ok=True)
     now = now or datetime.now(UTC)
     staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=models_dir))
@@ -249,6 +256,10 @@ def verify_checksum(version_dir: Path, manifest: Manifest) -> None:
 
 def check_compatible(manifest: Manifest) -> None:
     """Refuse a model this serving code cannot feed: other feature version, input columns or sklearn."""
+    import sklearn
+
+    from model_serving import features
+
     if manifest.feature_version != features.FEATURE_VERSION:
         raise ArtifactError(
             f"feature_version {manifest.feature_version} differs from the serving code's "
@@ -279,6 +290,8 @@ def load_version(
     version_dir: Path, secret: bytes | None, *, require_signature: bool = True
 ) -> tuple[Any, Manifest]:
     """Validate, then unpickle. Returns (pipeline, manifest); raises ArtifactError on any problem."""
+    import joblib
+
     manifest = validate_version(version_dir, secret, require_signature=require_signature)
     try:
         pipeline = joblib.load(version_dir / MODEL_FILE)
