@@ -29,6 +29,7 @@ from pathlib import Path
 
 import click
 
+from githooks.check_model import unprivileged_prefix
 from githooks.settings import DEFAULT_CHECK_TIMEOUT, DEFAULT_CHECK_USER, DEFAULT_KEEP, DEFAULT_PRUNE_EXPIRE
 
 HOOKS_SOURCE = Path(__file__).resolve().parent
@@ -82,8 +83,11 @@ def install(
         raise InstallError(f"no Python interpreter at {interpreter} (create the app venv or pass --python)")
     if secret_file is not None and not secret_file.is_file():
         raise InstallError(f"deploy secret file {secret_file} does not exist")
-
-    if repo.exists() and _git(repo, "rev-parse", "--is-bare-repository") != "true":
+    try:
+        unprivileged_prefix(check_user)
+    except ValueError as exc:
+        raise InstallError(str(exc)) from None
+    if repo.exists() and not _is_bare_repo(repo):
         raise InstallError(f"{repo} exists and is not a bare git repository")
     if not repo.exists():
         subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=deploy", str(repo)], check=True)
@@ -136,6 +140,16 @@ def install(
     return changes
 
 
+def _is_bare_repo(path: Path) -> bool:
+    result = subprocess.run(
+        ["git", f"--git-dir={path}", "rev-parse", "--is-bare-repository"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode == 0 and result.stdout.strip() == "true"
+
+
 def _chown(owner: str, *roots: Path) -> list[str]:
     try:
         entry = pwd.getpwnam(owner)
@@ -153,12 +167,7 @@ def _chown(owner: str, *roots: Path) -> list[str]:
 
 def _probe_checker(interpreter: Path, app_dir: Path, check_user: str) -> None:
     """Fail now, not at the first push, if the unprivileged check user cannot run the app's Python."""
-    from githooks.check_model import unprivileged_prefix
-
-    try:
-        prefix = unprivileged_prefix(check_user)
-    except ValueError as exc:
-        raise InstallError(str(exc)) from None
+    prefix = unprivileged_prefix(check_user)
     command = [*prefix, str(interpreter), "-c", "import sklearn, githooks.check_model"]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(app_dir), "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(

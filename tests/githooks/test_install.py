@@ -1,0 +1,127 @@
+"""The installer Ansible calls: makes the bare repository with hooks and config; idempotent; clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from githooks.install import GIT_SETTINGS
+from model_serving.development_server.deploy import DeployRepo
+from tests.githooks.conftest import INSTALL_SH, SECRET, install_host, stargazer_lines
+from tests.support import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def _install(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(INSTALL_SH), *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_installs_hooks_and_config_then_changes_nothing(
+    tmp_path: Path, secret_file: Path, git_ready: None
+) -> None:
+    host = install_host(tmp_path, "h1", secret_file, keep=3, probe=True)  # probe: the check user runs Python
+    for name in ("pre-receive", "post-receive"):
+        hook = host.repo / "hooks" / name
+        assert hook.read_bytes() == (REPO_ROOT / "githooks" / name).read_bytes()
+        assert os.access(hook, os.X_OK)
+    assert host.git("symbolic-ref", "HEAD").stdout.strip() == "refs/heads/deploy"
+    assert host.git("rev-parse", "--is-bare-repository").stdout.strip() == "true"
+    for key, value in GIT_SETTINGS.items():
+        assert host.git("config", "--local", "--get", key).stdout.strip() == value, key
+    assert host.git("config", "--get", "stargazer.keep").stdout.strip() == "3"
+    assert host.git("config", "--get", "stargazer.secretfile").stdout.strip() == str(secret_file)
+    assert SECRET not in (host.repo / "config").read_text()  # only the secret's path is stored
+    assert host.model_dir.is_dir()
+
+    again = _install(
+        "--repo", str(host.repo), "--model-dir", str(host.model_dir), "--secret-file", str(secret_file),
+        "--keep", "3", "--check-timeout", "20", "--prune-expire", "now", "--host-name", "h1", "--no-probe",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "changed=false"
+
+    (host.repo / "hooks" / "pre-receive").write_text("#!/bin/sh\nexit 0\n")  # a tampered hook is restored
+    third = _install(
+        "--repo", str(host.repo), "--model-dir", str(host.model_dir), "--secret-file", str(secret_file),
+        "--keep", "3", "--check-timeout", "20", "--prune-expire", "now", "--host-name", "h1", "--no-probe",
+    )  # fmt: skip
+    assert third.stdout.splitlines() == ["installed hook pre-receive", "changed=true"]
+
+
+@pytest.mark.parametrize(
+    ("make_args", "expected"),
+    [
+        (lambda p: ["--repo", str(p / "plain"), "--model-dir", str(p / "m")], "is not a bare git repository"),
+        (
+            lambda p: [
+                "--repo",
+                str(p / "r.git"),
+                "--model-dir",
+                str(p / "m"),
+                "--secret-file",
+                str(p / "nope"),
+            ],
+            "deploy secret file",
+        ),
+        (
+            lambda p: [
+                "--repo",
+                str(p / "r.git"),
+                "--model-dir",
+                str(p / "m"),
+                "--python",
+                str(p / "nopython"),
+            ],
+            "no Python interpreter at",
+        ),
+        (
+            lambda p: [
+                "--repo",
+                str(p / "r.git"),
+                "--model-dir",
+                str(p / "m"),
+                "--check-user",
+                "no-such-user-x",
+            ],
+            "check user 'no-such-user-x' does not exist",
+        ),
+    ],
+    ids=["not_bare", "missing_secret_file", "missing_python", "unknown_check_user"],
+)
+def test_bad_installs_fail_with_one_line(tmp_path: Path, git_ready: None, make_args, expected: str) -> None:
+    if "no-such-user" in expected and os.geteuid() != 0:
+        pytest.skip("the check user is only used when the hook runs as root")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "file").write_text("not a repository")
+    result = _install(*make_args(tmp_path))
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and expected in line, line
+
+
+def test_host_without_secret_refuses_every_model(
+    tmp_path: Path, versions: list[Path], secret_file: Path, git_ready: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("STARGAZER_DEPLOY_SECRET", "STARGAZER_DEPLOY_SECRET_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    host = install_host(tmp_path, "h1", secret_file)
+    host.git("config", "--local", "--unset", "stargazer.secretfile")
+    dev = DeployRepo(tmp_path / "dev.git")
+    dev.ensure()
+    commit, _ = dev.commit_version(versions[0], SECRET.encode())
+    result = subprocess.run(
+        ["git", f"--git-dir={dev.path}", "push", host.url, f"{commit}:refs/heads/deploy"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert stargazer_lines(result.stderr) == [
+        f"stargazer: refused refs/heads/deploy ({commit[:10]}): no deploy secret configured on this host: "
+        "cannot verify signatures"
+    ]
+    assert host.current() is None
