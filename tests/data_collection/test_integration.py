@@ -81,9 +81,9 @@ def names(frame: pd.DataFrame) -> list[str]:
 
 # -- coverage past the cap ---------------------------------------------------------------------------------
 def test_collects_every_repository_past_the_cap_with_date_splits(simulator, tmp_path):
-    # A steep star distribution puts >1000 repositories on single star values (50, 51...): those need
-    # created-date slices; the top needs star slices. 8,000 repositories, search only.
-    sim = simulator(repos=8000, seed=3, star_alpha=9.0)
+    # A steep star distribution puts >1000 repositories on one star value (50): it needs created-date
+    # slices; the top needs star slices. 6,000 repositories, search only.
+    sim = simulator(repos=6000, seed=3, star_alpha=10.0)
     expected = sim.expected("stars:>=50")
     assert len(expected) >= 5000
     meta = run(sim, tmp_path / "repos.csv", enrich=False)
@@ -110,11 +110,11 @@ def test_incomplete_results_are_asked_again_until_complete(simulator, tmp_path):
 
 
 def test_max_repos_is_the_top_n_by_stars_then_id(simulator, tmp_path):
-    sim = simulator(repos=3000, seed=5)
-    run(sim, tmp_path / "a.csv", enrich=False, max_repos=1500)
-    run(sim, tmp_path / "b.csv", enrich=False, max_repos=1500)
+    sim = simulator(repos=2000, seed=5)
+    run(sim, tmp_path / "a.csv", enrich=False, max_repos=1200)
+    run(sim, tmp_path / "b.csv", enrich=False, max_repos=1200)
     a, b = read_dataset(tmp_path / "a.csv"), read_dataset(tmp_path / "b.csv")
-    top = sorted(sim.expected("stars:>=50"), key=lambda r: (-r.stargazers_count, r.id))[:1500]
+    top = sorted(sim.expected("stars:>=50"), key=lambda r: (-r.stargazers_count, r.id))[:1200]
     assert names(a) == names(b) == [r.full_name for r in top]
 
 
@@ -244,7 +244,7 @@ def journal_progress(path: Path) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("phase, threshold, repos, max_repos, enrich", [
-    ("search", 4, 2000, 1800, False),  # killed between search pages
+    ("search", 4, 1500, 1300, False),  # killed between search pages
     ("enrich", 400, 600, 300, True),   # killed among enrichment workers
 ])
 def test_resume_after_kill_9_gives_the_same_dataset(simulator, tmp_path, phase, threshold, repos, max_repos,
