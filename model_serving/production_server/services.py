@@ -554,6 +554,14 @@ class CeleryWorker(ManagedProcess):
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]
 
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        # One prefork process = one core's worth of prediction: native thread pools (OpenMP/BLAS) inside
+        # each process would only fight the other processes for the same cores.
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, "1")
+        return env
+
     def prepare(self) -> None:
         super().prepare()
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
