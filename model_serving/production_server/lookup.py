@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -186,17 +185,3 @@ class RepositoryLookup:
         followers = owner.data.get("followers") if known else None
         row["owner_followers"] = None if followers is None else int(followers)
         return row
-
-
-_instances: dict[tuple[int, int], RepositoryLookup] = {}
-_instances_lock = threading.Lock()
-
-
-def for_process(key: int, factory: Callable[[], RepositoryLookup]) -> RepositoryLookup:
-    """The lookup of this process for one app (``key``): never shared across a fork."""
-    with _instances_lock:
-        slot = (os.getpid(), key)
-        lookup = _instances.get(slot)
-        if lookup is None:
-            lookup = _instances[slot] = factory()
-        return lookup

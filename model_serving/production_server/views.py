@@ -7,6 +7,7 @@ its input, or renders the result table and a bar chart drawn as inline SVG on th
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from flask import Blueprint, Flask, current_app, render_template
@@ -19,16 +20,23 @@ bp = Blueprint("views", __name__)
 
 
 def lookup_for(app: Flask) -> lookup_module.RepositoryLookup:
-    """This process's GitHub lookup (one per process and app: clients hold sockets, never shared by fork)."""
-    settings = app.config["STARGAZER"]
-    return lookup_module.for_process(id(app), lambda: lookup_module.RepositoryLookup(
-        settings.github,
-        ttl=settings.lookup_ttl,
-        negative_ttl=settings.lookup_negative_ttl,
-        cache_size=settings.lookup_cache_size,
-        threads=settings.lookup_threads,
-        timeout=settings.lookup_timeout,
-    ))
+    """This app's GitHub lookup in this process (clients hold sockets: never shared across a fork)."""
+    slot = app.extensions.get("stargazer_lookup")
+    if slot is None or slot[0] != os.getpid():
+        settings = app.config["STARGAZER"]
+        lookup = lookup_module.RepositoryLookup(
+            settings.github,
+            ttl=settings.lookup_ttl,
+            negative_ttl=settings.lookup_negative_ttl,
+            cache_size=settings.lookup_cache_size,
+            threads=settings.lookup_threads,
+            timeout=settings.lookup_timeout,
+        )
+        # setdefault: two threads racing on the first request end up sharing one lookup (and one cache).
+        slot = app.extensions.setdefault("stargazer_lookup", (os.getpid(), lookup))
+        if slot[0] != os.getpid():
+            slot = app.extensions["stargazer_lookup"] = (os.getpid(), lookup)
+    return slot[1]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from data_collection.simulator import SimulatorServer
 from model_serving.production_server.services import RabbitMQ
 from tests.model_serving.production_server.conftest import AppFactory, Models, Workers, install
 from tests.model_serving.production_server.helpers import csrf_token, form_data, json_rows
@@ -164,3 +165,32 @@ def test_no_broker_is_a_clear_503(offline_app: Flask) -> None:
                                                   csrf_token(client)))
     assert page.status_code == 503
     assert "message broker unreachable" in page.get_data(as_text=True)
+
+
+def test_named_repositories_are_looked_up_on_the_simulator_with_actual_stars(
+    served_model: tuple[Path, str], rabbitmq: RabbitMQ, make_app: AppFactory,
+) -> None:
+    model_dir, version = served_model
+    with SimulatorServer(repos=40, seed=11, tokens=("serve-token",)) as sim:
+        app = make_app(rabbitmq.url, model_dir, github_url=sim.url)
+        known = [sim.store.repos[i] for i in (0, 5, 9)]
+        names = [known[0].full_name, "ghost/never-existed", known[1].full_name, known[2].full_name]
+        client = app.test_client()
+        answer = client.post("/api/v1/predict", json={"repositories": [{"full_name": n} for n in names]})
+        assert answer.status_code == 200
+        predictions = answer.json["predictions"]
+        assert answer.json["model_version"] == version
+        assert predictions[1] == {"full_name": "ghost/never-existed",
+                                  "error": "repository ghost/never-existed not found on GitHub"}
+        for repo, got in zip(known, (predictions[0], predictions[2], predictions[3]), strict=True):
+            assert got["full_name"] == repo.full_name
+            assert got["actual_stars"] == repo.stargazers_count
+        assert sorted(p["rank"] for p in predictions if "rank" in p) == [1, 2, 3]
+
+        # The same through the form: a link to each looked-up repository, its actual stars and the ratio.
+        rows = [{"full_name": known[0].full_name}, {"full_name": "ghost/never-existed"}]
+        page = client.post("/predict", data=form_data(rows, csrf_token(client))).get_data(as_text=True)
+        assert f'<a href="https://github.com/{known[0].full_name}"' in page
+        assert f"{known[0].stargazers_count:,}" in page
+        assert "repository ghost/never-existed not found on GitHub" in page
+        assert re.search(r'<td class="num">\d+\.\d\d\s*<span class="verdict">', page)

@@ -1,0 +1,200 @@
+"""Faults with real processes: a worker SIGKILLed holding a task, RabbitMQ restarted, no / corrupt model,
+and a new model switched in while requests run. Each test starts its own worker(s); the app runs in the test
+process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from model_serving import artifact, releases
+from model_serving.production_server.services import RabbitMQ
+from tests.model_serving.production_server.conftest import (
+    AppFactory,
+    Models,
+    WorkerFactory,
+    install,
+    wait_until,
+)
+from tests.model_serving.production_server.helpers import json_rows
+
+pytestmark = pytest.mark.integration
+
+
+def unacked(broker: RabbitMQ, queue: str) -> int:
+    """Messages delivered to a consumer but not yet acknowledged, as RabbitMQ itself counts them."""
+    result = broker.ctl("list_queues", "-p", broker.vhost, "-q", "--no-table-headers",
+                        "name", "messages_unacknowledged")
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == queue:
+            return int(parts[1])
+    return 0
+
+
+def test_worker_killed_holding_a_task_the_task_is_redelivered_and_answered(
+    tmp_path: Path, signed_models: Models, rabbitmq: RabbitMQ, start_worker: WorkerFactory,
+    make_app: AppFactory,
+) -> None:
+    model_dir = tmp_path / "production"
+    version = install(model_dir, signed_models.v1)
+    queue = "kill-test"
+    first = start_worker(rabbitmq.url, model_dir, STARGAZER_QUEUE=queue)
+    app = make_app(rabbitmq.url, model_dir, queue=queue, task_timeout=60.0)
+    client = app.test_client()
+    assert client.post("/api/v1/predict", json={"repositories": json_rows(1)}).status_code == 200
+    assert first.pid is not None
+    pgid = first.pid  # the worker runs in its own session: its pool processes share this group
+    os.killpg(pgid, signal.SIGSTOP)  # frozen: it will receive the next task and never acknowledge it
+    answers: list[object] = []
+    request = threading.Thread(target=lambda: answers.append(
+        client.post("/api/v1/predict", json={"repositories": json_rows(5)})))
+    request.start()
+    try:
+        wait_until(lambda: unacked(rabbitmq, queue) == 1, 20, "the task delivered to the frozen worker")
+        second = start_worker(rabbitmq.url, model_dir, STARGAZER_QUEUE=queue)
+        assert not answers, "the task must not be answered while its worker holds it"
+        os.killpg(pgid, signal.SIGKILL)  # the worker dies without acknowledging: acks_late gives it back
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # never leave a frozen process behind
+            os.killpg(pgid, signal.SIGCONT)
+    request.join(60)
+    assert answers, "no answer after the worker was killed"
+    answer = answers[0]
+    assert answer.status_code == 200, answer.json  # type: ignore[attr-defined]
+    assert answer.json["model_version"] == version  # type: ignore[attr-defined]
+    assert len(answer.json["predictions"]) == 5  # type: ignore[attr-defined]
+    # The second worker answered it (it logs the success just after sending the result).
+    wait_until(lambda: "Task stargazer.predict_batch[" in second.log_file.read_text()
+               and "succeeded" in second.log_file.read_text(), 10, "the second worker's log of the task")
+
+
+def test_rabbitmq_restart_the_app_recovers_without_restart(
+    tmp_path: Path, signed_models: Models, rabbitmq: RabbitMQ, start_worker: WorkerFactory,
+    make_app: AppFactory,
+) -> None:
+    model_dir = tmp_path / "production"
+    version = install(model_dir, signed_models.v1)
+    queue = "restart-test"
+    start_worker(rabbitmq.url, model_dir, STARGAZER_QUEUE=queue)
+    app = make_app(rabbitmq.url, model_dir, queue=queue, task_timeout=5.0)
+    client = app.test_client()
+    body = {"repositories": json_rows(3)}
+    assert client.post("/api/v1/predict", json=body).status_code == 200
+    rabbitmq.stop()
+    try:
+        down = client.post("/api/v1/predict", json=body)
+        assert down.status_code == 503
+        assert down.json["error"].startswith("message broker")
+        assert client.get("/readyz").status_code == 503
+    finally:
+        rabbitmq.start()  # same node, ports, data and credentials
+        rabbitmq.wait_ready(60)
+    outage_over = time.monotonic()
+    statuses: list[int] = []
+
+    def recovered() -> bool:
+        answer = client.post("/api/v1/predict", json=body)
+        statuses.append(answer.status_code)
+        return answer.status_code == 200 and answer.json["model_version"] == version
+
+    # The worker reconnects with kombu's backoff (2, 4, 6 ... s, at most 30 s between tries).
+    wait_until(recovered, 60, "a prediction after the broker came back", interval=0.5)
+    assert set(statuses) <= {200, 503, 504}, statuses
+    print(f"recovered {time.monotonic() - outage_over:.1f} s after the broker was back; statuses {statuses}")
+    assert client.get("/readyz").json["ready"] is True
+    # Several in a row: the recovered connection is a healthy one, not a lucky one.
+    assert all(client.post("/api/v1/predict", json=body).status_code == 200 for _ in range(5))
+
+
+def test_no_model_then_corrupt_model_then_a_good_one_without_restarting_the_worker(
+    tmp_path: Path, signed_models: Models, rabbitmq: RabbitMQ, start_worker: WorkerFactory,
+    make_app: AppFactory,
+) -> None:
+    model_dir = tmp_path / "production"
+    queue = "model-states"
+    start_worker(rabbitmq.url, model_dir, STARGAZER_QUEUE=queue)
+    client = make_app(rabbitmq.url, model_dir, queue=queue).test_client()
+    body = {"repositories": json_rows(2)}
+
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json["ready"] is False and ready.json["broker"] is True
+    assert ready.json["error"] == f"no model installed: {model_dir / 'current'} does not exist"
+    answer = client.post("/api/v1/predict", json=body)
+    assert answer.status_code == 503
+    assert answer.json == {"error": f"no model installed: {model_dir / 'current'} does not exist",
+                           "details": {"code": "no_model"}}
+
+    # A release whose bytes do not match the signed manifest (a truncated copy, a bit flip on disk).
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(signed_models.v1, corrupt)
+    releases.install_release(corrupt, model_dir, actor="tests", move=True)
+    (model_dir / "current" / artifact.MODEL_FILE).write_bytes(b"\x80\x04 truncated")
+    answer = client.post("/api/v1/predict", json=body)
+    assert answer.status_code == 503
+    assert "unusable: model.joblib sha256" in answer.json["error"]
+    assert "does not match model.json" in answer.json["error"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "does not match model.json" in ready.json["error"]
+
+    version = install(model_dir, signed_models.v2)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["model_version"] == version
+    assert client.post("/api/v1/predict", json=body).json["model_version"] == version
+
+
+def test_new_model_switched_in_while_requests_run_no_request_fails(
+    tmp_path: Path, signed_models: Models, rabbitmq: RabbitMQ, start_worker: WorkerFactory,
+    make_app: AppFactory,
+) -> None:
+    model_dir = tmp_path / "production"
+    old = install(model_dir, signed_models.v1)
+    queue = "switch-test"
+    start_worker(rabbitmq.url, model_dir, concurrency=2, STARGAZER_QUEUE=queue)
+    app = make_app(rabbitmq.url, model_dir, queue=queue)
+    seen: list[tuple[float, int, str | None]] = []  # (when the request started, status, version)
+    stop_at = time.monotonic() + 60
+    switched = threading.Event()
+    lock = threading.Lock()
+
+    def hammer() -> None:
+        client = app.test_client()
+        body = {"repositories": json_rows(5)}
+        after_switch = 0
+        while time.monotonic() < stop_at and after_switch < 8:
+            started = time.monotonic()
+            answer = client.post("/api/v1/predict", json=body)
+            version = answer.json.get("model_version") if answer.status_code == 200 else None
+            with lock:
+                seen.append((started, answer.status_code, version))
+            if switched.is_set():
+                after_switch += 1
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(hammer) for _ in range(3)]
+        wait_until(lambda: len(seen) >= 10, 30, "requests served by the old model")
+        new = install(model_dir, signed_models.v2)
+        switched_at = time.monotonic()
+        switched.set()
+        for future in futures:
+            future.result()
+
+    statuses = {status for _, status, _ in seen}
+    assert statuses == {200}, f"failed requests during the switch: {sorted(statuses)}"
+    versions = [version for _, _, version in sorted(seen)]
+    assert versions[0] == old and versions[-1] == new
+    # A request sent after the switch is answered by the new model: the worker process checks `current`
+    # when it starts the task, not when it received the message.
+    late = [version for started, _, version in seen if started > switched_at]
+    assert len(late) >= 20 and set(late) == {new}
+    ready = app.test_client().get("/readyz")
+    assert ready.json["model_version"] == new
