@@ -142,10 +142,10 @@ def deploy(dev_env: None, git_ready: None, tmp_path: Path) -> Iterator:
     runner = CliRunner()
     dev_repo = tmp_path / "deploy.git"
 
-    def run(*args: str, models: Path, remotes: list[Host], repo: Path = dev_repo) -> DeployResult:
+    def run(*args: str, models: Path, remotes: list[Host | str], repo: Path = dev_repo) -> DeployResult:
         argv = [*args, "--models", str(models), "--repo", str(repo)]
         for host in remotes:
-            argv += ["--remote", host.url]
+            argv += ["--remote", host.url if isinstance(host, Host) else host]
         result = runner.invoke(deploy_command, argv, catch_exceptions=False)
         return DeployResult(result.exit_code, result.output)
 
