@@ -102,6 +102,17 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def switch_skew(hosts: list[dict[str, Path]]) -> float:
+    """Seconds between the first and the last host switching (from their deploy logs' last entries)."""
+    from model_serving import releases
+
+    times = [
+        datetime.strptime(releases.read_deploy_log(h["model_dir"])[-1]["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        for h in hosts
+    ]
+    return round((max(times) - min(times)).total_seconds(), 3)
+
+
 def deploy(target: str, models: Path, dev_repo: Path, hosts: list[dict[str, Path]]) -> dict[str, Any]:
     command = [sys.executable, "-m", "model_serving.development_server.deploy", "deploy", target,
                "--models", str(models), "--repo", str(dev_repo)]  # fmt: skip
@@ -141,6 +152,7 @@ def main(deploys: int) -> None:
         for version in versions:
             one_host.append(deploy(version.name, models, root / "dev-a.git", [single]))
             two_hosts.append(deploy(version.name, models, root / "dev-b.git", [pruned, unpruned]))
+            two_hosts[-1]["switch_skew_seconds"] = switch_skew([pruned, unpruned])
             sizes.append(
                 {"version": version.name, "pruned_repo_bytes": du(pruned["repo"]),
                  "unpruned_repo_bytes": du(unpruned["repo"]),
@@ -176,14 +188,18 @@ def main(deploys: int) -> None:
         f"{report['machine']['loadavg_after'][0]:.2f} after (other jobs on the machine change the numbers).",
         f"Model: demo-sized forest, model.joblib {', '.join(map(str, model_mib))} MiB (joblib compress=3).",
         "",
-        "| deploy | one host (one push), s | two hosts (two phases), s | load-and-predict check, s |",
-        "|---|---|---|---|",
+        "| deploy | one host (one push), s | two hosts (two phases), s | hosts switched apart, s "
+        "| load-and-predict checks, s |",
+        "|---|---|---|---|---|",
     ]
     for a, b in zip(one_host, two_hosts, strict=True):
         checks = ", ".join(f"{c:.1f}" for c in a["check_seconds"] + b["check_seconds"])
-        lines.append(f"| {a['target']} | {a['seconds']:.1f} | {b['seconds']:.1f} | {checks} |")
+        lines.append(
+            f"| {a['target']} | {a['seconds']:.1f} | {b['seconds']:.1f} | {b['switch_skew_seconds']:.2f} "
+            f"| {checks} |"
+        )
     lines += [
-        f"| rollback to a pruned version ({rollback['target']}) | {rollback['seconds']:.1f} | | "
+        f"| rollback to a pruned version ({rollback['target']}) | {rollback['seconds']:.1f} | | | "
         f"{', '.join(f'{c:.1f}' for c in rollback['check_seconds'])} |",
         "",
         f"Two hosts / one host: **{report['ratios']['two_hosts_over_one_host_seconds']}x** (hosts validate "

@@ -103,7 +103,7 @@ def extract(update: Update, into: Path) -> None:
 
 
 def cheap_checks(update: Update, directory: Path, settings: HookSettings) -> Candidate:
-    """Steps 1-5: manifest, signature (before any unpickling), sha256, compatibility with the serving code."""
+    """Steps 1-4: files, manifest, signature (before any unpickling), sha256; compatibility when staged."""
     from model_serving import artifact
 
     extract(update, directory)
@@ -204,5 +204,16 @@ def _finish(problems: list[str], accepted: list[str], stderr: TextIO) -> int:
     return 1 if problems else 0
 
 
+def guarded_main() -> int:
+    """Whatever goes wrong, the pusher gets one line and the push is refused (never a traceback)."""
+    try:
+        return main()
+    except Exception as exc:
+        print(
+            f"{PREFIX} refused: pre-receive failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True
+        )
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded_main())

@@ -1,0 +1,75 @@
+"""Hook settings: the host's git config decides, the environment is a fallback; bad values are one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from githooks import gitcmd
+from githooks.settings import SettingsError, load
+
+
+def test_git_config_wins_over_the_pushers_environment(tmp_path: Path) -> None:
+    host_secret = tmp_path / "host_secret"
+    host_secret.write_text("host-secret\n")
+    env = {
+        "STARGAZER_APP_DIR": "/pusher/app",
+        "STARGAZER_MODEL_DIR": "/pusher/models",
+        "STARGAZER_DEPLOY_SECRET": "pusher-secret",
+    }
+    config = {
+        "stargazer.appdir": "/opt/stargazer",
+        "stargazer.modeldir": "/var/lib/stargazer/models",
+        "stargazer.secretfile": str(host_secret),
+        "stargazer.keep": "3",
+        "stargazer.checktimeout": "7.5",
+        "stargazer.checkuser": "",
+        "stargazer.hostname": "prod1",
+    }
+    settings = load(env, config)
+    assert settings.app_dir == Path("/opt/stargazer")
+    assert settings.model_dir == Path("/var/lib/stargazer/models")
+    assert settings.secret == b"host-secret"
+    assert (settings.keep, settings.check_timeout, settings.check_user, settings.host_name) == (
+        3,
+        7.5,
+        None,
+        "prod1",
+    )
+    assert "host-secret" not in repr(settings)
+
+
+def test_environment_is_the_fallback() -> None:
+    env = {"STARGAZER_APP_DIR": "/a", "STARGAZER_MODEL_DIR": "/m", "STARGAZER_DEPLOY_SECRET": "s"}
+    settings = load(env, {})
+    assert (settings.app_dir, settings.model_dir, settings.secret) == (Path("/a"), Path("/m"), b"s")
+    assert settings.keep == 5 and settings.check_user == "nobody"
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, "stargazer.appdir is not set"),
+        ({"stargazer.appdir": "/a"}, "stargazer.modeldir is not set"),
+        (
+            {"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.keep": "many"},
+            "must be a number",
+        ),
+        ({"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.keep": "0"}, "must be >= 1"),
+        (
+            {"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.secretfile": "/nonexistent/s"},
+            "cannot read deploy secret file",
+        ),
+    ],
+)
+def test_bad_settings_are_one_line(config: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load({}, config)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_push_options() -> None:
+    env = {"GIT_PUSH_OPTION_COUNT": "2", "GIT_PUSH_OPTION_0": "actor=alice@dev", "GIT_PUSH_OPTION_1": "flag"}
+    assert gitcmd.push_options(env) == {"actor": "alice@dev", "flag": ""}
+    assert gitcmd.push_options({"GIT_PUSH_OPTION_COUNT": "x"}) == {}
