@@ -277,6 +277,20 @@ def run_wrk(url: str, body_file: Path, script: Path, connections: int, seconds: 
     }
 
 
+def drain(url: str, body: Path) -> None:
+    """Wait until the tasks wrk left in flight are answered, so the next run starts with an empty queue.
+
+    wrk stops at its deadline with requests still queued; without this, the next run's first requests
+    would wait behind them and its latency would measure the previous run's backlog. The queue is FIFO, so
+    one request answered means everything queued before it is done.
+    """
+    import requests
+
+    for _ in range(2):
+        requests.post(f"{url}/api/v1/predict", data=body.read_bytes(),
+                      headers={"Content-Type": "application/json"}, timeout=120)
+
+
 def tier_cpu_seconds(stack: Stack) -> dict[str, float]:
     """CPU seconds used so far by every process of each tier (all members of each started process group)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -334,8 +348,9 @@ def through_stack(
             body.write_text(json.dumps({"repositories": request_rows(count)}))
             script = work / f"post-{count}.lua"
             script.write_text(WRK_SCRIPT.format(body=body))
-            run_wrk(f"{stack.url}/api/v1/predict", body, script, 2, 2)  # warm-up: every process loaded
+            run_wrk(f"{stack.url}/api/v1/predict", body, script, 4, 4)  # warm-up: every process loaded
             for conns in connections:
+                drain(stack.url, body)
                 cpu_before = tier_cpu_seconds(stack)
                 row = run_wrk(f"{stack.url}/api/v1/predict", body, script, conns, seconds)
                 cpu_after = tier_cpu_seconds(stack)
