@@ -183,6 +183,11 @@ def celery_config(settings: ServingSettings) -> dict[str, Any]:
     transport_options: dict[str, Any] = {}
     if settings.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
         transport_options["confirm_publish"] = True
+        # Opening a channel on a dead connection: kombu retries for broker_connection_timeout (2 s) by
+        # default; two quick tries are enough to tell a blip from an outage, and the 503 comes at once.
+        # (The worker's own consumer reconnects with Celery's explicit, patient policy: not affected.)
+        transport_options.update({"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
+                                  "interval_max": 0.5})
     transport_options.update(settings.broker_transport_options)
     result_backend = settings.result_backend
     if result_backend == "rpc://":
