@@ -84,10 +84,15 @@ def run_gridsearch(prepared: protocol.Prepared) -> tuple[float, dict[str, float]
     return wall, scores
 
 
-def run_raytune(prepared: protocol.Prepared) -> tuple[float, dict[str, float], list[str]]:
+def run_raytune(
+    prepared: protocol.Prepared, per_node: dict[str, Any] | None = None
+) -> tuple[float, dict[str, float], list[str]]:
     space = {k: tune.grid_search(v) for k, v in GRID.items()}
     result = tuning.run_tuning(prepared, trials=1, seed=SEED, search="random", space=space, verbose=0)
     ok = result.trials[result.trials["status"] == "ok"]
+    if per_node is not None:
+        for node, group in ok.groupby("node"):
+            per_node[str(node)] = {"trials": len(group), "trial_seconds": float(group["trial_seconds"].sum())}
     scores = {_key({k: row[f"config/{k}"] for k in GRID}): float(row["r2_log"]) for _, row in ok.iterrows()}
     return result.wall_seconds, scores, result.nodes_used
 
@@ -99,9 +104,20 @@ def _key(params: dict[str, Any]) -> str:
 def driver(rows: int, min_nodes: int) -> None:
     """Inside a namespace cluster: join it (RAY_ADDRESS), run the grid once, print one JSON line."""
     prepared = prepared_data(rows)
+    per_node: dict[str, Any] = {}
     with ray_session(min_nodes=min_nodes) as cluster:
-        wall, scores, nodes = run_raytune(prepared)
-    print(json.dumps({"wall_seconds": wall, "nodes": nodes, "cluster_cpus": cluster.cpus, "scores": scores}))
+        wall, scores, nodes = run_raytune(prepared, per_node)
+    print(
+        json.dumps(
+            {
+                "wall_seconds": wall,
+                "nodes": nodes,
+                "cluster_cpus": cluster.cpus,
+                "scores": scores,
+                "per_node": per_node,
+            }
+        )
+    )
 
 
 def scaling(rows: int) -> dict[str, Any]:
@@ -128,8 +144,12 @@ def scaling(rows: int) -> dict[str, Any]:
         if run.returncode != 0:
             raise RuntimeError(f"{label}: driver failed: {run.stderr[-2000:]}")
         result = json.loads(run.stdout.strip().splitlines()[-1])
-        out[label] = {"wall_seconds": result["wall_seconds"], "nodes": result["nodes"]}
-        print(f"scaling {label}: {result['wall_seconds']:.1f} s on {result['nodes']}", flush=True)
+        out[label] = {
+            "wall_seconds": result["wall_seconds"],
+            "nodes": result["nodes"],
+            "per_node": result["per_node"],
+        }
+        print(f"scaling {label}: {result['wall_seconds']:.1f} s, per node {result['per_node']}", flush=True)
     one, two = out["1 node x 1 core"]["wall_seconds"], out["2 nodes x 1 core"]["wall_seconds"]
     out["speedup"] = one / two
     out["efficiency"] = one / two / 2
@@ -143,9 +163,17 @@ def main() -> None:
     parser.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--min-nodes", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--only-scaling", action="store_true", help="re-measure scaling, keep the comparison")
     args = parser.parse_args()
     if args.driver:
         driver(args.rows, args.min_nodes)
+        return
+    if args.only_scaling:
+        report = json.loads((RESULTS / "tuning.json").read_text())
+        report["scaling"] = scaling(args.rows)
+        report["scaling"]["measured_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        report["scaling"]["loadavg_before"] = os.getloadavg()
+        write_report(report)
         return
     prepared = prepared_data(args.rows)
     load_before = os.getloadavg()
@@ -173,7 +201,11 @@ def main() -> None:
                     flush=True,
                 )
     grid, ray_ = statistics.median(grid_walls), statistics.median(ray_walls)
-    scale = {"skipped": "--skip-scaling"} if args.skip_scaling else scaling(args.rows)
+    previous = RESULTS / "tuning.json"
+    if args.skip_scaling and previous.exists():  # keep the last scaling measurement
+        scale = json.loads(previous.read_text()).get("scaling", {"skipped": "--skip-scaling"})
+    else:
+        scale = {"skipped": "--skip-scaling"} if args.skip_scaling else scaling(args.rows)
     report = {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
@@ -188,17 +220,26 @@ def main() -> None:
         "cluster_cpus": cluster.cpus,
         "scaling": scale,
     }
+    write_report(report)
+
+
+def write_report(report: dict[str, Any]) -> None:
+    """tuning.json and tuning.md, both from the report dict alone (so one part can be re-measured)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tuning.json").write_text(json.dumps(report, indent=2) + "\n")
+    grid_walls, ray_walls = report["gridsearchcv_seconds"], report["raytune_seconds"]
+    grid, ray_ = statistics.median(grid_walls), statistics.median(ray_walls)
+    load = report["machine"]
+    data = report["data"]
     lines = [
         "# Tuning: Ray Tune vs GridSearchCV, and Ray scaling",
         "",
-        f"Measured {report['measured_at']} by `bench/tuning.py` on {os.cpu_count()} cores "
-        f"(load average before {load_before[0]:.1f}, after {report['machine']['loadavg_after'][0]:.1f}: "
+        f"Measured {report['measured_at']} by `bench/tuning.py` on {load['cpus']} cores "
+        f"(load average before {load['loadavg_before'][0]:.1f}, after {load['loadavg_after'][0]:.1f}: "
         "other jobs shared the machine, so absolute times are noisy; the rounds alternate the two tools).",
-        f"Data: synthetic demo-like dataset, {args.rows} rows "
-        f"({len(prepared.split.train)} in the training part), {FOLDS} shuffled folds, "
-        f"8 Random Forest configurations (grid {json.dumps(GRID)}). "
+        f"Data: synthetic demo-like dataset, {data['rows']} rows "
+        f"({data['train_rows']} in the training part), {data['folds']} shuffled folds, "
+        f"8 Random Forest configurations (grid {json.dumps(report['grid'])}). "
         "Both tools computed the same mean R² (log) for every configuration.",
         "",
         "| search | wall seconds (median of rounds) | rounds |",
@@ -207,19 +248,28 @@ def main() -> None:
         f"| Ray Tune (Tuner, 1 CPU/trial) | {ray_:.1f} | {', '.join(f'{w:.1f}' for w in ray_walls)} |",
         "",
         f"**Ratio Ray / GridSearchCV = {ray_ / grid:.2f}** (target <= 1.15). "
-        f"Ray's own start-up, paid once per cluster and not included above: {init_seconds:.1f} s.",
+        "Ray's own start-up, paid once per cluster and not included above: "
+        f"{report['ray_init_seconds']:.1f} s.",
         "",
     ]
+    scale = report["scaling"]
     if "skipped" in scale:
         lines.append(f"Scaling: skipped ({scale['skipped']}).")
     else:
         lines += [
             "## Scaling (each node pinned to its own core with taskset, 1 CPU per node)",
             "",
-            "| cluster | wall seconds | trial nodes |",
+            f"Measured {scale.get('measured_at', report['measured_at'])}.",
+            "",
+            "| cluster | wall seconds | trials (busy seconds) per node |",
             "|---|---:|---|",
             *(
-                f"| {k} | {v['wall_seconds']:.1f} | {', '.join(v['nodes'])} |"
+                f"| {k} | {v['wall_seconds']:.1f} | "
+                + ", ".join(
+                    f"{n}: {d['trials']} ({d['trial_seconds']:.0f} s)"
+                    for n, d in v.get("per_node", {}).items()
+                )
+                + " |"
                 for k, v in scale.items()
                 if isinstance(v, dict)
             ),
