@@ -105,7 +105,8 @@ class NamespaceHost:
             if self._sshd.poll() is not None:
                 break
             time.sleep(0.1)
-        raise RuntimeError(f"sshd did not start in namespace {self.name}: {(self.workdir / 'sshd.log').read_text()}")
+        log = (self.workdir / "sshd.log").read_text()
+        raise RuntimeError(f"sshd did not start in namespace {self.name}: {log}")
 
     def pids(self) -> list[int]:
         out = _run(IP, "netns", "pids", self.name, check=False).stdout

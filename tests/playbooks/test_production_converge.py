@@ -68,10 +68,8 @@ def _write_inventory(workdir: Path, host: NamespaceHost, user: str) -> tuple[Pat
     inv = workdir / "inventory"
     inv.mkdir()
     (inv / "group_vars").symlink_to(REPO_ROOT / "inventory" / "group_vars")
-    paths = {
-        name: workdir / name
-        for name in ("app", "home", "etc", "models", "log", "run", "state", "supervisor", "rabbitmq", "nginx", "git")
-    }
+    names = ("app", "home", "etc", "models", "log", "run", "state", "supervisor", "rabbitmq", "nginx", "git")
+    paths = {name: workdir / name for name in names}
     hostvars: dict[str, object] = {
         "ansible_host": host.address,
         "ansible_user": "root",
@@ -217,7 +215,7 @@ def test_healthz_answers_through_nginx_on_the_host_address(converged: Converged)
 
 
 def test_unknown_api_route_gets_a_json_error_not_an_html_page(converged: Converged) -> None:
-    status, headers, body = _get(f"http://{converged.host.address}:{HTTP_PORT}/api/v1/nope")
+    status, _, body = _get(f"http://{converged.host.address}:{HTTP_PORT}/api/v1/nope")
     assert status == 404
     assert "error" in json.loads(body)
 

@@ -64,14 +64,16 @@ def test_nginx_role_defines_every_variable_of_the_shared_template() -> None:
     import jinja2.meta
 
     source = (REPO_ROOT / "nginx" / "nginx.conf.j2").read_text()
-    used = jinja2.meta.find_undeclared_variables(jinja2.Environment().parse(source))
+    # Parsed only, never rendered into HTML: autoescape is irrelevant here.
+    used = jinja2.meta.find_undeclared_variables(jinja2.Environment(autoescape=False).parse(source))  # noqa: S701
     defaults = yaml.safe_load((ROLES / "nginx" / "defaults" / "main.yml").read_text())
     assert not sorted(used - set(defaults)), "add these to playbooks/roles/nginx/defaults/main.yml"
 
 
 def test_vault_example_is_never_loaded_and_no_plain_secret_is_committed(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(BIN / "ansible-inventory"), "-i", str(INVENTORY / "hosts.example.yml"), "--host", "stargazer-prod-1"],
+        [str(BIN / "ansible-inventory"), "-i", str(INVENTORY / "hosts.example.yml"),
+         "--host", "stargazer-prod-1"],
         cwd=PLAYBOOKS, env=ansible_env(tmp_path), capture_output=True, text=True, timeout=120, check=True,
     )
     hostvars = yaml.safe_load(result.stdout)
@@ -100,15 +102,26 @@ def test_local_inventory_keeps_everything_under_var(tmp_path: Path) -> None:
 # Each host misses one secret its tier needs: the play must stop on the first task, with one clear line,
 # before anything on the host is touched (changed=0). Local connection: nothing here reaches a host.
 MISSING_SECRETS = {
-    "prod-no-deploy-secret": ("production", {"vault_stargazer_broker_password": "b" * 32},
-                              "vault_stargazer_deploy_secret is missing or shorter than 32 characters"),
-    "prod-short-broker-password": ("production", {"vault_stargazer_deploy_secret": "d" * 64,
-                                                  "vault_stargazer_broker_password": "short"},
-                                   "vault_stargazer_broker_password is missing or shorter than 16 characters"),
-    "dev-no-ray-token": ("development", {"vault_stargazer_deploy_secret": "d" * 64},
-                         "vault_ray_auth_token is missing or shorter than 32 characters"),
-    "worker-short-ray-token": ("ray_workers", {"vault_ray_auth_token": "t" * 31},
-                               "vault_ray_auth_token is missing or shorter than 32 characters"),
+    "prod-no-deploy-secret": (
+        "production",
+        {"vault_stargazer_broker_password": "b" * 32},
+        "vault_stargazer_deploy_secret is missing or shorter than 32 characters",
+    ),
+    "prod-short-broker-password": (
+        "production",
+        {"vault_stargazer_deploy_secret": "d" * 64, "vault_stargazer_broker_password": "short"},
+        "vault_stargazer_broker_password is missing or shorter than 16 characters",
+    ),
+    "dev-no-ray-token": (
+        "development",
+        {"vault_stargazer_deploy_secret": "d" * 64},
+        "vault_ray_auth_token is missing or shorter than 32 characters",
+    ),
+    "worker-short-ray-token": (
+        "ray_workers",
+        {"vault_ray_auth_token": "t" * 31},
+        "vault_ray_auth_token is missing or shorter than 32 characters",
+    ),
 }
 
 
