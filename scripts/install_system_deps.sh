@@ -10,6 +10,7 @@ declare -A need=(
   [iproute2]=/usr/sbin/ip
   [wrk]=/usr/bin/wrk
   [git]=/usr/bin/git
+  [supervisor]=/usr/bin/supervisord
 )
 missing=()
 for pkg in "${!need[@]}"; do
