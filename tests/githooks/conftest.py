@@ -26,7 +26,7 @@ from tests.support import REPO_ROOT, require_executable
 SECRET = "test-deploy-secret-f00d"
 OTHER_SECRET = "another-hosts-secret"
 INSTALL_SH = REPO_ROOT / "githooks" / "install.sh"
-CHECK_TIMEOUT = 20.0  # generous for a loaded 2-core CI machine; the time-limit case sets its own
+CHECK_TIMEOUT = 60.0  # generous for a loaded 2-core CI machine; the time-limit case sets its own
 
 
 @dataclass(frozen=True)

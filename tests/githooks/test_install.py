@@ -10,7 +10,7 @@ import pytest
 
 from githooks.install import GIT_SETTINGS
 from model_serving.development_server.deploy import DeployRepo
-from tests.githooks.conftest import INSTALL_SH, SECRET, install_host, stargazer_lines
+from tests.githooks.conftest import CHECK_TIMEOUT, INSTALL_SH, SECRET, install_host, stargazer_lines
 from tests.support import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -37,18 +37,17 @@ def test_installs_hooks_and_config_then_changes_nothing(
     assert SECRET not in (host.repo / "config").read_text()  # only the secret's path is stored
     assert host.model_dir.is_dir()
 
-    again = _install(
+    same = [
         "--repo", str(host.repo), "--model-dir", str(host.model_dir), "--secret-file", str(secret_file),
-        "--keep", "3", "--check-timeout", "20", "--prune-expire", "now", "--host-name", "h1", "--no-probe",
-    )  # fmt: skip
+        "--keep", "3", "--check-timeout", f"{CHECK_TIMEOUT:g}", "--prune-expire", "now", "--host-name", "h1",
+        "--no-probe",
+    ]  # fmt: skip
+    again = _install(*same)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "changed=false"
 
     (host.repo / "hooks" / "pre-receive").write_text("#!/bin/sh\nexit 0\n")  # a tampered hook is restored
-    third = _install(
-        "--repo", str(host.repo), "--model-dir", str(host.model_dir), "--secret-file", str(secret_file),
-        "--keep", "3", "--check-timeout", "20", "--prune-expire", "now", "--host-name", "h1", "--no-probe",
-    )  # fmt: skip
+    third = _install(*same)
     assert third.stdout.splitlines() == ["installed hook pre-receive", "changed=true"]
 
 
