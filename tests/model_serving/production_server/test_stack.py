@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from model_serving.production_server.services import Gunicorn, http_get
 from model_serving.production_server.stack import Stack
 
 from . import stack_fixtures
@@ -150,3 +151,21 @@ def test_embedded_broker_fallback_answers_without_rabbitmq(
     finally:
         embedded.stop()
     assert all(not p.is_running() for p in embedded.processes())
+
+
+def test_gunicorn_serves_on_a_unix_socket(tmp_path: Path, signed_model: tuple[Path, str]) -> None:
+    """An upstream may be a unix socket (nginx_upstreams: ["unix:/run/stargazer/gunicorn.sock"])."""
+    socket_path = tmp_path / "gunicorn.sock"
+    env = {
+        "STARGAZER_MODEL_DIR": str(signed_model[0]),
+        "STARGAZER_STATE_DIR": str(tmp_path),
+        "STARGAZER_DEPLOY_SECRET": stack_fixtures.DEPLOY_SECRET.decode(),
+        "STARGAZER_BROKER_URL": f"amqp://nobody:nothing@127.0.0.1:{stack_fixtures.free_port()}/none",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    gunicorn = Gunicorn(tmp_path / "gunicorn", bind=f"unix:{socket_path}", workers=1, threads=2, env=env)
+    with gunicorn:
+        gunicorn.start().wait_ready(60)
+        status, body = http_get(gunicorn.address, "/healthz")
+        assert status == 200, body
+    assert not gunicorn.is_running()
