@@ -33,7 +33,7 @@ def test_tuning_trials_run_on_head_and_worker(tmp_path: Path) -> None:
                 "--data",
                 str(data),
                 "--trials",
-                "4",
+                "2",
                 "--folds",
                 "2",
                 "--search",

@@ -17,6 +17,7 @@ from model_serving import artifact
 from model_serving.development_server import protocol, screening, train, tuning
 from model_serving.development_server.cli import main
 from model_serving.development_server.data import load_training_data
+from tests.model_fixture import synthetic_dataset
 from tests.support import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -57,12 +58,15 @@ def test_tuning_sees_only_training_rows_and_survives_a_failed_trial(ray_local, p
     assert set(prepared.X_train.index).isdisjoint(prepared.split.holdout)
 
 
-def test_cli_train_writes_a_valid_artifact_that_reloads_elsewhere(ray_local, dataset_csv, tmp_path) -> None:
-    out = tmp_path / "models"
-    frame = pd.read_csv(dataset_csv)
+@pytest.fixture(scope="module")
+def cli_run(ray_local, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """One `train` through the CLI on data carrying watchers_count; shared by the artifact and seed tests."""
+    tmp = tmp_path_factory.mktemp("cli")
+    frame = synthetic_dataset(160, seed=11)
     frame["watchers_count"] = frame["stargazers_count"]  # the target's alias: must be dropped
-    data = tmp_path / "with_watchers.csv"
+    data = tmp / "with_watchers.csv"
     frame.to_csv(data, index=False)
+    out = tmp / "models"
     result = CliRunner().invoke(
         main,
         [
@@ -87,6 +91,12 @@ def test_cli_train_writes_a_valid_artifact_that_reloads_elsewhere(ray_local, dat
     last = result.output.strip().splitlines()
     assert last[-2] == f"artifact: {version_dir}", last[-5:]
     assert last[-1].startswith("held-out: r2_log="), last[-5:]
+    return data, version_dir, tmp
+
+
+def test_cli_train_writes_a_valid_artifact_that_reloads_elsewhere(cli_run, tmp_path) -> None:
+    data, version_dir, _ = cli_run
+    frame = pd.read_csv(data)
     manifest = artifact.read_manifest(version_dir)
     artifact.verify_checksum(version_dir, manifest)
     artifact.check_compatible(manifest)
@@ -138,24 +148,17 @@ def test_cli_bad_data_is_one_line_and_exit_status(tmp_path) -> None:
     assert result.output.strip().splitlines() == [f"Error: {path}: empty file (no header, no rows)"]
 
 
-def test_same_seed_same_model(ray_local, dataset_csv, tmp_path) -> None:
-    """Two runs with the same seed and max_concurrent_trials=1: same trials, same params, same bytes."""
-    outcomes = [
-        train.train(
-            train.RunOptions(
-                data=dataset_csv,
-                out=tmp_path / run,
-                trials=2,
-                seed=3,
-                folds=3,
-                max_concurrent=1,
-                skip_screening=True,
-            ),
-            echo=lambda _: None,
-        )
-        for run in ("a", "b")
-    ]
-    first, second = (artifact.read_manifest(o.version_dir) for o in outcomes)
+def test_same_seed_same_model(ray_local, cli_run) -> None:
+    """The CLI run again through the API, same data and seed, max_concurrent_trials=1 (screening skipped: it
+    does not touch the model): the same trials, the same params and a byte-identical model.joblib."""
+    data, first_dir, tmp = cli_run
+    again = train.train(
+        train.RunOptions(
+            data=data, out=tmp / "again", trials=2, seed=1, folds=3, max_concurrent=1, skip_screening=True
+        ),
+        echo=lambda _: None,
+    )
+    first, second = artifact.read_manifest(first_dir), artifact.read_manifest(again.version_dir)
     assert first.params == second.params
     assert first.metrics == second.metrics
-    assert first.sha256 == second.sha256  # byte-identical model.joblib
+    assert first.sha256 == second.sha256
