@@ -121,6 +121,14 @@ def _wait_gone(record: PidRecord, timeout: float, popen: subprocess.Popen[bytes]
     return not record.alive()
 
 
+def _terminate_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of a process group, found in /proc (field 5 of stat is the group)."""
     members = []
@@ -148,6 +156,11 @@ class ManagedProcess:
     name: ClassVar[str] = "process"
     stop_signal: ClassVar[int] = signal.SIGTERM
     stop_timeout: ClassVar[float] = 20.0
+
+    #: Tests set this: the process gets SIGTERM when the process that started it dies (even by SIGKILL), so a
+    #: killed test run leaves no broker or worker behind. ``make serve`` leaves it off: its processes must
+    #: outlive the command that started them.
+    die_with_parent: bool = False
 
     def __init__(self, state_dir: Path, env: Mapping[str, str] | None = None) -> None:
         self.state_dir = Path(state_dir)
@@ -213,6 +226,7 @@ class ManagedProcess:
                 env=self.environment(),
                 cwd=self.cwd(),
                 start_new_session=True,  # own process group: stop() can reach every child it forked
+                preexec_fn=_terminate_with_parent if self.die_with_parent else None,
             )
         ticks = _start_ticks(self._popen.pid)
         if ticks is None:

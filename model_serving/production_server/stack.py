@@ -57,6 +57,7 @@ class StackConfig:
     use_nginx: bool = True
     nginx_variables: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the app and the workers
+    die_with_parent: bool = False  # tests: every process gets SIGTERM if the test process dies
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -138,6 +139,7 @@ class Stack:
             for index in range(cfg.celery_workers):
                 worker = CeleryWorker(self.state_dir / "celery", concurrency=cfg.celery_concurrency,
                                       index=index, env=env)
+                worker.die_with_parent = cfg.die_with_parent
                 self.workers.append(worker)
                 worker.start()
                 self._write_state()
@@ -147,6 +149,7 @@ class Stack:
                     bind = f"127.0.0.1:{self.http_port}"
                 gunicorn = Gunicorn(self.state_dir / "gunicorn", bind=bind, workers=cfg.gunicorn_workers,
                                     threads=cfg.gunicorn_threads, index=index, env=env)
+                gunicorn.die_with_parent = cfg.die_with_parent
                 self.gunicorns.append(gunicorn)
                 gunicorn.start()
                 self._write_state()
@@ -157,6 +160,7 @@ class Stack:
                 self.nginx = Nginx(self.state_dir / "nginx", port=self.http_port,
                                    upstreams=[g.address for g in self.gunicorns],
                                    variables=cfg.nginx_variables)
+                self.nginx.die_with_parent = cfg.die_with_parent
                 self.nginx.start()
                 self._write_state()
                 self.nginx.wait_ready(timeout)
@@ -173,6 +177,7 @@ class Stack:
             self.broker = RabbitMQ(self.state_dir / "rabbitmq", port=cfg.broker_port,
                                    password=cfg.broker_password)
             say(f"starting {self.broker.describe()}")
+            self.broker.die_with_parent = cfg.die_with_parent
             self.broker.start()
             self._write_state()
             self.broker.wait_ready(timeout=60)

@@ -54,6 +54,7 @@ def start_stack(state_dir: Path, model_dir: Path, **overrides: Any) -> Stack:
         gunicorn_threads=4,
         nginx_variables=dict(TEST_LIMIT, **overrides.pop("nginx_variables", {})),
         env=env,
+        die_with_parent=True,  # a killed test run leaves no broker, worker, gunicorn or nginx behind
         **overrides,
     )
     return Stack(config).start(timeout=60)

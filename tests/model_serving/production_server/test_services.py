@@ -307,3 +307,36 @@ def test_stop_takes_orphans_of_a_parent_that_died_on_its_own(tmp_path: Path) -> 
     assert services.group_members(record.pid) == orphans
     assert sleeper.stop() is False  # the recorded process was already gone ...
     assert services.group_members(record.pid) == []  # ... but what it left behind is stopped too
+
+
+def test_die_with_parent_leaves_nothing_when_the_starter_is_killed(tmp_path: Path) -> None:
+    """A test run killed by SIGKILL cannot tear down; services it started with die_with_parent stop anyway."""
+    starter = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
+from pathlib import Path
+from model_serving.production_server.services import ManagedProcess
+
+class Sleeper(ManagedProcess):
+    name = "sleeper"
+    die_with_parent = True
+    def command(self):
+        return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+Sleeper(Path({str(tmp_path)!r})).start()
+print("started", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert starter.stdout is not None and starter.stdout.readline().strip() == "started"
+        record = PidRecord.read(tmp_path / "sleeper.pid.json")
+        assert record is not None and record.alive()
+        starter.kill()  # SIGKILL: no teardown, no finally
+        starter.wait()
+        deadline = time.monotonic() + 10
+        while record.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not record.alive(), "the service outlived the killed process that started it"
+    finally:
+        starter.kill()
+        _Sleeper(tmp_path).stop()
