@@ -180,7 +180,7 @@ def test_pruning_keeps_n_releases_and_old_objects_go(
     assert not has_object(blob[versions[1].name]) and has_object(blob[versions[0].name])
 
 
-def test_two_hosts_one_refuses_then_none_switches(
+def test_two_hosts_one_refuses_then_none_switches_and_a_phase_two_failure_is_reported(
     tmp_path: Path, versions: list[Path], secret_file: Path, deploy
 ) -> None:
     h1 = install_host(tmp_path, "h1", secret_file)
@@ -205,6 +205,21 @@ def test_two_hosts_one_refuses_then_none_switches(
     for host in (h1, h2):
         assert host.git("for-each-ref", "--format=%(refname)", "refs/staging").stdout == ""
     assert OTHER_SECRET not in second.output and SECRET not in second.output
+
+    # Phase 2 can still fail on a host (here: its model directory became unusable after phase 1 passed).
+    # That cannot be undone atomically; the command must say exactly which host serves what.
+    write_secret(h2_secret, SECRET)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    h2.set("stargazer.modeldir", str(blocked))
+    third = deploy("--version", versions[1].name, models=models, remotes=[h1, h2])
+    assert third.exit_code == 1
+    assert "current NOT switched" in third.output
+    assert (
+        f"Error: DEPLOY INCOMPLETE: {h1.url} switched to {versions[1].name}, {h2.url} did not: "
+        "hosts now serve different versions" in third.output
+    )
+    assert h1.current() == versions[1].name and h2.current() == versions[0].name
 
 
 def test_racing_deploys_end_consistent_and_log_both(
