@@ -253,11 +253,13 @@ class Stack:
                 "state_dir": str(self.broker.state_dir), "port": self.broker.port,
                 "redacted_url": self.broker.redacted_url,
             },
-            "workers": [{"state_dir": str(w.state_dir), "index": w.index} for w in self.workers],
-            "gunicorns": [{"state_dir": str(g.state_dir), "index": g.index, "bind": g.bind}
-                          for g in self.gunicorns],
+            "workers": [{"state_dir": str(w.state_dir), "index": w.index, "concurrency": w.concurrency}
+                        for w in self.workers],
+            "gunicorns": [{"state_dir": str(g.state_dir), "index": g.index, "bind": g.bind,
+                           "workers": g.workers, "threads": g.threads} for g in self.gunicorns],
             "nginx": None if self.nginx is None else {"state_dir": str(self.nginx.state_dir),
-                                                      "port": self.nginx.port},
+                                                      "port": self.nginx.port,
+                                                      "upstreams": self.nginx.upstreams},
         }
         path = self.state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
@@ -277,11 +279,16 @@ class Stack:
         stack = cls(config)
         if state.get("broker"):
             stack.broker = RabbitMQ(Path(state["broker"]["state_dir"]), port=state["broker"]["port"])
-        stack.workers = [CeleryWorker(Path(w["state_dir"]), index=w["index"]) for w in state["workers"]]
-        stack.gunicorns = [Gunicorn(Path(g["state_dir"]), index=g["index"], bind=g["bind"])
+        stack.workers = [
+            CeleryWorker(Path(w["state_dir"]), index=w["index"], concurrency=w.get("concurrency", 1))
+            for w in state["workers"]
+        ]
+        stack.gunicorns = [Gunicorn(Path(g["state_dir"]), index=g["index"], bind=g["bind"],
+                                    workers=g.get("workers", 2), threads=g.get("threads", 8))
                            for g in state["gunicorns"]]
         if state.get("nginx"):
-            stack.nginx = Nginx(Path(state["nginx"]["state_dir"]), port=state["nginx"]["port"], upstreams=[])
+            stack.nginx = Nginx(Path(state["nginx"]["state_dir"]), port=state["nginx"]["port"],
+                                upstreams=state["nginx"].get("upstreams", []))
         return stack
 
     def status(self) -> list[tuple[str, bool, int | None]]:
