@@ -78,6 +78,8 @@ class Worker:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()  # else a ResourceWarning surfaces at some later GC, in whoever's code
 
 
 def _assert_one_switched(output: str, host: Host, version: str) -> None:
