@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$", re.MULT
 class Result:
     returncode: int
     output: str
+    seconds: float = 0.0
 
     def recap(self) -> dict[str, dict[str, int]]:
         """{host: {"ok": n, "changed": n, "failed": n, ...}} from the PLAY RECAP."""
@@ -46,11 +48,12 @@ def ansible_env(workdir: Path) -> dict[str, str]:
 
 
 def playbook(workdir: Path, *args: str, timeout: float = 300) -> Result:
+    started = time.monotonic()
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), *args],
         cwd=PLAYBOOKS, env=ansible_env(workdir), capture_output=True, text=True, timeout=timeout,
     )
-    return Result(proc.returncode, proc.stdout + proc.stderr)
+    return Result(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
 
 
 def close_control_sockets(workdir: Path) -> None:
