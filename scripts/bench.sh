@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-for bench in collect tuning accuracy serving; do
+for bench in collect tuning accuracy serving deploy; do
   echo "== bench/${bench}.py"
   $PY "bench/${bench}.py"
 done

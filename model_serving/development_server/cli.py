@@ -1,4 +1,4 @@
-"""Command line: ``train`` (the whole run), ``screen`` and ``tune`` alone, and ``deploy`` when installed.
+"""Command line: ``train`` (the whole run), ``screen`` and ``tune`` alone, ``deploy`` and ``rollback``.
 
     python -m model_serving.development_server train --data data/repos.csv --trials 50 --out models/
 
@@ -166,13 +166,11 @@ def tune_command(data: Path, out: Path, num_cpus: int | None, min_nodes: int, **
 
 
 def _register_deploy() -> None:
-    """The deploy command belongs to another module; add it when that module exists (imported lazily)."""
-    try:
-        from model_serving.development_server.deploy import deploy_command
-    except ImportError:
-        return
-    if isinstance(deploy_command, click.Command):
-        main.add_command(deploy_command, "deploy")
+    """``deploy`` and ``rollback`` live in deploy.py (git and signing code the training path never needs)."""
+    from model_serving.development_server.deploy import deploy_command, rollback_command
+
+    main.add_command(deploy_command, "deploy")
+    main.add_command(rollback_command, "rollback")
 
 
 _register_deploy()
