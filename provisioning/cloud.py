@@ -171,7 +171,7 @@ class Cloud:
                             seen[(kind, name)] = self._find(finder, name, kind)
                         into[role] = seen[(kind, name)]
         with self.errors("looking up the keypair"):
-            keypair = c.compute.find_keypair(fleet.keypair.name, ignore_missing=True)
+            keypair = self._find_or_none(c.compute.find_keypair, fleet.keypair.name)
             obs.keypair_exists = keypair is not None
             obs.keypair_public_key = keypair.public_key if keypair is not None else None
         with self.errors("listing security groups"):
@@ -184,8 +184,16 @@ class Cloud:
             obs.servers = self._with_addresses(obs.servers, obs.floating_ips)
         return obs
 
+    @staticmethod
+    def _find_or_none(finder: Any, name: str | None) -> Any:
+        """A find_* proxy call, None when nothing matches (ignore_missing=True is deprecated in the SDK)."""
+        try:
+            return finder(name, ignore_missing=False)
+        except os_exc.NotFoundException:
+            return None
+
     def _find(self, finder: Any, name: str | None, what: str) -> str:
-        found = finder(name, ignore_missing=True)
+        found = self._find_or_none(finder, name)
         if found is None:
             raise CloudError(f"{what} '{name}' not found on cloud '{self.cloud_name}'")
         return str(found.id)

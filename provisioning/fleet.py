@@ -78,8 +78,9 @@ class RayPorts(_Strict):
     """Every port Ray listens on, opened only between members of the fleet's internal group.
 
     Ray picks most of these at random unless told; the inventory hands the same numbers to the playbooks
-    as `ray start` flags (`ray_node_port_args`, `ray_head_port_args`), so the firewall and the processes agree
-    by construction. Defaults are Ray's own where it has fixed ones (6379, 8265, 10001, 52365).
+    (`ray_head_port`, `ray_head_dashboard_port`, and the rest as `ray start` flags in `ray_node_port_args`,
+    `ray_head_port_args`), so the firewall and the processes agree by construction. Defaults are Ray's own
+    where it has fixed ones (6379, 8265, 10001, 52365).
     """
 
     gcs_port: Port = 6379
@@ -131,11 +132,13 @@ class RayPorts(_Strict):
         )
 
     def head_args(self) -> str:
-        """The head's extra flags (on top of node_args)."""
-        return (
-            f"--port={self.gcs_port} --dashboard-port={self.dashboard_port} "
-            f"--ray-client-server-port={self.client_server_port}"
-        )
+        """The head's extra flags (on top of node_args) for the ports the ray_head role has no variable of.
+
+        The GCS and dashboard ports are the role's own `ray_head_port` / `ray_head_dashboard_port`, which the
+        inventory sets directly: the head records `<private_ip>:<ray_head_port>` for the workers to join, so
+        that number must be the role's variable, not a flag hidden in a string.
+        """
+        return f"--ray-client-server-port={self.client_server_port}"
 
 
 class Fleet(_Strict):

@@ -62,9 +62,12 @@ def build_inventory(fleet: Fleet, servers: list[ServerInfo]) -> dict[str, Any]:
     fleet_vars = {
         "stargazer_fleet": fleet.name,
         "ansible_user": fleet.ssh_user,
-        # The ports the security groups opened, as `ray start` flags: use them, or Ray picks blocked ones.
-        "ray_node_port_args": fleet.ray.node_args(),
+        # The ports the security groups opened (the ray_head role's own port variables, the rest as
+        # `ray start` flags): the playbooks use them, or Ray picks ports the firewall blocks.
+        "ray_head_port": fleet.ray.gcs_port,
+        "ray_head_dashboard_port": fleet.ray.dashboard_port,
         "ray_head_port_args": fleet.ray.head_args(),
+        "ray_node_port_args": fleet.ray.node_args(),
         "rabbitmq_ports": list(fleet.rabbitmq_ports),
     }
     return {"all": {"vars": fleet_vars, "children": children}}
