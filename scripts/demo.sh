@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on this one machine, with embedded defaults (no cloud, no tokens):
 #   GitHub simulator -> data_collection -> development_server (screen, Ray Tune, final fit, artifact)
-#   -> local production stack (RabbitMQ, Celery worker, gunicorn, nginx) serving that model.
+#   -> deploy by `git push` into a local production host repository (pre-receive validates, post-receive
+#      switches var/production/current) -> local production stack (RabbitMQ, Celery worker, gunicorn, nginx).
 # Sizes can be changed through the environment (DEMO_REPOS, DEMO_MAX_REPOS, DEMO_TRIALS, DEMO_SEED).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ DEMO_SEED=${DEMO_SEED:-7}
 SIM_PORT=${DEMO_SIM_PORT:-$($PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')}
 mkdir -p var data models
 
-echo "== 1/4 GitHub simulator on 127.0.0.1:${SIM_PORT} (${DEMO_REPOS} repositories, seed ${DEMO_SEED})"
+echo "== 1/5 GitHub simulator on 127.0.0.1:${SIM_PORT} (${DEMO_REPOS} repositories, seed ${DEMO_SEED})"
 $PY -m data_collection.simulator --port "$SIM_PORT" --repos "$DEMO_REPOS" --seed "$DEMO_SEED" \
   --tokens demo-token-1,demo-token-2,demo-token-3 >var/simulator.log 2>&1 &
 SIM_PID=$!
@@ -24,7 +25,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-echo "== 2/4 collecting repositories with >= ${DEMO_MIN_STARS} stars (top ${DEMO_MAX_REPOS}, enriched)"
+echo "== 2/5 collecting repositories with >= ${DEMO_MIN_STARS} stars (top ${DEMO_MAX_REPOS}, enriched)"
 GITHUB_API_URL="http://127.0.0.1:${SIM_PORT}" GITHUB_TOKENS=demo-token-1,demo-token-2,demo-token-3 \
   $PY -m data_collection collect --min-stars "$DEMO_MIN_STARS" --max-repos "$DEMO_MAX_REPOS" \
   --out data/repos.csv --workers 4 --resume
@@ -34,12 +35,35 @@ meta = json.load(open("data/repos.csv.meta.json"))
 print(f"   dataset: {meta['rows']} rows, {len(meta['slices'])} search slices, API calls {meta['api_calls']}")
 PYEOF
 
-echo "== 3/4 training: screening, Ray Tune (${DEMO_TRIALS} trials), final fit, held-out evaluation"
+echo "== 3/5 training: screening, Ray Tune (${DEMO_TRIALS} trials), final fit, held-out evaluation"
 $PY -m model_serving.development_server train --data data/repos.csv --trials "$DEMO_TRIALS" --out models/ \
   --seed "$DEMO_SEED"
 
-echo "== 4/4 serving the newest model (RabbitMQ, Celery worker, gunicorn, nginx)"
+echo "== 4/5 deploying the new model by git push into this machine's production host repository"
 kill $SIM_PID 2>/dev/null || true
 $PY -m model_serving.production_server.local stop >/dev/null 2>&1 || true
+# The deploy secret signs the model (deploy) and is checked by the hooks and the workers; generated once,
+# mode 0600, git-ignored. Only its path is ever passed around.
+if [ ! -s var/deploy_secret ]; then
+  (umask 077 && $PY -c 'import secrets; print(secrets.token_urlsafe(32))' >var/deploy_secret)
+fi
+export STARGAZER_DEPLOY_SECRET_FILE="$PWD/var/deploy_secret"
+HOST_REPO="$PWD/var/host/stargazer-deploy.git"
+install_hooks() {
+  bash githooks/install.sh --repo "$HOST_REPO" --model-dir "$PWD/var/production" \
+    --secret-file "$STARGAZER_DEPLOY_SECRET_FILE" --host-name demo-host "$@" >var/githooks-install.log 2>&1
+}
+if ! install_hooks; then
+  # The model check runs as `nobody` by default; a checkout that user cannot read (e.g. under /root)
+  # falls back to checking as the current user.
+  echo "   (the load check cannot run as nobody here: checking models as $(id -un) instead)"
+  install_hooks --check-user ''
+fi
+[ -d var/deploy.git ] || git init -q --bare --initial-branch=deploy var/deploy.git
+git -C var/deploy.git remote get-url demo-host >/dev/null 2>&1 \
+  || git -C var/deploy.git remote add demo-host "$HOST_REPO"
+$PY -m model_serving.development_server deploy --remote demo-host
+
+echo "== 5/5 serving var/production/current (RabbitMQ, Celery worker, gunicorn, nginx)"
 $PY -m model_serving.production_server.local start
 echo "Stop it with: make serve-stop"
