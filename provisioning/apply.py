@@ -30,6 +30,7 @@ from provisioning.plan import (
     DeleteRule,
     DeleteServer,
     ImportKeypair,
+    JoinGroups,
     Plan,
     SetGroupTags,
     WaitServer,
@@ -86,6 +87,10 @@ def apply_plan(
             case DeleteRule(group=group, rule_id=rule_id, rule=rule):
                 echo(f"  removing rule {group}: {rule.describe()}")
                 cloud.delete_rule(rule_id)
+            case JoinGroups(server=server, groups=groups):
+                for group in groups:
+                    echo(f"adding server {server.name} to security group {group}")
+                    cloud.join_group(server.id, server.name, group)
             case DeleteFloatingIp(ip_id=ip_id, address=address):
                 echo(f"releasing floating IP {address}")
                 cloud.delete_floating_ip(ip_id)

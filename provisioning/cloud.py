@@ -88,6 +88,7 @@ class ServerInfo:
     floating_ip: str | None = None
     floating_ip_id: str | None = None
     port_id: str | None = None
+    groups: tuple[str, ...] = ()  # security group names (Nova's view)
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class Cloud:
                     fault=fault,
                     flavor=flavor,
                     key_name=s.key_name,
+                    groups=tuple(sorted({g["name"] for g in s.security_groups or [] if g.get("name")})),
                 )
             )
         return sorted(servers, key=lambda s: (s.role, s.index)), conflicts
@@ -342,6 +344,10 @@ class Cloud:
     def delete_rule(self, rule_id: str) -> None:
         with self.errors("deleting a security group rule"):
             self.conn.network.delete_security_group_rule(rule_id, ignore_missing=True)
+
+    def join_group(self, server_id: str, server_name: str, group_name: str) -> None:
+        with self.errors(f"adding server {server_name} to security group {group_name}"):
+            self.conn.compute.add_security_group_to_server(server_id, group_name)
 
     def create_server(
         self,

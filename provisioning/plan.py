@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from provisioning.cloud import FIP_DESCRIPTION, TAG_FLEET, TAG_KEYPAIR, Observed, ServerInfo
 from provisioning.fleet import ROLE_SLUGS, ROLES, Fleet, FleetError
-from provisioning.security import RuleSpec, desired_groups, group_name
+from provisioning.security import RuleSpec, desired_groups, group_name, groups_for_role
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,17 @@ class DeleteRule:
 
     def line(self) -> str:
         return f"- rule {self.group}: ingress {self.rule.ethertype} {self.rule.describe()} (unlisted)"
+
+
+@dataclass(frozen=True)
+class JoinGroups:
+    """A kept server that lacks groups its role now has (e.g. one added to the fleet's design later)."""
+
+    server: ServerInfo
+    groups: tuple[str, ...]
+
+    def line(self) -> str:
+        return f"~ server {self.server.name} joins security group(s) {', '.join(self.groups)}"
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,7 @@ Action = (
     | SetGroupTags
     | AddRule
     | DeleteRule
+    | JoinGroups
     | DeleteFloatingIp
     | DeleteServer
     | CreateServer
@@ -152,6 +164,7 @@ PHASES: tuple[type, ...] = (
     SetGroupTags,
     AddRule,
     DeleteRule,
+    JoinGroups,
     DeleteFloatingIp,
     DeleteServer,
     CreateServer,
@@ -266,6 +279,9 @@ def _server_actions(fleet: Fleet, obs: Observed, cleanup_failed: bool, plan: Pla
                 )
                 plan.failed.append(s)
                 continue
+            missing = tuple(g for g in groups_for_role(fleet, role) if g not in s.groups)
+            if missing:
+                plan.actions.append(JoinGroups(s, missing))
             if s.status != "ACTIVE":
                 plan.actions.append(WaitServer(s, spec.floating_ip and not s.floating_ip))
             else:

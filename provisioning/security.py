@@ -4,7 +4,11 @@ Why four groups and not one: a group's rules apply to its members, so what diffe
 group. `internal` opens Ray and RabbitMQ only to members of `internal` itself (remote_group_id, never a
 CIDR: addresses change, membership does not); `ssh` admits SSH from the orchestration host's group when the
 fleet has one, else from `ssh_cidr`; `admin` lets `ssh_cidr` reach the orchestration host; `web` is the only
-group open to the world, on 80/443, and only production hosts are in it. Egress stays Neutron's default.
+group open to the world, on 80/443, and only production hosts are in it. Model delivery is a `git push`
+over SSH from the development host to each production host's private address (DESIGN.md §4), which neither
+`ssh` nor `internal` admits: `deployer` (development only, no rules of its own) names the pushing host and
+`deploy` (production only) admits SSH from it, so a Ray worker still cannot reach a production sshd.
+Egress stays Neutron's default.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class RuleSpec:
 
 @dataclass(frozen=True)
 class GroupSpec:
-    key: str  # internal | ssh | admin | web
+    key: str  # internal | ssh | admin | web | deployer | deploy
     name: str
     description: str
     rules: tuple[RuleSpec, ...]
@@ -50,9 +54,10 @@ def group_name(fleet: Fleet, key: str) -> str:
 
 
 def desired_groups(fleet: Fleet) -> list[GroupSpec]:
-    """Every group the fleet needs, in creation order (`admin` before `ssh`, which may refer to it)."""
+    """Every group the fleet needs, in creation order (a group before those whose rules refer to it)."""
     internal = group_name(fleet, "internal")
     admin = group_name(fleet, "admin")
+    deployer = group_name(fleet, "deployer")
     fixed_ports = sorted({*fleet.ray.fixed_ports(), *fleet.rabbitmq_ports})
     internal_rules = [RuleSpec("tcp", p, p, remote_group=internal) for p in fixed_ports]
     internal_rules.append(
@@ -86,6 +91,18 @@ def desired_groups(fleet: Fleet) -> list[GroupSpec]:
             f"stargazer fleet {fleet.name}: public HTTP(S) to production",
             tuple(_cidr_rule(port, cidr) for port in (80, 443) for cidr in ("0.0.0.0/0", "::/0")),
         ),
+        GroupSpec(
+            "deployer",
+            deployer,
+            f"stargazer fleet {fleet.name}: the development host, which pushes models (no ingress)",
+            (),
+        ),
+        GroupSpec(
+            "deploy",
+            group_name(fleet, "deploy"),
+            f"stargazer fleet {fleet.name}: SSH (git push of models) from the development host to production",
+            (RuleSpec("tcp", 22, 22, remote_group=deployer),),
+        ),
     ]
 
 
@@ -93,8 +110,8 @@ def groups_for_role(fleet: Fleet, role: str) -> list[str]:
     """The groups a server of this role is a member of."""
     keys = {
         "orchestration": ["admin"],
-        "development": ["internal", "ssh"],
+        "development": ["internal", "ssh", "deployer"],
         "ray_workers": ["internal", "ssh"],
-        "production": ["internal", "ssh", "web"],
+        "production": ["internal", "ssh", "web", "deploy"],
     }[role]
     return [group_name(fleet, k) for k in keys]

@@ -254,6 +254,12 @@ def test_deploy_remotes_use_the_production_private_address(
 ) -> None:
     remotes = [line for line in rendered["deploy_remotes"].splitlines() if line and not line.startswith("#")]
     assert remotes == [f"nobody@{provisioned.private_ip('sg-production-1')}:/srv/git/stargazer-deploy.git"]
+    # ... and the security groups let that push through: the production host admits SSH from the group the
+    # development host (and only it) is in
+    servers = provisioned.servers()
+    assert provisioned.fake.ingress_rules("sg-deploy") == {("tcp", 22, 22, None, "sg-deployer")}
+    assert "sg-deploy" in servers["sg-production-1"]["group_names"]
+    assert [n for n, s in servers.items() if "sg-deployer" in s["group_names"]] == ["sg-development-1"]
 
 
 def test_every_ray_port_is_fixed_and_each_flag_appears_once(rendered: dict[str, Any]) -> None:
@@ -289,6 +295,8 @@ def test_security_groups_open_exactly_those_ports_between_fleet_members(
         rules = {r for r in fake.ingress_rules(group["name"]) if r[4] is not None}  # from a remote group
         if rules:
             between_members[group["name"]] = rules
+    # SSH from the development host to production (git push of models, DESIGN.md §4) is the only other one
+    assert between_members.pop("sg-deploy") == {("tcp", 22, 22, None, "sg-deployer")}
     assert set(between_members) == {"sg-internal"}, between_members
     internal = between_members["sg-internal"]
     assert all(r[0] == "tcp" and r[4] == "sg-internal" for r in internal)
@@ -304,3 +312,17 @@ def test_security_groups_open_exactly_those_ports_between_fleet_members(
 
 def test_the_token_is_not_in_the_program_files(rendered: dict[str, Any]) -> None:
     assert TOKEN not in json.dumps(rendered)
+
+
+def test_the_committed_example_has_the_written_shape(provisioned: Provisioned) -> None:
+    """inventory/hosts.example.yml (syntax-checked by test_static) must not drift from the writer."""
+    written = yaml.safe_load(provisioned.inventory.read_text())["all"]
+    example = yaml.safe_load((REPO_ROOT / "inventory" / "hosts.example.yml").read_text())["all"]
+    assert list(example["vars"]) == list(written["vars"])
+    assert list(example["children"]) == list(written["children"]) == list(GROUPS)
+    for tree in (written, example):
+        for group in tree["children"].values():
+            for host_vars in group["hosts"].values():
+                assert list(host_vars) == [
+                    "ansible_host", "private_ip", "floating_ip", "openstack_id", "fleet_index",
+                ]  # fmt: skip

@@ -343,6 +343,9 @@ class FakeCloud:
             case ("DELETE", ["servers", server_id]):
                 self._server(server_id).setdefault("deleting", 0)  # Nova deletes asynchronously
                 return 204, None
+            case ("POST", ["servers", server_id, "action"]) if "addSecurityGroup" in body:
+                self._add_server_group(self._server(server_id), body["addSecurityGroup"]["name"])
+                return 202, None
         return 404, {"_unhandled": True}
 
     def _create_keypair(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -435,6 +438,17 @@ class FakeCloud:
             "adminPass": "not-used",
             "security_groups": [{"name": n} for n in self.servers[server_id]["group_names"]],
         }
+
+    def _add_server_group(self, server: dict[str, Any], name: str) -> None:
+        """Nova's addSecurityGroup: every port of the server joins the group (a no-op when it is a member)."""
+        found = [g for g in self.security_groups.values() if name in (g["name"], g["id"])]
+        if len(found) != 1:
+            raise nova_error(404, "itemNotFound", f"Security group {name} not found for project x.")
+        if found[0]["name"] not in server["group_names"]:
+            server["group_names"].append(found[0]["name"])
+        for port in self._ports_of(server["id"]):
+            if found[0]["id"] not in port["security_groups"]:
+                port["security_groups"].append(found[0]["id"])
 
     def _advance(self, server: dict[str, Any]) -> None:
         """Each look at a building server moves it along, as time does in a real cloud."""

@@ -75,17 +75,20 @@ def test_security_groups_hold_exactly_the_least_rules(env: Env) -> None:
     assert fake.ingress_rules("sg-web") == {
         ("tcp", port, port, cidr, None) for port in (80, 443) for cidr in ("0.0.0.0/0", "::/0")
     }
+    # model delivery: SSH to production only from the development host's (rule-less) group
+    assert fake.ingress_rules("sg-deploy") == {("tcp", 22, 22, None, "sg-deployer")}
+    assert fake.ingress_rules("sg-deployer") == set()
     # membership: only production is in the public web group; nobody is in `default`
     groups = {s["name"]: sorted(s["group_names"]) for s in fake.servers.values()}
     assert groups == {
-        "sg-development-1": ["sg-internal", "sg-ssh"],
+        "sg-development-1": ["sg-deployer", "sg-internal", "sg-ssh"],
         "sg-ray-worker-1": ["sg-internal", "sg-ssh"],
         "sg-ray-worker-2": ["sg-internal", "sg-ssh"],
-        "sg-production-1": ["sg-internal", "sg-ssh", "sg-web"],
+        "sg-production-1": ["sg-deploy", "sg-internal", "sg-ssh", "sg-web"],
     }
     # Neutron's default egress rules are left alone
     egress = [r for r in fake.rules.values() if r["direction"] == "egress"]
-    assert len(egress) == 2 * 4
+    assert len(egress) == 2 * 6
 
 
 def test_with_an_orchestration_host_ssh_is_open_only_from_its_group(env: Env) -> None:
@@ -283,7 +286,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(env: Env) -> None:
     assert result.exit_code == 0
     assert "+ server sg-ray-worker-2 (ray_workers, m1.medium, Ubuntu 22.04)" in result.stdout
     assert "+ rule sg-web: ingress IPv6 tcp/443 from ::/0" in result.stdout
-    assert "26 to create, 0 to change, 0 to delete" in result.stdout
+    assert "29 to create, 0 to change, 0 to delete" in result.stdout
     assert env.fake.mutating_calls() == [] and not env.inventory.exists()
 
     assert env.run().exit_code == 0
