@@ -73,7 +73,7 @@ def test_nginx_role_defines_every_variable_of_the_shared_template() -> None:
 def test_vault_example_is_never_loaded_and_no_plain_secret_is_committed(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(BIN / "ansible-inventory"), "-i", str(INVENTORY / "hosts.example.yml"),
-         "--host", "stargazer-prod-1"],
+         "--host", "stargazer-production-1"],
         cwd=PLAYBOOKS, env=ansible_env(tmp_path), capture_output=True, text=True, timeout=120, check=True,
     )
     hostvars = yaml.safe_load(result.stdout)
