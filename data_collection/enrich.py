@@ -18,6 +18,7 @@ Work is spread over `workers` threads that share the client, hence the connectio
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -156,11 +157,18 @@ class Enricher:
         self._progress(self._count_done(rows, done))
         self._run_graphql(rows, done, owners)
 
+        # The bar counts repositories whose values are ALL in: owner lookups (one per owner) are jobs too,
+        # but ticking on them would show the run further along than it is.
+        finished = [self._count_done(rows, done)]
+        finished_lock = threading.Lock()
+
         def do_repo(name: str, fields: list[str]) -> None:
             for field in fields:
                 value = self.fetch(name, field)
                 self.journal.save_enrichment(name, field, value)
                 done.setdefault(name, {})[field] = value
+            with finished_lock:
+                finished[0] += 1
 
         def do_owner(login: str) -> None:
             value = self.fetch_followers(login)
@@ -173,11 +181,11 @@ class Enricher:
             missing = [f for f in REPO_FIELDS if f not in done.get(row["full_name"], {})]
             if missing:
                 jobs.append(lambda n=row["full_name"], m=missing: do_repo(n, m))
-        finished = [self._count_done(rows, done)]
 
         def tick() -> None:
-            finished[0] += 1
-            self._progress(min(len(rows), finished[0]))
+            with finished_lock:
+                value = min(len(rows), finished[0])
+            self._progress(value)
 
         self._parallel(jobs, tick)
         self._progress(self._count_done(rows, done))
