@@ -3,7 +3,7 @@
     python -m model_serving.development_server train --data data/repos.csv --trials 50 --out models/
 
 Progress goes to the terminal (tqdm for screening, Ray Tune's own table for tuning); the last lines of
-``train`` are the artifact path and the held-out metrics. Bad data ends with one line and exit status 2.
+``train`` are the artifact path and the held-out metrics. Bad data ends with one line and exit status 1.
 """
 
 from __future__ import annotations

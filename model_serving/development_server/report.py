@@ -19,6 +19,26 @@ def _row(name: str, m: dict[str, float]) -> str:
     )
 
 
+_HIGHER_IS_BETTER = {"r2_log": True, "r2": True, "mae": False, "rmse": False, "spearman": True}
+
+
+def _versus_baselines(cv: dict[str, float], baselines: dict[str, dict[str, float]]) -> list[str]:
+    """Like with like (CV against CV, same folds): where the tuned model wins and where it loses, plainly.
+
+    The tuned model fits log1p(stars), so it can lose to a forest on raw stars on the raw-scale metrics
+    (R², MAE, RMSE); the report must say so rather than leave the reader to compare rows.
+    """
+    lines = []
+    for name, base in baselines.items():
+        wins = [k for k, up in _HIGHER_IS_BETTER.items() if (cv[k] > base[k]) == up and cv[k] != base[k]]
+        losses = [k for k in _HIGHER_IS_BETTER if k not in wins and cv[k] != base[k]]
+        verdict = f"better on {', '.join(wins) or 'nothing'}"
+        if losses:
+            verdict += f"; WORSE on {', '.join(losses)}"
+        lines.append(f"- against baseline {name} (CV vs CV, same folds): {verdict}.")
+    return [*lines, ""] if lines else []
+
+
 def write_report(
     version_dir: Path, manifest: Manifest, table: pd.DataFrame | None, tuned: TuningResult
 ) -> Path:
@@ -40,6 +60,9 @@ def write_report(
         _row("tuned RF (CV, best trial)", metrics.cv.model_dump()),
         *(_row(f"baseline {name} (CV)", m.model_dump()) for name, m in manifest.baseline.items()),
         "",
+        *_versus_baselines(
+            metrics.cv.model_dump(), {name: m.model_dump() for name, m in manifest.baseline.items()}
+        ),
         f"**Tuning.** {manifest.tuning.search}, {manifest.tuning.trials} trials "
         f"({len(tuned.errors)} failed), {manifest.tuning.wall_seconds:.1f} s "
         f"on {manifest.tuning.nodes} node(s) / "
