@@ -8,6 +8,10 @@ Why this shape (DESIGN.md §4-5):
   the release changed, loads the new one BETWEEN tasks: no restart, no lost or half-served task.
 - Loading goes through ``artifact.load_version``, which checks the HMAC signature and the sha256 before
   anything is unpickled. The web process never imports this module's loading path.
+- The compiled inference path (``compiled_forest``) is built here, once per loaded model, next to the
+  pipeline: a 5-repository prediction then costs well under a millisecond of CPU instead of ~85 ms. A pipeline
+  that cannot be compiled (another regressor, or a compiled answer that differs on the probe rows) is served
+  by scikit-learn as before; the store logs why.
 - A release that fails to load never replaces a working model: the worker keeps answering with the version it
   has (every answer names it) and reports the failure in ``last_error``; with no usable model at all every
   task answers a one-line error, which the web turns into a 503.
@@ -43,6 +47,8 @@ class LoadedModel:
     source: Path
     key: ReleaseKey
     load_seconds: float
+    #: ``compiled_forest.CompiledModel`` of ``pipeline``, or None when it is served by scikit-learn.
+    compiled: Any = None
 
     @property
     def version(self) -> str:
@@ -122,7 +128,8 @@ class ModelStore:
         if release_key(self.current) != key:
             log.info("current moved while loading %s; will reload before the next task", source)
         old = self.model.version if self.model else None
-        self.model = LoadedModel(pipeline, manifest, source, key, time.perf_counter() - started)
+        compiled = compile_for_serving(pipeline, manifest.version)
+        self.model = LoadedModel(pipeline, manifest, source, key, time.perf_counter() - started, compiled)
         self.loads += 1
         self._failed_key = None
         self.last_error = None
@@ -153,6 +160,27 @@ class ModelStore:
             "pid": os.getpid(),
             "loads": self.loads,
         }
+
+
+def compile_for_serving(pipeline: Any, version: str) -> Any:
+    """The compiled form of a freshly loaded pipeline, or None (logged) when scikit-learn must serve it.
+
+    Never raises: a model that loads but cannot be compiled is still a working model.
+    """
+    from model_serving import compiled_forest
+
+    started = time.perf_counter()
+    try:
+        compiled = compiled_forest.compile_pipeline(pipeline)
+    except compiled_forest.NotCompilable as exc:
+        log.info("model %s served by scikit-learn (not compiled: %s)", version, exc)
+        return None
+    except Exception:  # an unexpected shape must not make a loadable model unusable
+        log.exception("compiling model %s failed; served by scikit-learn", version)
+        return None
+    log.info("model %s compiled (%d trees, %d nodes) and verified in %.2f s (pid %d)", version,
+             compiled.forest.n_trees, len(compiled.forest.value), time.perf_counter() - started, os.getpid())
+    return compiled
 
 
 _stores: dict[tuple[str, bytes | None, bool], ModelStore] = {}
