@@ -71,8 +71,12 @@ def _strict_count(value: Any) -> Any:
     """Counts are integers: refuse booleans and fractions (pydantic would read true as 1 and 2.0 as 2)."""
     if isinstance(value, bool):
         raise ValueError("must be a whole number, not true/false")
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError("must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():  # also NaN and infinities
+            raise ValueError("must be a whole number")
+        # 1e20 is a whole number too: as an int it meets the range check and its clear message, instead
+        # of pydantic's "Unable to parse input string as an integer, exceeded maximum size".
+        return int(value)
     if isinstance(value, str) and value.strip() == "":
         return None
     return value

@@ -181,7 +181,7 @@ def start(timeout: float) -> None:
         if broker == "rabbitmq":
             raise LaunchError("STARGAZER_BROKER=rabbitmq but rabbitmq-server is not installed")
         click.echo("RabbitMQ is not installed and cannot be (not root): falling back to the EMBEDDED broker "
-                   "(kombu SQLAlchemy/SQLite transport, polling) - fine for a demo, not for production")
+                   "(kombu filesystem transport, polling) - fine for a demo, not for production")
         broker = "embedded"
     use_nginx = nginx_available()
     if not use_nginx:

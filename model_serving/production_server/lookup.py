@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -75,6 +76,19 @@ class TTLCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+_RATE_LIMITED = re.compile(r"all tokens spent for \w+; next reset in (\d+)s")
+
+
+def _reason(exc: GitHubError) -> str:
+    """The client's reason, said for a person: its rate-limit wording speaks of tokens and seconds."""
+    spent = _RATE_LIMITED.match(str(exc))
+    if spent:
+        minutes = max(1, round(int(spent.group(1)) / 60))
+        return (f"GitHub's API rate limit is used up (it resets in about {minutes} min): "
+                "try again later, or describe the repository by hand")
+    return str(exc)
 
 
 _NOT_FOUND = "not-found"
@@ -140,7 +154,7 @@ class RepositoryLookup:
             raise
         except GitHubError as exc:
             metrics.LOOKUPS.labels(outcome="error").inc()
-            raise LookupFailed(f"GitHub lookup of {full_name} failed: {exc}") from None
+            raise LookupFailed(f"GitHub lookup of {full_name} failed: {_reason(exc)}") from None
         metrics.LOOKUPS.labels(outcome="found").inc()
         self.cache.put(key, row, self.ttl)
         return dict(row)

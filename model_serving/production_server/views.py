@@ -57,7 +57,8 @@ ROW_HEIGHT = 26.0
 
 def chart(results: list[ItemResult]) -> tuple[list[Bar], list[tuple[float, str]]]:
     """Bars on a log10 scale (stars span five orders of magnitude), and the axis ticks."""
-    ranked = [r for r in results if r.rank is not None]
+    # In rank order, as the table above it: the chart must not tell a different story.
+    ranked = sorted((r for r in results if r.rank is not None), key=lambda r: r.rank or 0)
     values = [v for r in ranked for v in (r.high, r.predicted, r.actual) if v]
     top = max(10.0, *values) if values else 10.0
     decades = max(1, math.ceil(math.log10(top + 1)))
@@ -66,8 +67,8 @@ def chart(results: list[ItemResult]) -> tuple[list[Bar], list[tuple[float, str]]
         return CHART_WIDTH * math.log10(1 + max(0.0, value or 0.0)) / decades
 
     bars = [
-        Bar(label=r.full_name or f"#{r.rank}", y=i * ROW_HEIGHT, width=x(r.predicted), low=x(r.low),
-            high=x(r.high), actual=x(r.actual) if r.actual is not None else None)
+        Bar(label=r.full_name or f"rank {r.rank} (by hand)", y=i * ROW_HEIGHT, width=x(r.predicted),
+            low=x(r.low), high=x(r.high), actual=x(r.actual) if r.actual is not None else None)
         for i, r in enumerate(ranked)
     ]
     ticks = [(CHART_WIDTH * d / decades, f"{10 ** d:,}") for d in range(decades + 1)]
