@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -89,6 +91,26 @@ def test_cli_progress_bar_shows_repositories_and_quota_per_token(sim, tmp_path):
     assert all(a < 100_000 and b < 100_000 for a, b in left[-1:])  # real counts from the headers, both tokens
     assert any(re.search(r"search quota token#1=(\d+|\?) token#2=(\d+|\?)", f) for f in frames)
     assert not any(t in result.stderr + result.stdout for t in TOKENS)
+    # the sidecar carries every key of DESIGN.md §1, and its sha256 is the CSV's
+    meta = json.loads((tmp_path / "repos.csv.meta.json").read_text())
+    assert {"schema_version", "query", "min_stars", "slices", "rows", "collected_started_at",
+            "collected_finished_at", "api_calls", "sha256"} <= set(meta)
+    assert meta["sha256"] == hashlib.sha256((tmp_path / "repos.csv").read_bytes()).hexdigest()
+    assert meta["rows"] == n and meta["collected_started_at"] <= meta["collected_finished_at"]
+
+
+def test_cli_bar_says_when_every_token_is_spent_and_it_sleeps(tmp_path):
+    server = SimulatorServer(repos=40, seed=32, tokens=TOKENS, quota_core=40, quota_search=1000,
+                             reset_seconds=1.0, graphql=False).start()
+    try:
+        result = cli(server, tmp_path / "repos.csv", "--workers", "2", "--progress")
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr[-2000:]
+    frames = re.split(r"[\r\n]", result.stderr)
+    # on the bar itself (its description), not only in the log
+    assert any(f.startswith("all tokens spent for core: sleeping") and "|" in f for f in frames), \
+        result.stderr[-2000:]
 
 
 def test_fatal_error_leaves_a_journal_and_a_line_without_tokens(sim, tmp_path):
