@@ -52,6 +52,8 @@ class ItemResult:
     rank: int | None = None
     error: str | None = None
     source: str = "given"
+    #: How the result page names an item sent without ``full_name`` (the form's "Repository 3 (by hand)").
+    label: str | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
 
     @property

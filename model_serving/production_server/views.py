@@ -67,8 +67,9 @@ def chart(results: list[ItemResult]) -> tuple[list[Bar], list[tuple[float, str]]
         return CHART_WIDTH * math.log10(1 + max(0.0, value or 0.0)) / decades
 
     bars = [
-        Bar(label=r.full_name or f"rank {r.rank} (by hand)", y=i * ROW_HEIGHT, width=x(r.predicted),
-            low=x(r.low), high=x(r.high), actual=x(r.actual) if r.actual is not None else None)
+        Bar(label=r.full_name or r.label or f"rank {r.rank} (by hand)", y=i * ROW_HEIGHT,
+            width=x(r.predicted), low=x(r.low), high=x(r.high),
+            actual=x(r.actual) if r.actual is not None else None)
         for i, r in enumerate(ranked)
     ]
     ticks = [(CHART_WIDTH * d / decades, f"{10 ** d:,}") for d in range(decades + 1)]
@@ -90,6 +91,10 @@ def predict_page() -> tuple[str, int]:
         outcome = predict(items, current_app.config["STARGAZER"], lookup_for(current_app))
     except ServiceError as exc:
         return render_template("index.html", form=form, service_error=str(exc)), exc.status
+    # Rows described by hand have no name: call them as the form did, so five of them stay distinguishable.
+    numbers = [n for n, row in enumerate(form.rows.entries, start=1) if not row.form.is_empty()]
+    for number, item in zip(numbers, outcome.items, strict=True):
+        item.label = f"Repository {number} (by hand)"
     bars, ticks = chart(outcome.items)
     return render_template("result.html", outcome=outcome, ranked=outcome.ranked(), bars=bars, ticks=ticks,
                            chart_width=CHART_WIDTH, row_height=ROW_HEIGHT), 200
