@@ -61,11 +61,29 @@ def test_cli_bad_data_is_one_error_line_and_exit_1(tmp_path: Path, case: str) ->
     assert not out.exists()  # refused before any work
 
 
+class _Forbidden:
+    """Stands in for the held-out part: any use (attribute, len, iteration, indexing, concat) fails."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the held-out part was touched ({name})")
+
+    def __len__(self) -> int:
+        raise AssertionError("the held-out part was touched (len)")
+
+    def __iter__(self):
+        raise AssertionError("the held-out part was touched (iter)")
+
+    def __getitem__(self, key: object) -> object:
+        raise AssertionError("the held-out part was touched (getitem)")
+
+
 def test_screening_tuning_and_baselines_never_need_the_holdout(ray_local, tmp_path: Path) -> None:
-    """If any of them touched the held-out part, the None below would break it."""
+    """If any of them touched the held-out part, the stand-ins below would break it (pd.concat refuses them;
+    None would be silently dropped by pd.concat, hence not None)."""
     data = load_training_data(_csv(tmp_path, synthetic_dataset(120, seed=6)), folds=3)
     prepared = protocol.prepare(data.frame, test_size=0.2, folds=3, seed=2)
-    blind = dataclasses.replace(prepared, X_holdout=None, y_holdout=None, holdout_names=None)
+    blind = dataclasses.replace(prepared, X_holdout=_Forbidden(), y_holdout=_Forbidden(),
+                                holdout_names=_Forbidden())
     table = screening.run_screening(blind, seed=2, show_progress=False)
     assert len(table) >= 6
     baselines = train.run_baselines(blind, seed=2)
