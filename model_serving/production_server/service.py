@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError, OperationalError
 
@@ -126,7 +126,8 @@ def _dispatch(rows: list[dict[str, Any]], settings: ServingSettings) -> dict[str
         metrics.TASK_OUTCOMES.labels(outcome="timeout").inc()
         raise ServiceError(504, f"no prediction worker answered within {settings.task_timeout:g} s",
                            {"timeout_seconds": settings.task_timeout}) from None
-    except TimeLimitExceeded:
+    except (TimeLimitExceeded, SoftTimeLimitExceeded):
+        # Soft: raised where the task was (e.g. a model load) and not turned into an answer by the task.
         metrics.TASK_OUTCOMES.labels(outcome="timeout").inc()
         raise ServiceError(504, "the prediction exceeded the worker's time limit") from None
     except BROKER_ERRORS as exc:

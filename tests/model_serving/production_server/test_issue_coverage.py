@@ -264,6 +264,42 @@ def test_a_pool_process_killed_in_the_middle_of_a_task_gives_it_back_and_it_is_a
     assert f"Task stargazer.predict_batch[{task_id}] succeeded" in log
 
 
+def test_a_task_past_its_soft_time_limit_is_a_504_and_the_worker_carries_on(
+    tmp_path: Path, stack: Stack, signed_models: Models, start_worker: WorkerFactory, make_app: AppFactory
+) -> None:
+    """The soft limit from the environment (1 s here) ends a stuck task: the person gets a 504 with one line,
+    not a 500, and the same worker process answers the next request (no restart)."""
+    model_dir = tmp_path / "production"
+    install(model_dir, signed_models.v1)
+    queue = "coverage-time-limit"
+    start_worker(stack.broker_url, model_dir, STARGAZER_QUEUE=queue, STARGAZER_TASK_SOFT_TIME_LIMIT="1",
+                 STARGAZER_TASK_HARD_TIME_LIMIT="3")
+    # Celery puts the PUBLISHER's limits in each message and the worker obeys the message: the web's settings
+    # (the same environment variables, in production the same environment) are the ones that count.
+    client = make_app(stack.broker_url, model_dir, queue=queue, task_timeout=20.0, task_soft_time_limit=1.0,
+                      task_hard_time_limit=3.0).test_client()
+    body = {"repositories": json_rows(2)}
+    first = client.post("/api/v1/predict", json=body)
+    assert first.status_code == 200
+    served_by = first.json["model_version"]
+
+    hanging = model_dir / "releases" / "zz-hanging"
+    hanging.mkdir()
+    shutil.copy2(signed_models.v2 / artifact.MODEL_FILE, hanging / artifact.MODEL_FILE)
+    os.mkfifo(hanging / artifact.MANIFEST_FILE)  # the task's model check blocks: a stuck task
+    _switch_current(model_dir, hanging)
+    started = time.monotonic()
+    stuck = client.post("/api/v1/predict", json=body)
+    waited = time.monotonic() - started
+    assert stuck.status_code == 504, stuck.json
+    assert stuck.json == {"error": "the prediction exceeded the worker's time limit", "details": {}}
+    assert 0.9 < waited < 3.5, waited  # the soft limit, not the web's 20 s wait
+
+    new = install(model_dir, signed_models.v2)
+    after = client.post("/api/v1/predict", json=body)
+    assert after.status_code == 200 and after.json["model_version"] == new != served_by
+
+
 # ------------------------------------------------------------------------------------------------------------
 # /metrics through nginx: web and worker processes added up
 # ------------------------------------------------------------------------------------------------------------
