@@ -382,6 +382,46 @@ def test_result_page_chart_is_in_the_tables_rank_order(stack: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# RabbitMQ restarted under gunicorn (several threads, each with its own reply consumer): no restart needed
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_rabbitmq_restart_the_served_stack_recovers_without_restarting_anything(
+    stack: Stack, signed_model: tuple[Path, str]
+) -> None:
+    assert stack.broker is not None
+
+    def pids() -> list[int | None]:
+        return [p.pid for p in [*stack.gunicorns, *stack.workers, stack.nginx] if p is not None]
+
+    def codes(pool: ThreadPoolExecutor) -> list[int]:
+        return [r.status_code for r in pool.map(lambda seed: predict(stack, five_rows(seed)), range(8))]
+
+    before = pids()
+    with ThreadPoolExecutor(4) as pool:  # several gunicorn threads, each holding an rpc:// reply consumer
+        assert set(codes(pool)) == {200}
+        broker_pid = stack.broker.pid
+        stack.broker.restart(timeout=60)
+        assert stack.broker.pid != broker_pid  # a new broker process: every connection to it was cut
+        back = time.monotonic()
+        statuses: list[int] = []
+
+        def healthy_round() -> bool:
+            round_codes = codes(pool)
+            statuses.extend(round_codes)
+            return set(round_codes) == {200}
+
+        wait_until(healthy_round, 60, "eight concurrent predictions after the broker came back", interval=0.5)
+        print(f"recovered {time.monotonic() - back:.1f} s after the broker was back; statuses {statuses}")
+        assert set(statuses) <= {200, 503, 504}, statuses  # refused clearly while recovering, never a 500
+        for _ in range(3):  # healthy, not lucky
+            assert set(codes(pool)) == {200}
+    ready = requests.get(f"{stack.url}/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["model_version"] == signed_model[1]
+    assert pids() == before  # nothing was restarted but the broker
+
+
+# ------------------------------------------------------------------------------------------------------------
 # nginx: upstream keep-alive and the proxy read timeout (a toy upstream stands in for gunicorn)
 # ------------------------------------------------------------------------------------------------------------
 
