@@ -74,12 +74,14 @@ def cv_trial(
     the caller and the tests can prove that held-out rows never reached tuning and that trials spread over
     the cluster's nodes.
     """
+    started_at = time.time()
     started = time.perf_counter()
     scores = protocol.cross_validate(pipeline_for(config, seed=seed, n_jobs=n_jobs), X, y, folds)
     tune.report(
         {
             **scores,
             "trial_seconds": time.perf_counter() - started,
+            "started_at": started_at,
             "rows_seen": len(X),
             "rows_digest": protocol.rows_digest(X.index.to_numpy()),
             "node": ray.util.get_node_ip_address(),
@@ -208,6 +210,7 @@ def _trial_table(grid: tune.ResultGrid) -> tuple[pd.DataFrame, list[str]]:
             "r2_log_std",
             "fit_seconds",
             "trial_seconds",
+            "started_at",
             "rows_seen",
             "rows_digest",
             "node",
