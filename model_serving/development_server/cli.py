@@ -9,6 +9,7 @@ Progress goes to the terminal (tqdm for screening, Ray Tune's own table for tuni
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,18 @@ def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc)) from None
 
 
+def _check_writable(out: Path) -> None:
+    """Refuse an unusable --out in one line BEFORE minutes of screening and tuning, not after them (creates
+    nothing: the directory appears only with results)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise click.ClickException(f"{out}: cannot write results there ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.ClickException(f"{out}: cannot write results there ({existing} is not writable)")
+
+
 @click.group()
 def main() -> None:
     """stargazer development server: screening, Ray Tune tuning and versioned model artifacts."""
@@ -105,6 +118,7 @@ def main() -> None:
 def train_command(data: Path, out: Path, **kwargs: Any) -> None:
     """Screen, tune, fit, evaluate once on the held-out part and write models/<version>/."""
     options = train.RunOptions(data=data, out=out, **kwargs)
+    _check_writable(out)
     try:
         train.train(options, echo=click.echo)
     except TrainingDataError as exc:
@@ -117,6 +131,7 @@ def train_command(data: Path, out: Path, **kwargs: Any) -> None:
 def screen_command(data: Path, out: Path, num_cpus: int | None, min_nodes: int, **kwargs: Any) -> None:
     """Screening alone (training part only): screening.{csv,md,png} in --out."""
     options = train.RunOptions(data=data, out=out, num_cpus=num_cpus, **kwargs)
+    _check_writable(out)
     try:
         _, prepared = train.load(options, click.echo)
     except TrainingDataError as exc:
@@ -137,6 +152,7 @@ def screen_command(data: Path, out: Path, num_cpus: int | None, min_nodes: int, 
 def tune_command(data: Path, out: Path, num_cpus: int | None, min_nodes: int, **kwargs: Any) -> None:
     """Ray Tune alone (training part only): trials.csv and tuning.png in --out, best params printed."""
     options = train.RunOptions(data=data, out=out, num_cpus=num_cpus, **kwargs)
+    _check_writable(out)
     try:
         _, prepared = train.load(options, click.echo)
     except TrainingDataError as exc:

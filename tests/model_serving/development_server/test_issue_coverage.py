@@ -77,6 +77,22 @@ class _Forbidden:
         raise AssertionError("the held-out part was touched (getitem)")
 
 
+@pytest.mark.parametrize("command", ["train", "screen", "tune"])
+@pytest.mark.parametrize("where", ["a-file", "a-file/models"])
+def test_cli_unwritable_out_is_refused_before_any_work(tmp_path: Path, command: str, where: str) -> None:
+    """Before the fix, --out under a regular file failed with a traceback AFTER the whole training run."""
+    data_path = _csv(tmp_path, synthetic_dataset(60, seed=5))
+    (tmp_path / "a-file").write_text("not a directory")
+    out = tmp_path / where
+    args = [command, "--data", str(data_path), "--out", str(out)]
+    args += ["--trials", "1"] if command != "screen" else []
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    blocker = tmp_path / "a-file"
+    assert lines == [f"Error: {out}: cannot write results there ({blocker} is not a directory)"], lines
+
+
 def test_screening_tuning_and_baselines_never_need_the_holdout(ray_local, tmp_path: Path) -> None:
     """If any of them touched the held-out part, the stand-ins below would break it (pd.concat refuses them;
     None would be silently dropped by pd.concat, hence not None)."""
