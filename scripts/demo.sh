@@ -12,7 +12,12 @@ DEMO_MAX_REPOS=${DEMO_MAX_REPOS:-4000}
 DEMO_MIN_STARS=${DEMO_MIN_STARS:-50}
 DEMO_TRIALS=${DEMO_TRIALS:-16}
 DEMO_SEED=${DEMO_SEED:-7}
-SIM_PORT=${DEMO_SIM_PORT:-$($PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')}
+# A fixed port by default: the collection checkpoint records the API URL, so an interrupted demo resumes.
+SIM_PORT=${DEMO_SIM_PORT:-38765}
+if (exec 3<>"/dev/tcp/127.0.0.1/${SIM_PORT}") 2>/dev/null; then
+  SIM_PORT=$($PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  echo "   (port ${DEMO_SIM_PORT:-38765} is taken: the simulator uses ${SIM_PORT})"
+fi
 mkdir -p var data models
 
 echo "== 1/5 GitHub simulator on 127.0.0.1:${SIM_PORT} (${DEMO_REPOS} repositories, seed ${DEMO_SEED})"
@@ -26,9 +31,22 @@ for _ in $(seq 1 100); do
 done
 
 echo "== 2/5 collecting repositories with >= ${DEMO_MIN_STARS} stars (top ${DEMO_MAX_REPOS}, enriched)"
-GITHUB_API_URL="http://127.0.0.1:${SIM_PORT}" GITHUB_TOKENS=demo-token-1,demo-token-2,demo-token-3 \
-  $PY -m data_collection collect --min-stars "$DEMO_MIN_STARS" --max-repos "$DEMO_MAX_REPOS" \
-  --out data/repos.csv --workers 4 --resume
+collect() {
+  GITHUB_API_URL="http://127.0.0.1:${SIM_PORT}" GITHUB_TOKENS=demo-token-1,demo-token-2,demo-token-3 \
+    $PY -m data_collection collect --min-stars "$DEMO_MIN_STARS" --max-repos "$DEMO_MAX_REPOS" \
+    --out data/repos.csv --workers 4 --resume 2> >(tee var/collect.err >&2)
+}
+if ! collect; then
+  sleep 0.2  # let tee finish writing
+  if grep -q "was made with other parameters" var/collect.err; then
+    # An interrupted earlier demo with other sizes or another simulator port: its progress cannot be reused.
+    echo "   the checkpoint of an earlier demo was made with other parameters: collecting afresh"
+    rm -f data/repos.csv.checkpoint.sqlite data/repos.csv.checkpoint.sqlite-wal data/repos.csv.checkpoint.sqlite-shm
+    collect
+  else
+    exit 1
+  fi
+fi
 $PY - <<'PYEOF'
 import json
 meta = json.load(open("data/repos.csv.meta.json"))
