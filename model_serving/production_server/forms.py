@@ -14,6 +14,7 @@ from typing import Any
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, FieldList, Form, FormField, IntegerField, SelectField, StringField
 from wtforms.fields import DateField
+from wtforms.utils import unset_value
 from wtforms.validators import Length, NumberRange, Optional, Regexp, ValidationError
 
 from data_collection.schema import TOPICS_SEPARATOR
@@ -107,8 +108,25 @@ class RepositoryRow(Form):
         return item
 
 
+class FixedRows(FieldList):
+    """Exactly ``min_entries`` rows named ``rows-0`` .. ``rows-4``, each reading only its own inputs.
+
+    Why not FieldList's own processing: WTForms 3.3 renumbers the submitted rows (``rows-0`` and ``rows-2``
+    become entries 0 and 1), then pads with ``rows-2``, which reads row 2's inputs a second time: a client
+    that leaves out a row's inputs got another row predicted twice. A browser sends every row; a script may
+    not.
+    """
+
+    def process(self, formdata: Any, data: Any = unset_value, extra_filters: Any = None) -> None:
+        self.last_index = -1
+        self.entries = []
+        self.object_data = data
+        for _ in range(self.min_entries or 0):
+            self._add_entry(formdata)
+
+
 class PredictForm(FlaskForm):
-    rows = FieldList(FormField(RepositoryRow), min_entries=FORM_ROWS, max_entries=FORM_ROWS)
+    rows = FixedRows(FormField(RepositoryRow), min_entries=FORM_ROWS, max_entries=FORM_ROWS)
 
     def validate_rows(self, field: FieldList) -> None:
         if all(row.form.is_empty() for row in field.entries):
