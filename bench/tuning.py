@@ -378,8 +378,8 @@ def write_report(report: dict[str, Any]) -> None:
         "",
         "Where Ray's extra time goes (median over rounds): "
         f"{statistics.median(b['startup'] for b in breakdowns):.1f} s from the call to the first trial's "
-        "start (trial actors are new processes that import Ray Tune, pandas and scikit-learn: Tune gives "
-        "them their own runtime_env, so Ray's prestarted workers cannot serve them), and "
+        "start (trial actors are new processes that import Ray Tune, pandas and scikit-learn; they do not "
+        "get Ray's prestarted workers, Tune giving its actor class its own runtime_env), and "
         f"{statistics.median(b['idle_tail'] for b in breakdowns):.1f} CPU-seconds of slots idle at the end "
         "(a trial is all folds of one configuration, 8 coarse units on 2 slots, vs GridSearchCV's 24 fits). "
         "Between trials a reused actor takes the next one within a few hundredths of a second, and the Tune "
