@@ -464,6 +464,11 @@ def test_nginx_keeps_upstream_connections_alive_and_times_out_as_json(tmp_path: 
             # 20 requests, each on a new client connection, reached the upstream over ONE kept-alive one.
             assert len(_CountingUpstream.peers) == 20 and len(set(_CountingUpstream.peers)) == 1
 
+            too_big = requests.post(f"{nginx.url}/api/v1/predict", data=b"x" * (2 * 1024 * 1024),
+                                    headers={"Content-Type": "application/json"}, timeout=10)
+            assert too_big.status_code == 413  # nginx's refusal says it in the app's own words
+            assert too_big.json()["error"] == "request body too large: the limit is 1 MB"
+
             started = time.monotonic()
             slow = requests.get(f"{nginx.url}/api/v1/slow", timeout=10)
             waited = time.monotonic() - started
