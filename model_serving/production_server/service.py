@@ -51,6 +51,9 @@ class ItemResult:
     actual: int | None = None
     rank: int | None = None
     error: str | None = None
+    #: HTTP-style status of a per-item error, so a program can tell "no such repository" (404) from
+    #: "GitHub could not be asked right now" (503) without parsing the message.
+    error_status: int | None = None
     source: str = "given"
     #: How the result page names an item sent without ``full_name`` (the form's "Repository 3 (by hand)").
     label: str | None = None
@@ -65,7 +68,7 @@ class ItemResult:
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
-            return {"full_name": self.full_name, "error": self.error}
+            return {"full_name": self.full_name, "error": self.error, "status": self.error_status}
         return {
             "full_name": self.full_name,
             "predicted_stars": self.predicted,
@@ -101,6 +104,7 @@ def _resolve(items: Sequence[RequestItem], lookup: RepositoryLookup) -> list[Ite
         answer = next(found)
         if isinstance(answer, RepositoryNotFound | LookupFailed):
             result.error = str(answer)
+            result.error_status = 404 if isinstance(answer, RepositoryNotFound) else 503
             continue
         result.source = "lookup"
         result.inputs = answer

@@ -113,7 +113,7 @@ def test_lookups_use_the_configured_github_and_tokens_and_expire_after_the_ttl(
                                                             known[1].stargazers_count]
     # The unknown repository is a per-item error ("404 per item"): no rank, the others ranked 1 and 2.
     assert predictions[1] == {"full_name": "ghost/never-was",
-                              "error": "repository ghost/never-was not found on GitHub"}
+                              "error": "repository ghost/never-was not found on GitHub", "status": 404}
     assert sorted(p["rank"] for p in predictions if "rank" in p) == [1, 2]
     asked = simulator.stats
     assert asked.requests >= 3 and asked.calls("repo") >= 3

@@ -184,7 +184,8 @@ def test_named_repositories_are_looked_up_on_the_simulator_with_actual_stars(
         predictions = answer.json["predictions"]
         assert answer.json["model_version"] == version
         assert predictions[1] == {"full_name": "ghost/never-existed",
-                                  "error": "repository ghost/never-existed not found on GitHub"}
+                                  "error": "repository ghost/never-existed not found on GitHub",
+                                  "status": 404}
         for repo, got in zip(known, (predictions[0], predictions[2], predictions[3]), strict=True):
             assert got["full_name"] == repo.full_name
             assert got["actual_stars"] == repo.stargazers_count
