@@ -179,6 +179,12 @@ def celery_config(settings: ServingSettings) -> dict[str, Any]:
     - ``confirm_publish``: the broker confirms every published task, so a publish to a broker that just went
       away is an error here (a clear 503), not a silently lost message.
     - JSON only: no pickle crosses the broker (the model is the only pickle, and it is signed).
+    - ``task_default_delivery_mode="transient"``: a task is a request someone is waiting for (its answer goes
+      to that web thread's reply queue, and it expires after ``task_timeout``), so writing it to RabbitMQ's
+      disk store protects nothing: after a broker restart the waiting request has already failed (503, its
+      reply consumer died with the connection) and a replayed task would only compute an answer nobody
+      reads. Persistence cost RabbitMQ ~0.4 ms of CPU per request (bench/results/serving.md). Redelivery
+      after a lost WORKER (acks_late, reject_on_worker_lost) is unaffected: it happens in the broker's memory.
     """
     transport_options: dict[str, Any] = {}
     if settings.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
@@ -202,6 +208,7 @@ def celery_config(settings: ServingSettings) -> dict[str, Any]:
         "accept_content": ["json"],
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        "task_default_delivery_mode": "transient",
         "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": settings.task_soft_time_limit,
         "task_time_limit": settings.task_hard_time_limit,
