@@ -201,7 +201,7 @@ def _fast_features(rows: Sequence[Mapping[str, Any]],
                    now: datetime | None) -> tuple[np.ndarray, list[list[str | None]]]:
     n = len(rows)
     times: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name in ("collected_at", "created_at", "pushed_at", "updated_at"):
+    for name in ("collected_at", "created_at", "pushed_at"):
         stamps = [_time_us(row.get(name)) for row in rows]
         known = np.fromiter((s is not None for s in stamps), dtype=bool, count=n)
         values = np.fromiter((s if s is not None else 0 for s in stamps), dtype=np.int64, count=n)
@@ -217,14 +217,12 @@ def _fast_features(rows: Sequence[Mapping[str, Any]],
     always = np.ones(n, dtype=bool)
     created, created_known = times["created_at"]
     pushed, pushed_known = times["pushed_at"]
-    updated, updated_known = times["updated_at"]
 
     columns: dict[str, np.ndarray] = {}
     age_days = _days_between(collected, always, created, created_known)
     age_years = _clip_lower(age_days / features._DAYS_PER_YEAR, 1.0 / 12.0)
     columns["age_days"] = age_days
     columns["days_since_push"] = _days_between(collected, always, pushed, pushed_known)
-    columns["days_since_update"] = _days_between(collected, always, updated, updated_known)
     columns["active_span_days"] = _days_between(pushed, pushed_known, created, created_known)
 
     counts = {

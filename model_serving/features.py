@@ -9,6 +9,12 @@ Ages are measured against each row's ``collected_at`` (the moment the row was fe
 moment of the lookup or of the request), never against "today", so a repository gives the same features at
 training and at serving time.
 
+``updated_at`` is deliberately NOT read (since feature version 2): GitHub bumps a repository's ``updated_at``
+when it is starred, so "days since update" measures star activity, i.e. the target. In the genuine search
+pages under ../shared every one of the most-starred repositories has ``updated_at`` within the same 4 days
+(2023-05-18..22) while their ``pushed_at`` spans 3.5 years.
+``pushed_at`` (the last push) is a real activity signal and stays.
+
 Raise ``FEATURE_VERSION`` whenever the output of this module changes: the git hooks refuse a model whose
 ``feature_version`` differs from the serving code's.
 """
@@ -29,7 +35,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from data_collection.schema import DATASET_DTYPES, TARGET_ALIASES, TARGET_COLUMN, TOPICS_SEPARATOR, DType
 
-FEATURE_VERSION: Final = 1
+FEATURE_VERSION: Final = 2
 
 #: Raw columns the pipeline reads. Everything else in the input (the target and its aliases included) is
 #: dropped, never used. Any of them may be absent or empty: absent means unknown.
@@ -52,7 +58,6 @@ INPUT_COLUMN_NAMES: Final[tuple[str, ...]] = (
     "fork",
     "is_template",
     "created_at",
-    "updated_at",
     "pushed_at",
     "subscribers_count",
     "contributors_count",
@@ -164,7 +169,6 @@ class RepositoryFeatures(BaseEstimator, TransformerMixin):
         collected = _to_utc(_column(frame, "collected_at")).fillna(now)
         created = _to_utc(_column(frame, "created_at"))
         pushed = _to_utc(_column(frame, "pushed_at"))
-        updated = _to_utc(_column(frame, "updated_at"))
 
         def days_between(later: pd.Series, earlier: pd.Series) -> pd.Series:
             return ((later - earlier).dt.total_seconds() / 86400.0).clip(lower=0.0)
@@ -174,7 +178,6 @@ class RepositoryFeatures(BaseEstimator, TransformerMixin):
         age_years = (age_days / _DAYS_PER_YEAR).clip(lower=1.0 / 12.0)
         out["age_days"] = age_days
         out["days_since_push"] = days_between(collected, pushed)
-        out["days_since_update"] = days_between(collected, updated)
         out["active_span_days"] = days_between(pushed, created)
 
         for name in COUNT_COLUMNS:
@@ -201,7 +204,7 @@ class RepositoryFeatures(BaseEstimator, TransformerMixin):
 
 def numeric_feature_names() -> list[str]:
     """Names of the numeric features RepositoryFeatures produces, in order."""
-    names = ["age_days", "days_since_push", "days_since_update", "active_span_days"]
+    names = ["age_days", "days_since_push", "active_span_days"]
     names += [f"log_{name}" for name in COUNT_COLUMNS]
     names += [
         f"log_{name}_per_year"
