@@ -225,7 +225,10 @@ def test_a_pool_process_killed_in_the_middle_of_a_task_gives_it_back_and_it_is_a
     install(model_dir, signed_models.v1)
     queue = "coverage-worker-lost"
     worker = start_worker(stack.broker_url, model_dir, STARGAZER_QUEUE=queue)
-    app = make_app(stack.broker_url, model_dir, queue=queue, task_timeout=60.0)
+    # The blocked task must still be blocked when it is killed: the default 8 s soft limit (carried in the
+    # message) could end it first on a loaded machine, turning the redelivery into a 504.
+    app = make_app(stack.broker_url, model_dir, queue=queue, task_timeout=60.0, task_soft_time_limit=50.0,
+                   task_hard_time_limit=55.0)
     client = app.test_client()
     assert client.post("/api/v1/predict", json={"repositories": json_rows(1)}).status_code == 200
     inspect = _inspect(app, worker)
