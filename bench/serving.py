@@ -62,6 +62,15 @@ TARGET_P99_MS = 100.0
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _compatible(version_dir: Path) -> bool:
+    """A cached bench model trained by older serving code (another feature version) is trained again."""
+    try:
+        artifact.check_compatible(artifact.read_manifest(version_dir))
+    except artifact.ArtifactError:
+        return False
+    return True
+
+
 def bench_model(choice: str = "newest") -> tuple[Path, str]:
     """The version directory to serve and where it came from.
 
@@ -71,12 +80,12 @@ def bench_model(choice: str = "newest") -> tuple[Path, str]:
     if choice not in ("newest", "demo-sized"):
         return Path(choice), "given on the command line"
     newest = artifact.newest_version(REPO_ROOT / "models") if choice == "newest" else None
-    if newest is not None:
+    if newest is not None and _compatible(newest):
         return newest, "newest models/<version> (the demo's model)"
     label = ("demo-sized forest trained by bench/serving.py" if choice == "demo-sized"
              else "demo-sized forest trained by bench/serving.py (no models/ yet)")
     existing = artifact.newest_version(BENCH_VAR / "models")
-    if existing is not None:
+    if existing is not None and _compatible(existing):
         return existing, label
     from sklearn.ensemble import RandomForestRegressor
 
