@@ -126,21 +126,6 @@ def _count_value(value: object) -> float:
     raise _Decline(f"count given as {kind.__name__}")
 
 
-def _flag_value(value: object) -> float:
-    """``features._to_flag`` for one value (the same rules; pandas' column dtype does not change them)."""
-    if isinstance(value, bool | np.bool_):
-        return float(value)
-    if isinstance(value, int | float | np.integer | np.floating):
-        return float(value) if value in (0, 1) else np.nan
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in features._TRUE_STRINGS:
-            return 1.0
-        if lowered in features._FALSE_STRINGS:
-            return 0.0
-    return np.nan
-
-
 def _topics_value(value: object) -> float:
     if isinstance(value, list | tuple):
         return float(len(value))
@@ -240,7 +225,7 @@ def _fast_features(rows: Sequence[Mapping[str, Any]],
     homepage = np.array([_text_length_value(row.get("homepage")) for row in rows], dtype=np.float64)
     columns["has_homepage"] = (homepage > 0).astype(float)
     for name in features.FLAG_COLUMNS:
-        columns[name] = np.array([_flag_value(row.get(name)) for row in rows], dtype=np.float64)
+        columns[name] = np.array([features.flag_value(row.get(name)) for row in rows], dtype=np.float64)
 
     numeric = np.empty((n, len(NUMERIC_NAMES)), dtype=np.float64)
     for j, name in enumerate(NUMERIC_NAMES):

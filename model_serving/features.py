@@ -103,23 +103,26 @@ def _to_utc(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
 
 
+def flag_value(value: object) -> float:
+    """CSV 'true'/'false', JSON booleans and 0/1 become 1.0/0.0; anything else is unknown (NaN).
+
+    One value at a time, so the compiled serving path (model_serving/compiled_forest.py) uses the same rule.
+    """
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value) if value in (0, 1) else np.nan
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE_STRINGS:
+            return 1.0
+        if lowered in _FALSE_STRINGS:
+            return 0.0
+    return np.nan
+
+
 def _to_flag(series: pd.Series) -> pd.Series:
-    """CSV 'true'/'false', JSON booleans and 0/1 all become 1.0/0.0; anything else is unknown (NaN)."""
-
-    def convert(value: object) -> float:
-        if isinstance(value, bool | np.bool_):
-            return float(value)
-        if isinstance(value, int | float | np.integer | np.floating):
-            return float(value) if value in (0, 1) else np.nan
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in _TRUE_STRINGS:
-                return 1.0
-            if lowered in _FALSE_STRINGS:
-                return 0.0
-        return np.nan
-
-    return series.map(convert).astype(float)
+    return series.map(flag_value).astype(float)
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
