@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -48,3 +49,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+#: Ray forwards its workers' output to the driver with a "(<task or actor> pid=N[, ip=A])" prefix (coloured on
+#: a terminal). In a CLI's captured output those lines can land anywhere, even after the CLI's last line.
+_RAY_FORWARDED = re.compile(r"^(\x1b\[[0-9;]*m)?\((\S+ )?pid=\d+(, ip=[0-9.]+)?\)")
+
+
+def own_lines(output: str) -> list[str]:
+    """A command's own output lines, without Ray's forwarded worker-log lines or trailing blanks."""
+    lines = [line for line in output.strip().splitlines() if not _RAY_FORWARDED.match(line)]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines

@@ -27,6 +27,7 @@ from model_serving.development_server import protocol, screening, train, tuning
 from model_serving.development_server.cli import main
 from model_serving.development_server.data import load_training_data
 from tests.model_fixture import synthetic_dataset
+from tests.support import own_lines
 
 pytestmark = pytest.mark.integration
 
@@ -126,8 +127,8 @@ def test_train_artifact_numbers_come_from_holdout_and_cv_only(ray_local, tmp_pat
                                        "--folds", str(folds), "--seed", str(seed), "--max-concurrent", "1"])
     assert result.exit_code == 0, result.output
     version_dir = artifact.newest_version(out)
-    lines = result.output.strip().splitlines()
-    assert lines[-2] == f"artifact: {version_dir}" and lines[-1].startswith("held-out: r2_log=")
+    lines = own_lines(result.output)
+    assert lines[-2] == f"artifact: {version_dir}" and lines[-1].startswith("held-out: r2_log="), lines[-5:]
 
     raw = json.loads((version_dir / "model.json").read_text())
     assert set(raw) >= DESIGN_KEYS and raw["signature"] is None
@@ -203,4 +204,4 @@ def test_screen_command_alone(ray_local, tmp_path: Path) -> None:
     assert table["node_ip"].notna().all()  # each ran as a Ray task
     assert (out / "screening.md").read_text().startswith("| model |")
     assert (out / "screening.png").read_bytes()[:4] == b"\x89PNG"
-    assert result.output.strip().splitlines()[-1] == f"screening table: {out / 'screening.csv'}"
+    assert own_lines(result.output)[-1] == f"screening table: {out / 'screening.csv'}"

@@ -18,7 +18,7 @@ from model_serving.development_server import protocol, screening, train, tuning
 from model_serving.development_server.cli import main
 from model_serving.development_server.data import load_training_data
 from tests.model_fixture import synthetic_dataset
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, own_lines
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def cli_run(ray_local, tmp_path_factory) -> tuple[Path, Path, Path]:
     assert result.exit_code == 0, result.output
     version_dir = artifact.newest_version(out)
     assert version_dir is not None
-    last = result.output.strip().splitlines()
+    last = own_lines(result.output)
     assert last[-2] == f"artifact: {version_dir}", last[-5:]
     assert last[-1].startswith("held-out: r2_log="), last[-5:]
     return data, version_dir, tmp
