@@ -30,7 +30,7 @@ from click.testing import CliRunner
 
 import start_instances
 from tests.playbooks.ansible_run import BIN, PLAYBOOKS, ansible_env, playbook
-from tests.playbooks.test_ray_programs import DEFAULTS, PARSE, RENDER
+from tests.playbooks.test_ray_programs import DEFAULTS, RENDER, parse_programs
 from tests.provisioning.fake_cloud import FakeCloud
 from tests.support import REPO_ROOT, require_executable
 
@@ -180,21 +180,9 @@ def rendered(provisioned: Provisioned) -> dict[str, Any]:
         workdir, "-i", str(provisioned.inventory), "-e", f"@{provisioned.extra_vars}", str(play)
     )
     assert result.returncode == 0, result.output[-4000:]
-    programs: dict[str, Any] = {}
-    for conf in sorted(out.glob("*.conf")):
-        main = workdir / f"supervisord-{conf.stem}.conf"
-        main.write_text(
-            f"[supervisord]\nlogfile={workdir}/s.log\npidfile={workdir}/s.pid\n[include]\nfiles={conf}\n"
-        )
-        parsed = subprocess.run(
-            ["/usr/bin/python3", "-c", PARSE, str(main)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        assert parsed.returncode == 0, f"supervisor refuses {conf.name}: {parsed.stderr[-2000:]}"
-        programs[conf.stem] = next(iter(json.loads(parsed.stdout).values()))["command"]
+    programs: dict[str, Any] = {
+        name: program["command"] for name, program in parse_programs(out, workdir).items()
+    }
     programs["deploy_remotes"] = (out / "deploy_remotes").read_text()
     return programs
 

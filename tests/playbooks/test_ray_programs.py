@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -99,6 +100,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     play.write_text(RENDER.format(role=role, roles=ROLES, out=out))
     result = playbook(workdir, "-i", str(inv / "hosts.yml"), str(play))
     assert result.returncode == 0, result.output[-4000:]
+    return parse_programs(out, workdir)
+
+
+def parse_programs(out: Path, workdir: Path) -> dict[str, dict]:
+    """Every rendered ``<name>.conf`` under ``out`` as supervisor itself parses it: {name: program}."""
     programs: dict[str, dict] = {}
     for conf in sorted(out.glob("*.conf")):
         main = workdir / f"supervisord-{conf.stem}.conf"
