@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -39,6 +40,11 @@ def predict_json() -> Response:
     except json.JSONDecodeError as exc:
         return error_response(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                               {"line": exc.lineno, "column": exc.colno})
+    except ValueError:  # Python refuses to turn a longer run of digits into an int (CVE-2020-10735)
+        return error_response(400, "malformed JSON: a number has more than "
+                              f"{sys.get_int_max_str_digits()} digits")
+    except RecursionError:  # arrays or objects nested deeper than the decoder's recursion limit
+        return error_response(400, "malformed JSON: arrays or objects nested too deeply")
     try:
         items = parse_request(body)
     except InputError as exc:

@@ -32,6 +32,9 @@ from model_serving.production_server.settings import MAX_REPOSITORIES
 
 #: GitHub's rules: owner 1-39 of [A-Za-z0-9-]; repository 1-100 of [A-Za-z0-9._-].
 FULL_NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+#: The pattern lets these through as a name, but in a URL path they mean "here" and "up": ``owner/..`` would
+#: become ``GET /repos/``. GitHub allows neither as an owner or a repository name.
+DOT_SEGMENTS: Final = frozenset({".", ".."})
 EARLIEST: Final = datetime(2007, 10, 1, tzinfo=UTC)  # GitHub's first repositories date from late 2007
 TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -133,6 +136,8 @@ class RepositoryInput(BaseModel):
             return None
         if not FULL_NAME_PATTERN.match(value):
             raise ValueError("must look like owner/name (letters, digits, '-', '.', '_')")
+        if any(part in DOT_SEGMENTS for part in value.split("/")):
+            raise ValueError("'.' and '..' are not names: give the repository's owner/name")
         return value
 
     @field_validator(*COUNT_LIMITS)

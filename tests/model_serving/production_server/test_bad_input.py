@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from flask.testing import FlaskClient
 
 from tests.model_serving.production_server.helpers import csrf_token, form_data
@@ -173,3 +175,59 @@ def test_unknown_route_in_api_is_json_404(offline_client: FlaskClient) -> None:
 
 def test_healthz_needs_nothing_else(offline_client: FlaskClient) -> None:
     assert offline_client.get("/healthz").json == {"status": "ok"}
+
+
+def test_an_integer_of_more_than_4300_digits_is_400_without_a_traceback(
+    offline_client: FlaskClient, caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = '{"repositories": [{"full_name": "a/b", "forks_count": ' + "9" * 5000 + "}]}"
+    answer = offline_client.post("/api/v1/predict", data=body, content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.json == {"error": "malformed JSON: a number has more than 4300 digits", "details": {}}
+    assert not [r for r in caplog.records if r.exc_info], "a refused body must not log a traceback"
+
+
+def test_deeply_nested_arrays_are_400_without_a_traceback(
+    offline_client: FlaskClient, caplog: pytest.LogCaptureFixture,
+) -> None:
+    depth = 100_000  # 200 kB: well inside the 1 MB body limit
+    body = '{"repositories": ' + "[" * depth + "]" * depth + "}"
+    answer = offline_client.post("/api/v1/predict", data=body, content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.json == {"error": "malformed JSON: arrays or objects nested too deeply", "details": {}}
+    assert not [r for r in caplog.records if r.exc_info], "a refused body must not log a traceback"
+
+
+def test_nesting_the_decoder_accepts_is_refused_by_validation(offline_client: FlaskClient) -> None:
+    nested = "[" * 900 + "]" * 900
+    answer = offline_client.post("/api/v1/predict", data=f'{{"repositories": [{{"topics": {nested}}}]}}',
+                                 content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.json["error"].startswith("invalid input: repositories[0].topics")
+
+
+@pytest.mark.parametrize("name", ["owner/..", "owner/.", "../..", "owner/../x"])
+def test_dot_segments_are_not_repository_names_in_json(offline_client: FlaskClient, name: str) -> None:
+    answer = offline_client.post("/api/v1/predict", json={"repositories": [{"full_name": name}]})
+    assert answer.status_code == 400
+    reason = answer.json["details"]["repositories[0].full_name"]
+    if name.count("/") == 1 and not name.startswith("."):
+        assert reason == "'.' and '..' are not names: give the repository's owner/name"
+    else:  # not owner/name at all (the owner must start with a letter or digit; one slash)
+        assert reason == "must look like owner/name (letters, digits, '-', '.', '_')"
+
+
+def test_names_with_dots_inside_are_still_names(offline_client: FlaskClient) -> None:
+    for name in ("owner/...", "owner/.github", "owner/a..b", "owner/.x."):
+        answer = offline_client.post("/api/v1/predict", json={"repositories": [{"full_name": name}]})
+        assert answer.status_code != 400, (name, answer.json)
+
+
+@pytest.mark.parametrize("name", ["owner/..", "owner/."])
+def test_dot_segments_are_refused_by_the_form_next_to_the_name(offline_client: FlaskClient, name: str) -> None:
+    answer = offline_client.post("/predict", data=form_data([{"full_name": name}], csrf_token(offline_client)))
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    field = page[page.index('name="rows-0-full_name"'):]
+    message = "&#39;.&#39; and &#39;..&#39; are not names: give the repository&#39;s owner/name"
+    assert field.index(message) < field.index("</label>")
