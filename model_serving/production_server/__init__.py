@@ -20,10 +20,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from model_serving.production_server import api, errors, observability, views
     from model_serving.production_server import tasks as _tasks  # noqa: F401  (registers the Celery tasks)
     from model_serving.production_server.celery_app import celery_init_app
-    from model_serving.production_server.settings import MAX_BODY_BYTES, ServingSettings, celery_config
+    from model_serving.production_server.settings import (
+        MAX_BODY_BYTES,
+        ServingSettings,
+        SettingsError,
+        celery_config,
+    )
 
     test_config = dict(test_config or {})
     settings = test_config.pop("STARGAZER", None) or ServingSettings.from_env()
+    if not settings.secret_key:  # an empty key signs every session and CSRF token with nothing
+        raise SettingsError("no Flask secret key: set STARGAZER_SECRET_KEY (or _FILE), or let the server "
+                            "create one in STARGAZER_STATE_DIR")
     app = Flask(__name__)
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,

@@ -11,9 +11,11 @@ out of ``repr`` so they never reach a log line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,20 +68,30 @@ def _local_secret_key(path: Path) -> str:
     """A per-machine key kept in ``var/`` (outside git), created once with mode 0600.
 
     Every gunicorn worker must share the key (a CSRF token made by one worker is checked by another), so a
-    random key per process would break the form; a file created atomically (O_EXCL) gives them all the same.
+    random key per process would break the form. The key is written and fsynced under a private temporary
+    name first, then hard-linked into place: ``link`` fails if the name exists, so exactly one process's
+    key wins, and the name never points to a file that is still being written (the workers of a cold start
+    read it while it is created). An empty key (a file someone truncated) is refused, never used.
     """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # another process linked its key first: use that
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker won the race: use its key
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"the Flask secret key file {path} cannot be read: {exc.strerror}") from None
+    if not key:
+        raise SettingsError(f"the Flask secret key file {path} is empty: delete it (a new key is made) "
+                            "or set STARGAZER_SECRET_KEY")
     return key
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from flask.testing import FlaskClient
 
 from tests.model_serving.production_server.helpers import csrf_token, form_data
@@ -224,8 +223,11 @@ def test_names_with_dots_inside_are_still_names(offline_client: FlaskClient) -> 
 
 
 @pytest.mark.parametrize("name", ["owner/..", "owner/."])
-def test_dot_segments_are_refused_by_the_form_next_to_the_name(offline_client: FlaskClient, name: str) -> None:
-    answer = offline_client.post("/predict", data=form_data([{"full_name": name}], csrf_token(offline_client)))
+def test_dot_segments_are_refused_by_the_form_next_to_the_name(
+    offline_client: FlaskClient, name: str,
+) -> None:
+    data = form_data([{"full_name": name}], csrf_token(offline_client))
+    answer = offline_client.post("/predict", data=data)
     assert answer.status_code == 400
     page = answer.get_data(as_text=True)
     field = page[page.index('name="rows-0-full_name"'):]
