@@ -15,6 +15,10 @@ Why a symlink swapped with ``rename(2)``: readers (Celery workers stat ``current
 either the old or the new release, never a half-written one; ``os.replace`` of a new symlink over the old one
 is atomic on POSIX, while "unlink then symlink" leaves a moment with no ``current`` at all.
 
+Why fsync before the switch: ``current`` must never point at a release whose files a power cut could leave
+empty. The release's files, the release directory and ``releases/`` are flushed before ``current`` is
+replaced, and the model directory right after.
+
 Why a lock: two pushes can land at nearly the same time; each post-receive installs and switches under the
 same exclusive ``flock``, so the releases directory, ``current`` and the log stay consistent with each other.
 
@@ -212,8 +216,11 @@ def _place_release(version_dir: Path, releases: Path, manifest: artifact.Manifes
         artifact.verify_checksum(staging, manifest)  # the bytes we will serve are the bytes that were signed
         for name in (artifact.MODEL_FILE, artifact.MANIFEST_FILE):
             (staging / name).chmod(0o444)
+            _fsync_path(staging / name)
         staging.chmod(0o755)
+        _fsync_path(staging)
         staging.rename(target)
+        _fsync_path(releases)
     except BaseException:
         _remove_tree(staging)
         raise
@@ -229,7 +236,7 @@ def _switch_current(model_dir: Path, target: Path) -> None:
         tmp.unlink()
     os.symlink(Path(RELEASES_DIR) / target.name, tmp)  # relative: the model dir can be moved or mounted
     os.replace(tmp, link)
-    _fsync_dir(model_dir)
+    _fsync_path(model_dir)
 
 
 def _mark_activated(releases: Path, target: Path) -> None:
@@ -270,7 +277,8 @@ def _append_log(model_dir: Path, entry: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to disk (a rename is durable only once both are)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

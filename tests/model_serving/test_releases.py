@@ -136,3 +136,37 @@ def test_ensure_current_installs_newest_only_when_missing(versions: list[Path], 
     assert again is not None and again.name == versions[0].name
     assert [e["actor"] for e in releases.read_deploy_log(model_dir)] == ["make serve", None]
     assert json.loads((models_dir / versions[0].name / "model.json").read_text())["signature"] is None
+
+
+@pytest.mark.parametrize("move", [False, True], ids=["copy", "move"])
+def test_release_files_and_directories_are_fsynced_before_current_switches(
+    versions: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, move: bool
+) -> None:
+    """A power cut after the switch must not leave ``current`` pointing at empty files or a lost rename."""
+    model_dir = tmp_path / "production"
+    source = tmp_path / "source" / versions[0].name
+    shutil.copytree(versions[0], source)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    releases.install_release(source, model_dir, move=move)
+
+    switch = events.index(("replace", str(model_dir / "current")))
+    before = [path for kind, path in events[:switch] if kind == "fsync"]
+    releases_dir = str(model_dir / "releases")
+    incoming = [p for p in before if p.startswith(releases_dir + "/.incoming-")]
+    files = {Path(p).name for p in incoming if p.endswith((".joblib", ".json"))}
+    assert files == {"model.joblib", "model.json"}
+    assert [p for p in incoming if Path(p).name.startswith(".incoming-")], "release directory not fsynced"
+    assert releases_dir in before, "releases/ (the rename of the release into place) not fsynced"
+    assert ("fsync", str(model_dir)) in events[switch:], "the model directory (the switch) not fsynced"
