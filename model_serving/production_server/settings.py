@@ -50,6 +50,17 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes"}:
+        return True
+    if raw in {"0", "false", "no"}:
+        return False
+    raise SettingsError(f"{name} must be 1/true/yes or 0/false/no, got {raw!r}")
+
+
 def _secret_from(env: Mapping[str, str], name: str) -> str | None:
     """``NAME`` or the file named by ``NAME_FILE`` (how Ansible provisions secrets outside git)."""
     value = env.get(name, "")
@@ -109,6 +120,9 @@ class ServingSettings:
     require_signature: bool = True
     prediction_log: Path = DEFAULT_PREDICTION_LOG
     secret_key: str = field(default="", repr=False)
+    #: The session cookie (it carries the form's CSRF token) is sent over HTTPS only: nginx serves HTTPS.
+    #: Off only for a stack that really is plain HTTP (STARGAZER_SESSION_COOKIE_SECURE=0).
+    session_cookie_secure: bool = True
     github: GitHubSettings = field(default_factory=GitHubSettings)
     #: Extra kombu transport options (JSON), e.g. the embedded broker's ``{"polling_interval": 0.05}``.
     broker_transport_options: dict[str, Any] = field(default_factory=dict)
@@ -161,6 +175,7 @@ class ServingSettings:
             require_signature=env.get("STARGAZER_ALLOW_UNSIGNED_MODELS", "") not in {"1", "true", "yes"},
             prediction_log=Path(env.get("STARGAZER_PREDICTION_LOG") or DEFAULT_PREDICTION_LOG),
             secret_key=secret_key,
+            session_cookie_secure=_flag(env, "STARGAZER_SESSION_COOKIE_SECURE", default=True),
             github=GitHubSettings.from_env(env),
             task_timeout=_number(env, "STARGAZER_TASK_TIMEOUT", 10.0, minimum=0.1),
             task_soft_time_limit=soft,

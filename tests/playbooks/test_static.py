@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.playbooks.ansible_run import BIN, PLAYBOOKS, Result, ansible_env, playbook
+from tests.playbooks.ansible_run import BIN, PLAYBOOKS, ansible_env, playbook
 from tests.support import REPO_ROOT
 
 ROLES = PLAYBOOKS / "roles"
@@ -97,64 +97,3 @@ def test_local_inventory_keeps_everything_under_var(tmp_path: Path) -> None:
     for key, value in hostvars.items():
         if key.endswith(("_dir", "_file", "_socket", "_pidfile", "_home")) and isinstance(value, str):
             assert value.startswith("{{ local_root }}"), f"{key}={value} escapes var/ansible-local"
-
-
-# Each host misses one secret its tier needs: the play must stop on the first task, with one clear line,
-# before anything on the host is touched (changed=0). Local connection: nothing here reaches a host.
-MISSING_SECRETS = {
-    "prod-no-deploy-secret": (
-        "production",
-        {"vault_stargazer_broker_password": "b" * 32},
-        "vault_stargazer_deploy_secret is missing or shorter than 32 characters",
-    ),
-    "prod-short-broker-password": (
-        "production",
-        {"vault_stargazer_deploy_secret": "d" * 64, "vault_stargazer_broker_password": "short"},
-        "vault_stargazer_broker_password is missing or shorter than 16 characters",
-    ),
-    "dev-no-ray-token": (
-        "development",
-        {"vault_stargazer_deploy_secret": "d" * 64},
-        "vault_ray_auth_token is missing or shorter than 32 characters",
-    ),
-    "worker-short-ray-token": (
-        "ray_workers",
-        {"vault_ray_auth_token": "t" * 31},
-        "vault_ray_auth_token is missing or shorter than 32 characters",
-    ),
-}
-
-
-@pytest.fixture(scope="module")
-def missing_secret_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
-    """One run per tier playbook (Ansible ends a run once every host of a play has failed)."""
-    workdir = tmp_path_factory.mktemp("missing-secrets")
-    inv = workdir / "inventory"
-    inv.mkdir()
-    (inv / "group_vars").symlink_to(INVENTORY / "group_vars")
-    groups: dict[str, dict] = {tier: {"hosts": {}} for tier in TIERS}
-    for host, (tier, secrets, _) in MISSING_SECRETS.items():
-        groups[tier]["hosts"][host] = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": str(BIN / "python"),
-            "stargazer_install_packages": False,
-            "stargazer_manage_user": False,
-            "stargazer_app_dir": str(workdir / host / "app"),
-            "stargazer_config_dir": str(workdir / host / "etc"),
-            **secrets,
-        }
-    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": groups}}))
-    tiers = sorted({tier for tier, _, _ in MISSING_SECRETS.values()})
-    return {tier: playbook(workdir, "-i", str(inv / "hosts.yml"), f"{tier}.yml") for tier in tiers}
-
-
-@pytest.mark.parametrize("host", sorted(MISSING_SECRETS))
-def test_a_missing_secret_stops_the_tier_with_one_clear_line(missing_secret_runs, host: str) -> None:
-    tier, _, message = MISSING_SECRETS[host]
-    run = missing_secret_runs[tier]
-    assert run.returncode != 0
-    recap = run.recap()[host]
-    assert recap["failed"] == 1 and recap["changed"] == 0, recap
-    failures = re.findall(rf"^failed: \[{re.escape(host)}\] .*?^    msg: (.*?)$", run.output, re.M | re.S)
-    assert failures, run.output[-3000:]
-    assert message in failures[0] and "vault.yml.example" in run.output
