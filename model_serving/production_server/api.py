@@ -1,4 +1,10 @@
-"""``POST /api/v1/predict``: JSON in, ranked predictions out (DESIGN §5, shapes documented there)."""
+"""``POST /api/v1/predict`` and ``/api/v1/lookup``: JSON in, ranked predictions out.
+
+Shapes: docs/production_server_app.md.
+
+The two routes answer alike; behind nginx, a request that must ask GitHub is sent from the first to the
+second (307), where nginx's lookup zone applies (``lookup_gate.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from model_serving.production_server.errors import error_response
 from model_serving.production_server.inputs import InputError, parse_request
-from model_serving.production_server.service import ServiceError, predict
-from model_serving.production_server.views import lookup_for
+from model_serving.production_server.lookup_gate import BudgetSpent, UseLookupDoor, predict_guarded
+from model_serving.production_server.service import ServiceError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -24,9 +30,9 @@ def _refuse_constant(name: str) -> None:
     raise _NotJSON(name)
 
 
+@bp.post("/lookup")
 @bp.post("/predict")
 def predict_json() -> Response:
-    settings = current_app.config["STARGAZER"]
     if not request.is_json:
         return error_response(415, "unsupported content type: send application/json",
                               {"content_type": request.mimetype or None})
@@ -49,8 +55,20 @@ def predict_json() -> Response:
         items = parse_request(body)
     except InputError as exc:
         return error_response(400, str(exc), exc.details)
+    fresh = body.get("fresh", False)
+    if not isinstance(fresh, bool):
+        return error_response(400, "invalid input: fresh must be true or false", {"fresh": "not a boolean"})
     try:
-        outcome = predict(items, settings, lookup_for(current_app))
+        outcome = predict_guarded(current_app, items, fresh=fresh)
+    except UseLookupDoor as exc:
+        # A client that does not follow redirects reads why in the API's usual shape.
+        response = error_response(307, str(exc), {"location": exc.location})
+        response.headers["Location"] = exc.location
+        return response
+    except BudgetSpent as exc:
+        response = error_response(429, str(exc), {"retry_after": exc.retry_after, "needed_calls": exc.needed})
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except ServiceError as exc:
         return error_response(exc.status, str(exc), exc.details)
     return jsonify(outcome.to_json())

@@ -127,6 +127,8 @@ class FixedRows(FieldList):
 
 class PredictForm(FlaskForm):
     rows = FixedRows(FormField(RepositoryRow), min_entries=FORM_ROWS, max_entries=FORM_ROWS)
+    #: Named repositories are looked up on GitHub even when the served model's dataset knows them.
+    fresh = BooleanField("Fresh data: ask GitHub even for repositories the model was trained on")
 
     def validate_rows(self, field: FieldList) -> None:
         if all(row.form.is_empty() for row in field.entries):

@@ -22,7 +22,7 @@ def record(
     *, model_version: str, inputs: Mapping[str, Any], predicted: float, interval: tuple[float, float],
     actual: int | None, source: str, now: datetime | None = None,
 ) -> dict[str, Any]:
-    """One log entry. ``source`` says how the inputs came: "lookup" (GitHub) or "given" (the client)."""
+    """One log entry. ``source``: "given" (the client), or a looked-up row's "github", "cache", "dataset"."""
     return {
         "time": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "model_version": model_version,

@@ -1,5 +1,9 @@
 """The browser pages: ``GET /`` (the form) and ``POST /predict`` (the ranked result page).
 
+``POST /lookup`` is the same page behind nginx's lookup zone: a form naming repositories GitHub must be asked
+about is sent there (307, ``lookup_gate.py``). A client whose GitHub budget is spent gets the form back with
+the reason and when to retry (429, ``Retry-After``).
+
 No JavaScript: the form posts, the server validates and either re-renders the form with each message next to
 its input, or renders the result table and a bar chart drawn as inline SVG on the server.
 """
@@ -7,36 +11,15 @@ its input, or renders the result table and a bar chart drawn as inline SVG on th
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, Response, current_app, redirect, render_template
 
-from model_serving.production_server import lookup as lookup_module
 from model_serving.production_server.forms import PredictForm
-from model_serving.production_server.service import ItemResult, ServiceError, predict
+from model_serving.production_server.lookup_gate import BudgetSpent, UseLookupDoor, predict_guarded
+from model_serving.production_server.service import ItemResult, ServiceError
 
 bp = Blueprint("views", __name__)
-
-
-def lookup_for(app: Flask) -> lookup_module.RepositoryLookup:
-    """This app's GitHub lookup in this process (clients hold sockets: never shared across a fork)."""
-    slot = app.extensions.get("stargazer_lookup")
-    if slot is None or slot[0] != os.getpid():
-        settings = app.config["STARGAZER"]
-        lookup = lookup_module.RepositoryLookup(
-            settings.github,
-            ttl=settings.lookup_ttl,
-            negative_ttl=settings.lookup_negative_ttl,
-            cache_size=settings.lookup_cache_size,
-            threads=settings.lookup_threads,
-            timeout=settings.lookup_timeout,
-        )
-        # setdefault: two threads racing on the first request end up sharing one lookup (and one cache).
-        slot = app.extensions.setdefault("stargazer_lookup", (os.getpid(), lookup))
-        if slot[0] != os.getpid():
-            slot = app.extensions["stargazer_lookup"] = (os.getpid(), lookup)
-    return slot[1]
 
 
 @dataclass(frozen=True)
@@ -81,14 +64,20 @@ def index() -> str:
     return render_template("index.html", form=PredictForm())
 
 
-@bp.post("/predict")
-def predict_page() -> tuple[str, int]:
+@bp.post("/lookup")
+@bp.post("/predict")  # registered first: url_for builds this one
+def predict_page() -> tuple[str, int] | Response:
     form = PredictForm()
     items = form.items() if form.validate_on_submit() else None
     if items is None:
         return render_template("index.html", form=form, invalid=True), 400
     try:
-        outcome = predict(items, current_app.config["STARGAZER"], lookup_for(current_app))
+        outcome = predict_guarded(current_app, items, fresh=bool(form.fresh.data))
+    except UseLookupDoor as exc:
+        return redirect(exc.location, code=307)
+    except BudgetSpent as exc:
+        page = render_template("index.html", form=form, service_error=str(exc))
+        return Response(page, status=429, headers={"Retry-After": str(exc.retry_after)})
     except ServiceError as exc:
         return render_template("index.html", form=form, service_error=str(exc)), exc.status
     # Rows described by hand have no name: call them as the form did, so five of them stay distinguishable.
