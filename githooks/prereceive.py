@@ -100,6 +100,11 @@ def extract(update: Update, into: Path) -> None:
             raise artifact.ArtifactError(f"{name} missing at the root of the pushed commit")
         gitcmd.blob_to_file(entry.oid, into / name)
         (into / name).chmod(0o640)
+    # Optional: the training dataset; verify_checksum checks it against the signed manifest that lists it.
+    snapshot = entries.get(artifact.SNAPSHOT_FILE)
+    if snapshot is not None and snapshot.kind == "blob":
+        gitcmd.blob_to_file(snapshot.oid, into / artifact.SNAPSHOT_FILE)
+        (into / artifact.SNAPSHOT_FILE).chmod(0o640)
 
 
 def cheap_checks(update: Update, directory: Path, settings: HookSettings) -> Candidate:

@@ -31,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MODEL_FILE: Final = "model.joblib"
 MANIFEST_FILE: Final = "model.json"
+#: The training dataset, gzipped, shipped with the model (listed with its sha256 under ``dataset_snapshot``).
+SNAPSHOT_FILE: Final = "dataset.csv.gz"
 VERSION_PATTERN: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 SECRET_ENV: Final = "STARGAZER_DEPLOY_SECRET"  # noqa: S105 (a variable name, not a secret)
 SECRET_FILE_ENV: Final = "STARGAZER_DEPLOY_SECRET_FILE"  # noqa: S105 (a variable name)
@@ -63,6 +65,20 @@ class InputColumn(BaseModel):
 class DatasetRef(BaseModel):
     path: str
     sha256: str
+    rows: int = Field(ge=0)
+
+
+class SnapshotRef(BaseModel):
+    """``model.json``'s ``dataset_snapshot``: the training CSV, gzipped, next to the model.
+
+    Why it travels with the model: the production host answers names of that dataset without GitHub
+    (``production_server/known.py``), and a drift report needs the training distribution. Listed with its
+    sha256 in the manifest, so the signature covers it as it covers ``model.joblib``. An extra key (absent
+    from older manifests), so the signatures of versions written before it stay valid.
+    """
+
+    file: Literal["dataset.csv.gz"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     rows: int = Field(ge=0)
 
 
@@ -139,11 +155,13 @@ def write_version(
     extra: dict[str, Any] | None = None,
     now: datetime | None = None,
     compress: int = 3,
+    dataset_file: Path | None = None,
 ) -> Path:
     """Write ``models_dir/<version>/{model.joblib,model.json}`` atomically and return the version dir.
 
     The version is ``YYYYMMDDTHHMMSSZ-<first 8 hex of model.joblib's sha256>``, so it names the exact bytes.
-    The directory appears only when complete (written under a temp name, then renamed).
+    The directory appears only when complete (written under a temp name, then renamed). ``dataset_file``: the
+    training CSV, shipped gzipped as ``dataset.csv.gz`` (see ``SnapshotRef``).
     """
     import joblib
     import sklearn
@@ -158,6 +176,9 @@ def write_version(
         joblib.dump(pipeline, model_path, compress=compress)
         digest = sha256_of(model_path)
         version = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{digest[:8]}"
+        extra = dict(extra or {})
+        if dataset_file is not None:
+            extra["dataset_snapshot"] = write_snapshot(dataset_file, staging, rows=dataset["rows"])
         manifest = Manifest(
             version=version,
             created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -252,6 +273,42 @@ def verify_checksum(version_dir: Path, manifest: Manifest) -> None:
         raise ArtifactError(
             f"{MODEL_FILE} sha256 {actual[:12]}… does not match model.json ({manifest.sha256[:12]}…)"
         )
+    snapshot = snapshot_ref(manifest)
+    if snapshot is not None:
+        path = version_dir / snapshot.file
+        if not path.is_file():
+            raise ArtifactError(f"{snapshot.file} missing in {version_dir}")
+        if sha256_of(path) != snapshot.sha256:
+            raise ArtifactError(f"{snapshot.file} sha256 does not match model.json's dataset_snapshot")
+
+
+def write_snapshot(dataset_file: Path, into: Path, *, rows: int) -> dict[str, Any]:
+    """Gzip the training CSV into ``into/dataset.csv.gz`` (mtime 0: the same data gives the same bytes)."""
+    import gzip
+
+    target = into / SNAPSHOT_FILE
+    with (dataset_file.open("rb") as source, target.open("wb") as raw,
+          gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed):
+        shutil.copyfileobj(source, packed)
+    return SnapshotRef(file=SNAPSHOT_FILE, sha256=sha256_of(target), rows=rows).model_dump()
+
+
+def snapshot_ref(manifest: Manifest) -> SnapshotRef | None:
+    """The manifest's ``dataset_snapshot``, or None for a version that ships none."""
+    raw = (manifest.model_extra or {}).get("dataset_snapshot")
+    if raw is None:
+        return None
+    try:
+        return SnapshotRef.model_validate(raw)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise ArtifactError(f"{MANIFEST_FILE} is malformed at dataset_snapshot: {reason}") from None
+
+
+def release_files(manifest: Manifest) -> tuple[str, ...]:
+    """The files one version consists of: what deploy commits, pre-receive extracts and a release holds."""
+    snapshot = snapshot_ref(manifest)
+    return (MODEL_FILE, MANIFEST_FILE) + ((snapshot.file,) if snapshot is not None else ())
 
 
 def check_compatible(manifest: Manifest) -> None:

@@ -205,7 +205,7 @@ def _place_release(version_dir: Path, releases: Path, manifest: artifact.Manifes
         _remove_tree(target)
     staging = Path(tempfile.mkdtemp(prefix=_INCOMING_PREFIX, dir=releases))
     try:
-        for name in (artifact.MODEL_FILE, artifact.MANIFEST_FILE):
+        for name in artifact.release_files(manifest):
             source = version_dir / name
             if not source.is_file():
                 raise ReleaseError(f"{name} missing in {version_dir}")
@@ -214,7 +214,7 @@ def _place_release(version_dir: Path, releases: Path, manifest: artifact.Manifes
             else:
                 shutil.copyfile(source, staging / name)
         artifact.verify_checksum(staging, manifest)  # the bytes we will serve are the bytes that were signed
-        for name in (artifact.MODEL_FILE, artifact.MANIFEST_FILE):
+        for name in artifact.release_files(manifest):
             (staging / name).chmod(0o444)
             _fsync_path(staging / name)
         staging.chmod(0o755)

@@ -140,16 +140,15 @@ class DeployRepo:
         with tempfile.TemporaryDirectory(prefix="stargazer-sign-") as scratch:
             work = Path(scratch)
             (work / artifact.MANIFEST_FILE).write_bytes((version_dir / artifact.MANIFEST_FILE).read_bytes())
-            (work / artifact.MODEL_FILE).symlink_to((version_dir / artifact.MODEL_FILE).resolve())
-            manifest = artifact.sign_version(work, secret)  # checks the sha256 before signing
+            unsigned = artifact.read_manifest(version_dir)
+            for name in artifact.release_files(unsigned):  # the model and its dataset snapshot, if any
+                if name != artifact.MANIFEST_FILE:
+                    (work / name).symlink_to((version_dir / name).resolve())
+            manifest = artifact.sign_version(work, secret)  # checks the sha256s before signing
             artifact.check_compatible(manifest)  # refuse here what every host would refuse anyway
             blobs = {
-                artifact.MODEL_FILE: self.git(
-                    "hash-object", "-w", "--", str(version_dir / artifact.MODEL_FILE)
-                ),
-                artifact.MANIFEST_FILE: self.git(
-                    "hash-object", "-w", "--", str(work / artifact.MANIFEST_FILE)
-                ),
+                name: self.git("hash-object", "-w", "--", str(work / name))
+                for name in artifact.release_files(manifest)
             }
         tree = self.git(
             "mktree",

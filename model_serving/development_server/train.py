@@ -192,6 +192,7 @@ def finish(
         pipeline,
         options.out,
         dataset={"path": str(options.data), "sha256": data.sha256, "rows": data.rows},
+        dataset_file=Path(options.data),
         metrics=metrics,
         params=tuned.best_params,
         tuning={

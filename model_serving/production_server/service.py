@@ -23,7 +23,12 @@ from kombu.exceptions import KombuError, OperationalError
 
 from model_serving.production_server import metrics, prediction_log
 from model_serving.production_server.inputs import RequestItem
-from model_serving.production_server.lookup import LookupFailed, RepositoryLookup, RepositoryNotFound
+from model_serving.production_server.lookup import (
+    CallMeter,
+    LookupFailed,
+    RepositoryLookup,
+    RepositoryNotFound,
+)
 from model_serving.production_server.settings import ServingSettings
 from model_serving.production_server.tasks import ping, predict_batch
 
@@ -54,7 +59,11 @@ class ItemResult:
     #: HTTP-style status of a per-item error, so a program can tell "no such repository" (404) from
     #: "GitHub could not be asked right now" (503) without parsing the message.
     error_status: int | None = None
+    #: "given" (the client's columns), or where a looked-up row came from: "dataset" (the served model's
+    #: training data), "cache" or "github".
     source: str = "given"
+    #: When a looked-up row's data was collected (the dataset's moment for "dataset").
+    collected_at: str | None = None
     #: How the result page names an item sent without ``full_name`` (the form's "Repository 3 (by hand)").
     label: str | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +84,8 @@ class ItemResult:
             "interval": [self.low, self.high],
             "actual_stars": self.actual,
             "rank": self.rank,
+            "source": self.source,
+            "collected_at": self.collected_at,
         }
 
 
@@ -92,11 +103,12 @@ class Outcome:
         return {"model_version": self.model_version, "predictions": [i.to_json() for i in self.items]}
 
 
-def _resolve(items: Sequence[RequestItem], lookup: RepositoryLookup) -> list[ItemResult]:
+def _resolve(items: Sequence[RequestItem], lookup: RepositoryLookup, *, fresh: bool = False,
+             meter: CallMeter | None = None) -> list[ItemResult]:
     """Turn every item into a row to predict (looked up when only named) or a per-item error."""
     results = [ItemResult(full_name=i.full_name, actual=i.actual_stars) for i in items]
     names = [i.full_name for i in items if i.lookup and i.full_name]
-    found = iter(lookup.lookup_many(names)) if names else iter(())
+    found = iter(lookup.lookup_many(names, fresh=fresh, meter=meter)) if names else iter(())
     for item, result in zip(items, results, strict=True):
         if not item.lookup:
             result.inputs = dict(item.row or {})
@@ -106,11 +118,12 @@ def _resolve(items: Sequence[RequestItem], lookup: RepositoryLookup) -> list[Ite
             result.error = str(answer)
             result.error_status = 404 if isinstance(answer, RepositoryNotFound) else 503
             continue
-        result.source = "lookup"
-        result.inputs = answer
-        result.full_name = answer.get("full_name") or item.full_name
+        result.source = answer.source
+        result.inputs = answer.row
+        result.collected_at = answer.row.get("collected_at")
+        result.full_name = answer.row.get("full_name") or item.full_name
         if result.actual is None:
-            result.actual = answer.get("stargazers_count")
+            result.actual = answer.row.get("stargazers_count")
     return results
 
 
@@ -178,9 +191,13 @@ def reset_result_consumer(celery_app: Celery) -> None:
         del local.backend
 
 
-def predict(items: Sequence[RequestItem], settings: ServingSettings, lookup: RepositoryLookup) -> Outcome:
-    """Resolve, predict in one task, rank (1 = most stars) and log; per-item errors stay in place."""
-    results = _resolve(items, lookup)
+def predict(items: Sequence[RequestItem], settings: ServingSettings, lookup: RepositoryLookup, *,
+            fresh: bool = False, meter: CallMeter | None = None) -> Outcome:
+    """Resolve, predict in one task, rank (1 = most stars) and log; per-item errors stay in place.
+
+    ``fresh``: named repositories are not answered from the served dataset; ``meter`` counts the GitHub calls.
+    """
+    results = _resolve(items, lookup, fresh=fresh, meter=meter)
     to_predict = [r for r in results if r.error is None]
     answer = _dispatch([r.inputs for r in to_predict], settings)
     version = str(answer.get("model_version"))

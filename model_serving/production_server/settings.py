@@ -24,6 +24,7 @@ from typing import Any, Final
 from data_collection.settings import Settings as GitHubSettings
 from data_collection.settings import SettingsError
 from model_serving import artifact
+from model_serving.production_server.client_address import Network, parse_networks
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_BROKER_URL: Final = "amqp://stargazer:stargazer@127.0.0.1:5672/stargazer"
@@ -32,6 +33,9 @@ DEFAULT_PREDICTION_LOG: Final = REPO_ROOT / "var" / "predictions.jsonl"
 #: The JSON API's body limit (DESIGN §5: a body over 1 MB is a 413). nginx's client_max_body_size matches.
 MAX_BODY_BYTES: Final = 1024 * 1024
 MAX_REPOSITORIES: Final = 100
+#: GitHub calls per client per hour: a tenth of one token's hourly quota (5,000).
+DEFAULT_GITHUB_BUDGET: Final = 500.0
+BUDGET_FILE: Final = "github_budget.sqlite3"
 FORM_ROWS: Final = 5
 
 __all__ = ["ServingSettings", "SettingsError", "celery_config"]
@@ -59,6 +63,14 @@ def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     if raw in {"0", "false", "no"}:
         return False
     raise SettingsError(f"{name} must be 1/true/yes or 0/false/no, got {raw!r}")
+
+
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[Network, ...]:
+    raw = env.get(name, "") or default
+    try:
+        return parse_networks(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be comma-separated IP addresses or networks, got {raw!r}") from None
 
 
 def _secret_from(env: Mapping[str, str], name: str) -> str | None:
@@ -135,6 +147,9 @@ class ServingSettings:
     ready_timeout: float = 2.0
     #: Broker reachability probe of /readyz.
     broker_probe_timeout: float = 1.0
+    #: /readyz reuses one probe's answer this long (per web process): callers cannot make it open a broker
+    #: connection and send a ping per request.
+    ready_cache_seconds: float = 1.0
     #: GitHub lookups: cache lifetime of a found / not-found repository, and the cache size.
     lookup_ttl: float = 600.0
     lookup_negative_ttl: float = 60.0
@@ -142,6 +157,13 @@ class ServingSettings:
     lookup_threads: int = 8
     #: Timeout of one GitHub call made during a web request (the collector's are longer).
     lookup_timeout: float = 5.0
+    #: GitHub calls one client (by address) may cause per hour: a tenth of one token's 5,000 (budget.py).
+    github_budget_per_hour: float = DEFAULT_GITHUB_BUDGET
+    #: The budget's SQLite file, shared by every web process of the host (None: a private temporary file,
+    #: for apps built by hand in tests; from_env always names one in STARGAZER_STATE_DIR).
+    github_budget_db: Path | None = None
+    #: Peers whose X-Real-IP names the client (nginx): STARGAZER_FORWARDED_ALLOW_IPS, as gunicorn reads it.
+    trusted_proxies: tuple[Network, ...] = field(default_factory=lambda: parse_networks("127.0.0.1"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
@@ -181,11 +203,16 @@ class ServingSettings:
             task_soft_time_limit=soft,
             task_hard_time_limit=hard,
             ready_timeout=_number(env, "STARGAZER_READY_TIMEOUT", 2.0, minimum=0.1),
+            ready_cache_seconds=_number(env, "STARGAZER_READY_CACHE_SECONDS", 1.0),
             lookup_ttl=_number(env, "STARGAZER_LOOKUP_TTL", 600.0),
             lookup_negative_ttl=_number(env, "STARGAZER_LOOKUP_NEGATIVE_TTL", 60.0),
             lookup_cache_size=int(_number(env, "STARGAZER_LOOKUP_CACHE_SIZE", 4096, minimum=1)),
             lookup_threads=int(_number(env, "STARGAZER_LOOKUP_THREADS", 8, minimum=1)),
             lookup_timeout=_number(env, "STARGAZER_LOOKUP_TIMEOUT", 5.0, minimum=0.1),
+            github_budget_per_hour=_number(env, "STARGAZER_GITHUB_BUDGET_PER_HOUR", DEFAULT_GITHUB_BUDGET,
+                                           minimum=1.0),
+            github_budget_db=Path(env.get("STARGAZER_STATE_DIR") or REPO_ROOT / "var") / BUDGET_FILE,
+            trusted_proxies=_networks(env, "STARGAZER_FORWARDED_ALLOW_IPS", "127.0.0.1"),
         )
 
     @property
