@@ -708,6 +708,8 @@ NGINX_DEFAULTS: dict[str, Any] = {
     "nginx_limit_req_rate": "20r/s",
     "nginx_limit_req_burst": 40,
     "nginx_limit_req_exempt": [],
+    "nginx_lookup_limit_req_rate": "1r/s",
+    "nginx_lookup_limit_req_burst": 10,
     "nginx_metrics_allow": ["127.0.0.1"],
     "nginx_csp": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
