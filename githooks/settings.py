@@ -33,6 +33,8 @@ from typing import Final
 
 DEPLOY_REF: Final = "refs/heads/deploy"
 STAGING_PREFIX: Final = "refs/staging/"
+# The commit ``current`` serves: moved by post-receive after a switch succeeded; pushes to it are refused.
+SERVING_REF: Final = "refs/stargazer/serving"
 DEFAULT_KEEP: Final = 5
 DEFAULT_CHECK_TIMEOUT: Final = 60.0
 DEFAULT_CHECK_USER: Final = "nobody"

@@ -51,6 +51,7 @@ from model_serving import artifact
 
 DEPLOY_REF: Final = "refs/heads/deploy"
 STAGING_PREFIX: Final = "refs/staging/"
+SERVING_REF: Final = "refs/stargazer/serving"  # a host's post-receive moves it after each switch
 TAG_PREFIX: Final = "model-"
 HOOK_PREFIX: Final = "remote: stargazer:"
 DEFAULT_REPO: Final = Path("var/deploy.git")
@@ -269,10 +270,38 @@ def _report(phase: str, answers: Sequence[HostAnswer]) -> None:
         click.echo(f"  {answer.remote}: {verdict}: {answer.summary()}")
 
 
-def _switched(answer: HostAnswer) -> bool:
-    return answer.ok and (
-        answer.up_to_date or any(line.startswith("stargazer: switched") for line in answer.lines)
-    )
+def serving_commit(repo: DeployRepo, remote: str, *, timeout: float) -> str | None:
+    """The commit a host's ``current`` serves (its ``refs/stargazer/serving``), or None when unknown."""
+    try:
+        result = subprocess.run(
+            ["git", f"--git-dir={repo.path}", "ls-remote", remote, SERVING_REF],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    fields = result.stdout.split()
+    return fields[0] if result.returncode == 0 and fields else None
+
+
+def confirm_serving(repo: DeployRepo, answers: Sequence[HostAnswer], commit: str, *, timeout: float) -> None:
+    """Ask every host that took the push what it serves now: a host whose switch failed is not "ok".
+
+    Why not trust the push alone: git moves ``deploy`` before post-receive runs, so a failed switch followed
+    by a re-run of the same deploy is "up to date" with no hook running. The host's serving ref is the truth.
+    """
+    pushed = [a for a in answers if a.ok]
+    with ThreadPoolExecutor(max_workers=max(1, len(pushed))) as pool:
+        serving = list(pool.map(lambda a: serving_commit(repo, a.remote, timeout=timeout), pushed))
+    for answer, served in zip(pushed, serving, strict=True):
+        if served != commit:
+            answer.ok = False
+            answer.lines.append(
+                f"not switched: serves {served[:10] if served else 'nothing known'}, not {commit[:10]}"
+            )
 
 
 def deploy(
@@ -302,12 +331,13 @@ def deploy(
             )
         switch.append(f":{staging_ref}")
     answers = push_all(repo, remotes, switch, timeout=timeout, actor=actor)
+    confirm_serving(repo, answers, commit, timeout=timeout)
     _report("phase 2/2: switch every host (push deploy)" if len(remotes) > 1 else "push deploy", answers)
-    done = [a.remote for a in answers if _switched(a)]
-    failed = [a.remote for a in answers if not _switched(a)]
+    done = [a.remote for a in answers if a.ok]
+    failed = [a.remote for a in answers if not a.ok]
     if failed:
         if not done:
-            raise DeployError(f"no host switched: {', '.join(failed)} did not accept {version}")
+            raise DeployError(f"no host switched: {', '.join(failed)} did not switch to {version}")
         raise DeployError(
             f"DEPLOY INCOMPLETE: {', '.join(done)} switched to {version}, {', '.join(failed)} did not: "
             f"hosts now serve different versions; re-run the deploy, or roll back with --rollback"

@@ -147,6 +147,50 @@ def test_deploy_switches_current_worker_follows_and_rollback(
     assert host.current() == v0 and len(host.log()) == 3
 
 
+def test_a_failed_switch_fails_every_rerun_by_host_name_until_the_host_is_fixed(
+    tmp_path: Path, versions: list[Path], secret_file: Path, deploy
+) -> None:
+    """git moves ``deploy`` before post-receive runs: a failed switch must not make re-runs "up to date"."""
+    host = install_host(tmp_path, "h1", secret_file)
+    models = versions[0].parent
+    v0, v1, v2 = (v.name for v in versions[:3])
+    assert deploy("--version", v0, models=models, remotes=[host]).exit_code == 0
+    serving = host.ref("refs/heads/deploy")
+    assert host.ref("refs/stargazer/serving") == serving
+
+    blocker = tmp_path / "a-file-not-a-directory"
+    blocker.write_text("")
+    host.set("stargazer.modeldir", str(blocker / "models"))  # post-receive fails after git moved the ref
+    for attempt in range(2):
+        failed = deploy("--version", v1, models=models, remotes=[host])
+        assert failed.exit_code == 1, f"attempt {attempt}: {failed.output}"
+        assert "current NOT switched" in failed.output
+        assert f"Error: no host switched: {host.url} did not switch to {v1}" in failed.output
+        assert host.ref("refs/heads/deploy") == serving  # put back to what current serves
+    assert host.current() == v0
+
+    host.set("stargazer.modeldir", str(host.model_dir))
+    fixed = deploy("--version", v1, models=models, remotes=[host])
+    assert fixed.exit_code == 0, fixed.output
+    assert host.current() == v1
+
+    # A post-receive that died before it could put the branch back (killed, power cut): the branch names v2,
+    # current serves v1. Redeploying v2 is then "up to date" for git; the deploy must still say it failed.
+    dev = DeployRepo(tmp_path / "deploy.git")
+    v2_commit, _ = dev.commit_version(versions[2], SECRET.encode())
+    no_hooks = tmp_path / "no-hooks"
+    no_hooks.mkdir()
+    host.set("core.hooksPath", str(no_hooks))
+    moved = dev.git("push", host.url, f"+{v2_commit}:refs/heads/deploy")
+    host.git("config", "--local", "--unset", "core.hooksPath")
+    assert host.ref("refs/heads/deploy") == v2_commit and host.current() == v1, moved
+    stale = deploy("--version", v2, models=models, remotes=[host])
+    assert stale.exit_code == 1, stale.output
+    assert f"{host.url}: FAILED" in stale.output and "not switched: serves" in stale.output
+    assert f"Error: no host switched: {host.url} did not switch to {v2}" in stale.output
+    assert host.current() == v1
+
+
 def test_pruning_keeps_n_releases_and_old_objects_go(
     tmp_path: Path, versions: list[Path], secret_file: Path, deploy
 ) -> None:

@@ -304,7 +304,8 @@ def test_whole_push_rejected_and_nothing_switched(refused_push: dict) -> None:
     # Nothing moved: current, the log, the refs; and git dropped the quarantined objects.
     [entry] = host.log()
     assert host.current() == entry["version"]
-    assert host.git("for-each-ref", "--format=%(refname)").stdout.split() == ["refs/heads/deploy"]
+    refs = host.git("for-each-ref", "--format=%(refname)").stdout.split()
+    assert refs == ["refs/heads/deploy", "refs/stargazer/serving"]
     assert host.git("cat-file", "-e", refused_push["control"]).returncode != 0
 
 
