@@ -35,6 +35,8 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 MAX_REPOSITORIES: Final = 100
 #: GitHub calls per client per hour: a tenth of one token's hourly quota (5,000).
 DEFAULT_GITHUB_BUDGET: Final = 500.0
+#: Names the form offers to try when STARGAZER_EXAMPLE_REPOSITORIES is unset: they exist on GitHub itself.
+DEFAULT_EXAMPLE_REPOSITORIES: Final = ("pallets/flask", "psf/requests", "numpy/numpy")
 BUDGET_FILE: Final = "github_budget.sqlite3"
 FORM_ROWS: Final = 5
 
@@ -71,6 +73,20 @@ def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[Network,
         return parse_networks(raw)
     except ValueError:
         raise SettingsError(f"{name} must be comma-separated IP addresses or networks, got {raw!r}") from None
+
+
+def _example_repositories(env: Mapping[str, str]) -> tuple[str, ...]:
+    """STARGAZER_EXAMPLE_REPOSITORIES: comma-separated owner/name; unset: GitHub's own, empty: none shown."""
+    from model_serving.production_server.inputs import FULL_NAME_PATTERN  # inputs imports this module
+
+    raw = env.get("STARGAZER_EXAMPLE_REPOSITORIES")
+    if raw is None:
+        return DEFAULT_EXAMPLE_REPOSITORIES
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    bad = [name for name in names if not FULL_NAME_PATTERN.match(name)]
+    if bad:
+        raise SettingsError(f"STARGAZER_EXAMPLE_REPOSITORIES must list owner/name, got {bad[0]!r}")
+    return names
 
 
 def _secret_from(env: Mapping[str, str], name: str) -> str | None:
@@ -164,6 +180,9 @@ class ServingSettings:
     github_budget_db: Path | None = None
     #: Peers whose X-Real-IP names the client (nginx): STARGAZER_FORWARDED_ALLOW_IPS, as gunicorn reads it.
     trusted_proxies: tuple[Network, ...] = field(default_factory=lambda: parse_networks("127.0.0.1"))
+    #: owner/name examples the form shows: names that exist on the GitHub this server asks (the simulator's
+    #: in the demo, set by inventory/demo.yml).
+    example_repositories: tuple[str, ...] = DEFAULT_EXAMPLE_REPOSITORIES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
@@ -213,6 +232,7 @@ class ServingSettings:
                                            minimum=1.0),
             github_budget_db=Path(env.get("STARGAZER_STATE_DIR") or REPO_ROOT / "var") / BUDGET_FILE,
             trusted_proxies=_networks(env, "STARGAZER_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+            example_repositories=_example_repositories(env),
         )
 
     @property
