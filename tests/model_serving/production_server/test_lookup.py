@@ -58,14 +58,14 @@ def test_lookups_are_cached_and_unknown_names_cached_briefly(simulator: Simulato
 def test_lookup_many_keeps_order_and_reports_each_failure(simulator: SimulatorServer) -> None:
     names = [simulator.store.repos[i].full_name for i in (1, 2)]
     results = make_lookup(simulator).lookup_many([names[0], "ghost/repo", names[1], names[0]])
-    assert [r["full_name"] for r in (results[0], results[2], results[3])] == [names[0], names[1], names[0]]
+    assert [r.row["full_name"] for r in (results[0], results[2], results[3])] == [names[0], names[1], names[0]]
     assert isinstance(results[1], RepositoryNotFound)
 
 
 def test_github_failing_is_a_lookup_error_and_never_cached(simulator: SimulatorServer) -> None:
     lookup = make_lookup(simulator)
     name = simulator.store.repos[11].full_name
-    simulator.force_errors(2, status=502)  # both of the web's two tries
+    simulator.force_errors(4, status=502)  # both tries of the GraphQL batch, then both of the REST fallback
     with pytest.raises(LookupFailed, match=f"GitHub lookup of {name} failed"):
         lookup.lookup(name)
     assert lookup.lookup(name)["full_name"] == name  # GitHub is back: asked again, not a cached failure
@@ -85,7 +85,7 @@ def test_ttl_cache_expires_and_evicts() -> None:
 
 def test_secrets_never_in_messages(simulator: SimulatorServer, tmp_path: Path) -> None:
     lookup = make_lookup(simulator)
-    simulator.force_errors(2, status=502)
+    simulator.force_errors(4, status=502)
     with pytest.raises(LookupFailed) as failure:
         lookup.lookup(simulator.store.repos[12].full_name)
     assert all(token not in str(failure.value) for token in TOKENS)
