@@ -156,6 +156,9 @@ class Fleet(_Strict):
     ansible_address: Literal["auto", "private", "floating"] = "auto"
     ray: RayPorts = RayPorts()
     rabbitmq_ports: tuple[Port, ...] = (5672,)
+    # gunicorn on each production host's private address: every production nginx balances across all of
+    # them, so it is opened inside the fleet only (security.py), and the inventory hands it to the playbooks.
+    gunicorn_port: Port = 8000
     roles: Roles
 
     @field_validator("ssh_cidr")

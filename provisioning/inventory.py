@@ -69,6 +69,7 @@ def build_inventory(fleet: Fleet, servers: list[ServerInfo]) -> dict[str, Any]:
         "ray_head_port_args": fleet.ray.head_args(),
         "ray_node_port_args": fleet.ray.node_args(),
         "rabbitmq_ports": list(fleet.rabbitmq_ports),
+        "gunicorn_port": fleet.gunicorn_port,
     }
     return {"all": {"vars": fleet_vars, "children": children}}
 

@@ -1,14 +1,15 @@
 """The fleet's security groups and their ingress rules: the least that lets the system work.
 
 Why four groups and not one: a group's rules apply to its members, so what differs per role needs its own
-group. `internal` opens Ray and RabbitMQ only to members of `internal` itself (remote_group_id, never a
-CIDR: addresses change, membership does not); `ssh` admits SSH from the orchestration host's group when the
-fleet has one, else from `ssh_cidr`; `admin` lets `ssh_cidr` reach the orchestration host; `web` is the only
-group open to the world, on 80/443, and only production hosts are in it. Model delivery is a `git push`
-over SSH from the development host to each production host's private address (DESIGN.md §4), which neither
-`ssh` nor `internal` admits: `deployer` (development only, no rules of its own) names the pushing host and
-`deploy` (production only) admits SSH from it, so a Ray worker still cannot reach a production sshd.
-Egress stays Neutron's default.
+group. `internal` opens Ray, RabbitMQ and gunicorn (every production nginx balances across every production
+host's gunicorn) only to members of `internal` itself (remote_group_id, never a CIDR: addresses change,
+membership does not); `ssh` admits SSH from the orchestration host's group when the fleet has one, else from
+`ssh_cidr`; `admin` lets `ssh_cidr` reach the orchestration host; `web` is the only group open to the world,
+on what nginx serves (443, and 80 only to redirect to it), and only production hosts are in it. Model
+delivery is a `git push` over SSH from the development host to each production host's private address
+(DESIGN.md §4), which neither `ssh` nor `internal` admits: `deployer` (development only, no rules of its own)
+names the pushing host and `deploy` (production only) admits SSH from it, so a Ray worker still cannot reach
+a production sshd. Egress stays Neutron's default.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def desired_groups(fleet: Fleet) -> list[GroupSpec]:
     internal = group_name(fleet, "internal")
     admin = group_name(fleet, "admin")
     deployer = group_name(fleet, "deployer")
-    fixed_ports = sorted({*fleet.ray.fixed_ports(), *fleet.rabbitmq_ports})
+    fixed_ports = sorted({*fleet.ray.fixed_ports(), *fleet.rabbitmq_ports, fleet.gunicorn_port})
     internal_rules = [RuleSpec("tcp", p, p, remote_group=internal) for p in fixed_ports]
     internal_rules.append(
         RuleSpec("tcp", fleet.ray.min_worker_port, fleet.ray.max_worker_port, remote_group=internal)
@@ -73,7 +74,7 @@ def desired_groups(fleet: Fleet) -> list[GroupSpec]:
         GroupSpec(
             "internal",
             internal,
-            f"stargazer fleet {fleet.name}: Ray and RabbitMQ between fleet members",
+            f"stargazer fleet {fleet.name}: Ray, RabbitMQ and gunicorn between fleet members",
             tuple(sorted(internal_rules)),
         ),
         GroupSpec(

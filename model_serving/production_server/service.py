@@ -216,7 +216,7 @@ def predict(items: Sequence[RequestItem], settings: ServingSettings, lookup: Rep
                               interval=(r.low or 0.0, r.high or 0.0), actual=r.actual, source=r.source,
                               now=now)
         for r in to_predict
-    ))
+    ), max_bytes=settings.prediction_log_max_bytes, backups=settings.prediction_log_backups)
     return Outcome(version, results)
 
 

@@ -24,6 +24,7 @@ from typing import Any, Final
 from data_collection.settings import Settings as GitHubSettings
 from data_collection.settings import SettingsError
 from model_serving import artifact
+from model_serving.production_server import prediction_log as prediction_log_module
 from model_serving.production_server.client_address import Network, parse_networks
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
@@ -147,6 +148,9 @@ class ServingSettings:
     #: Accept unsigned models (tests of unsigned artifacts only; never in production).
     require_signature: bool = True
     prediction_log: Path = DEFAULT_PREDICTION_LOG
+    #: The prediction log is rotated before it passes this size (0: never), keeping this many old files.
+    prediction_log_max_bytes: int = prediction_log_module.DEFAULT_MAX_BYTES
+    prediction_log_backups: int = prediction_log_module.DEFAULT_BACKUPS
     secret_key: str = field(default="", repr=False)
     #: The session cookie (it carries the form's CSRF token) is sent over HTTPS only: nginx serves HTTPS.
     #: Off only for a stack that really is plain HTTP (STARGAZER_SESSION_COOKIE_SECURE=0).
@@ -215,6 +219,10 @@ class ServingSettings:
             deploy_secret=deploy_secret,
             require_signature=env.get("STARGAZER_ALLOW_UNSIGNED_MODELS", "") not in {"1", "true", "yes"},
             prediction_log=Path(env.get("STARGAZER_PREDICTION_LOG") or DEFAULT_PREDICTION_LOG),
+            prediction_log_max_bytes=int(_number(env, "STARGAZER_PREDICTION_LOG_MAX_BYTES",
+                                                 prediction_log_module.DEFAULT_MAX_BYTES)),
+            prediction_log_backups=int(_number(env, "STARGAZER_PREDICTION_LOG_BACKUPS",
+                                               prediction_log_module.DEFAULT_BACKUPS)),
             secret_key=secret_key,
             session_cookie_secure=_flag(env, "STARGAZER_SESSION_COOKIE_SECURE", default=True),
             github=GitHubSettings.from_env(env),

@@ -39,7 +39,7 @@ GROUPS = ("orchestration", "development", "ray_workers", "production")
 TOKEN = "t" * 64
 FLEET = {
     "name": "sg",
-    "image": "Ubuntu 22.04",
+    "image": "Ubuntu 24.04",
     "network": "stargazer-net",
     "external_network": "public",
     "keypair": {"name": "sg-key", "public_key_file": "id_test.pub"},
@@ -276,7 +276,7 @@ def test_security_groups_open_exactly_those_ports_between_fleet_members(
     commands = [rendered["head"], rendered["worker-sg-ray-worker-1"], rendered["worker-sg-ray-worker-2"]]
     used = set().union(*(_ports(c) for c in commands))
     ranges = {(int(_flags(c)["min-worker-port"]), int(_flags(c)["max-worker-port"])) for c in commands}
-    amqp = {5672}  # rabbitmq_ports of the fleet
+    amqp_and_gunicorn = {5672, 8000}  # rabbitmq_ports and gunicorn_port of the fleet
 
     between_members: dict[str, set[tuple[Any, ...]]] = {}
     for group in fake.security_groups.values():
@@ -290,7 +290,7 @@ def test_security_groups_open_exactly_those_ports_between_fleet_members(
     assert all(r[0] == "tcp" and r[4] == "sg-internal" for r in internal)
     singles = {r[1] for r in internal if r[1] == r[2]}
     spans = {(r[1], r[2]) for r in internal if r[1] != r[2]}
-    assert singles == used | amqp
+    assert singles == used | amqp_and_gunicorn
     assert spans == ranges
     # and the Ray nodes are the members of that group, so the rules apply between them
     servers = provisioned.servers()

@@ -39,7 +39,7 @@ class Env:
         """(Re)write the fleet file; `roles` entries are merged per role."""
         fleet: dict[str, Any] = {
             "name": "sg",
-            "image": "Ubuntu 22.04",
+            "image": "Ubuntu 24.04",
             "network": "stargazer-net",
             "external_network": "public",
             "keypair": {"name": "sg-key", "public_key_file": "id_test.pub"},

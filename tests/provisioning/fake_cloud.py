@@ -92,7 +92,7 @@ class FakeCloud:
     def __post_init__(self) -> None:
         self._fixed_ips = (f"10.0.0.{i}" for i in itertools.count(10))
         self._public_ips = (f"172.24.4.{i}" for i in itertools.count(100))
-        self.add_image("Ubuntu 22.04")
+        self.add_image("Ubuntu 24.04")
         for name, vcpus, ram in (("m1.small", 1, 2048), ("m1.medium", 2, 4096), ("m1.large", 4, 8192)):
             self.add_flavor(name, vcpus, ram)
         self.add_network("stargazer-net", external=False)

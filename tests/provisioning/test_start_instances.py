@@ -17,7 +17,8 @@ import yaml
 from tests.provisioning.conftest import PUBLIC_CIDR, Env
 from tests.support import REPO_ROOT
 
-RAY_AND_AMQP = [5672, 6379, 6380, 6381, 6382, 6383, 6384, 8265, 10001, 52365]
+#: Ray, AMQP and gunicorn (8000: every production nginx balances across every production host's gunicorn).
+INTERNAL_PORTS = [5672, 6379, 6380, 6381, 6382, 6383, 6384, 8000, 8265, 10001, 52365]
 
 
 def _stderr_lines(result: Any) -> list[str]:
@@ -66,7 +67,7 @@ def test_creates_the_fleet_then_a_second_run_creates_nothing(env: Env) -> None:
 def test_security_groups_hold_exactly_the_least_rules(env: Env) -> None:
     assert env.run().exit_code == 0
     fake = env.fake
-    internal = {("tcp", p, p, None, "sg-internal") for p in RAY_AND_AMQP} | {
+    internal = {("tcp", p, p, None, "sg-internal") for p in INTERNAL_PORTS} | {
         ("tcp", 10002, 10999, None, "sg-internal")
     }
     assert fake.ingress_rules("sg-internal") == internal
@@ -284,9 +285,9 @@ def test_unknown_cloud_image_and_missing_keypair_are_one_line(env: Env) -> None:
 def test_dry_run_prints_the_plan_and_changes_nothing(env: Env) -> None:
     result = env.run("--dry-run")
     assert result.exit_code == 0
-    assert "+ server sg-ray-worker-2 (ray_workers, m1.medium, Ubuntu 22.04)" in result.stdout
+    assert "+ server sg-ray-worker-2 (ray_workers, m1.medium, Ubuntu 24.04)" in result.stdout
     assert "+ rule sg-web: ingress IPv6 tcp/443 from ::/0" in result.stdout
-    assert "29 to create, 0 to change, 0 to delete" in result.stdout
+    assert "30 to create, 0 to change, 0 to delete" in result.stdout
     assert env.fake.mutating_calls() == [] and not env.inventory.exists()
 
     assert env.run().exit_code == 0
