@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv system-deps test test-fast demo bench serve serve-stop lint clean
+.PHONY: all venv system-deps test test-fast demo rehearsal rehearsal-down bench serve serve-stop lint clean
 
 all: test
 
@@ -32,6 +32,16 @@ test-fast: venv
 ## demo: the main job end to end on this machine (simulator -> collect -> train -> serve)
 demo: system-deps venv
 	@bash scripts/demo.sh
+
+## rehearsal: the whole fleet on this machine (6 namespace hosts with sshd): site.yml twice, collect, Ray Tune
+## on 3 nodes, deploy by git push, predictions over HTTPS, status.yml, fault drills; then torn down.
+## REHEARSAL_KEEP=1 leaves the fleet up (inventory var/rehearsal/hosts.yml). Stage times: var/rehearsal/timings.json
+rehearsal: system-deps venv
+	$(PY) -m rehearsal all
+
+## rehearsal-down: remove every namespace, process, account and file the rehearsal made
+rehearsal-down: venv
+	$(PY) -m rehearsal down
 
 ## bench: benchmarks, results to bench/results/
 bench: system-deps venv
