@@ -7,7 +7,8 @@ Why these choices:
   decides the parallelism and adding Ray nodes adds trials in flight.
 - The space is bounded for deployability as much as for accuracy: a fully grown 300-tree forest pickles to
   ~137 MB; ``min_samples_leaf >= 2`` and ``n_estimators <= 250`` keep artifacts a git repository can carry.
-- A failing trial is recorded (its error is reported) and the search goes on; only "every trial failed" stops.
+- A failing trial is retried (``MAX_FAILURES``: a lost node must not lose its trials), then recorded (its
+  error is reported) and the search goes on; only "every trial failed" stops.
 - Reproducible: Optuna's TPE sampler (or the random generator) is seeded, every forest gets ``random_state``,
   and with ``max_concurrent_trials=1`` each trial sees the same history, hence the same suggestions.
 - Overhead, as measured by bench/tuning.py (2 cores, 8 trials): the Tune driver spends well under a second
@@ -46,6 +47,10 @@ METRIC: Final = "r2_log"
 #: Ray names trial directories ``<trainable>_<trial id>_<start counter>_<params>_<time>``.
 _TRIAL_DIR: Final = re.compile(r"^cv_trial_([0-9a-f]{8}|[0-9a-f]{5}_\d{5})_(\d+)_")
 SEARCHES: Final = ("optuna", "random")
+#: Times Tune re-runs a failed trial (FailureConfig.max_failures). A Ray worker host that dies takes its
+#: running trials with it; they are started again on the nodes that are left (the rehearsal's drill kills a
+#: worker host mid-tuning). The price: a configuration that fails by itself is tried this many more times.
+MAX_FAILURES: Final = 2
 
 
 def search_space() -> dict[str, Any]:
@@ -181,7 +186,7 @@ def run_tuning(
             name=f"rf-{time.strftime('%Y%m%dT%H%M%S')}-{seed}",
             storage_path=str(storage),
             verbose=verbose,
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES, fail_fast=False),
         ),
     )
     started = time.perf_counter()
