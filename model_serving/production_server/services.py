@@ -23,6 +23,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -595,11 +596,18 @@ class CeleryWorker(ManagedProcess):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def http_get(address: str, path: str, timeout: float = 2.0, headers: Mapping[str, str] | None = None
-             ) -> tuple[int, bytes]:
-    """GET on "host:port" or "unix:/path" (gunicorn may listen on a unix socket); (status, body)."""
+def http_get(address: str, path: str, timeout: float = 2.0, headers: Mapping[str, str] | None = None,
+             tls_ca: Path | None = None) -> tuple[int, bytes]:
+    """GET on "host:port" or "unix:/path" (gunicorn may listen on a unix socket); (status, body).
+
+    With ``tls_ca``, over HTTPS, trusting only that certificate (a stack's self-signed one).
+    """
     if address.startswith("unix:"):
         conn: http.client.HTTPConnection = _UnixHTTPConnection(address[5:], timeout=timeout)
+    elif tls_ca is not None:
+        host, _, port = address.rpartition(":")
+        context = ssl.create_default_context(cafile=str(tls_ca))
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
     else:
         host, _, port = address.rpartition(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
@@ -699,6 +707,10 @@ NGINX_DEFAULTS: dict[str, Any] = {
     "nginx_worker_connections": 4096,
     "nginx_mime_types": "/etc/nginx/mime.types",
     "nginx_listen": 8080,
+    "nginx_https_listen": "",
+    "nginx_tls_certificate": "",
+    "nginx_tls_certificate_key": "",
+    "nginx_hsts_max_age": 31536000,
     "nginx_server_name": "_",
     "nginx_upstreams": ["127.0.0.1:8000"],
     "nginx_upstream_keepalive": 32,
@@ -737,6 +749,27 @@ def _nginx_bin() -> str:
     if not found:
         raise ServiceError("nginx not found: install nginx (scripts/install_system_deps.sh)")
     return found
+
+
+def self_signed_certificate(directory: Path, days: int = 30) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1/localhost in ``directory`` (made once, key 0600).
+
+    The same openssl call as playbooks/roles/nginx/tasks/tls.yml makes on a production host.
+    """
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    if cert.exists() and key.exists():
+        return cert, key
+    directory.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", str(days), "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    if result.returncode != 0:
+        raise ServiceError(f"openssl could not make a certificate: {result.stderr.strip().splitlines()[-1:]}")
+    key.chmod(0o600)
+    return cert, key
 
 
 def nginx_available() -> bool:
@@ -845,6 +878,7 @@ __all__ = [
     "port_open",
     "rabbitmq_available",
     "render_nginx_conf",
+    "self_signed_certificate",
 ]
 
 

@@ -32,6 +32,7 @@ from model_serving.production_server.services import (
     ServiceError,
     free_port,
     http_get,
+    self_signed_certificate,
 )
 
 STATE_FILE = "stack.json"
@@ -55,6 +56,9 @@ class StackConfig:
     gunicorn_workers: int = 2
     gunicorn_threads: int = 8
     use_nginx: bool = True
+    #: nginx serves HTTPS on http_port with a self-signed certificate (plain HTTP on a second port only
+    #: redirects), as on a production host; off, the stack is plain HTTP and the session cookie not Secure.
+    tls: bool = False
     nginx_variables: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the app and the workers
     die_with_parent: bool = False  # tests: every process gets SIGTERM if the test process dies
@@ -99,6 +103,7 @@ class Stack:
             "STARGAZER_STATE_DIR": str(self.state_dir),
             "STARGAZER_PREDICTION_LOG": str(self.state_dir / "predictions.jsonl"),
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+            "STARGAZER_SESSION_COOKIE_SECURE": "1" if self.serves_https else "0",
         }
         if self.config.broker == "embedded":
             queue_dir = self.embedded_dir / "queue"
@@ -111,8 +116,28 @@ class Stack:
         return env
 
     @property
+    def serves_https(self) -> bool:
+        return self.config.tls and self.config.use_nginx
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
+    @property
+    def tls_certificate(self) -> Path | None:
+        """The certificate a client of this stack trusts (None: plain HTTP)."""
+        return self.tls_dir / "tls.crt" if self.serves_https else None
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{'https' if self.serves_https else 'http'}://127.0.0.1:{self.http_port}"
+
+    def _nginx_tls_variables(self) -> dict[str, Any]:
+        if not self.serves_https:
+            return {}
+        cert, key = self_signed_certificate(self.tls_dir)
+        return {"nginx_https_listen": f"127.0.0.1:{self.http_port}", "nginx_tls_certificate": str(cert),
+                "nginx_tls_certificate_key": str(key)}
 
     def processes(self) -> list[ManagedProcess]:
         """In start order."""
@@ -157,9 +182,10 @@ class Stack:
             for process in [*self.workers, *self.gunicorns]:
                 process.wait_ready(timeout)
             if cfg.use_nginx:
-                self.nginx = Nginx(self.state_dir / "nginx", port=self.http_port,
+                self.nginx = Nginx(self.state_dir / "nginx",
+                                   port=free_port() if self.serves_https else self.http_port,
                                    upstreams=[g.address for g in self.gunicorns],
-                                   variables=cfg.nginx_variables)
+                                   variables={**self._nginx_tls_variables(), **cfg.nginx_variables})
                 self.nginx.die_with_parent = cfg.die_with_parent
                 self.nginx.start()
                 self._write_state()
@@ -203,7 +229,7 @@ class Stack:
                 if not process.is_running():
                     raise ServiceError(f"{process.describe()} died; log {process.log_file}")
             try:
-                status, body = http_get(address, "/readyz", timeout=5)
+                status, body = http_get(address, "/readyz", timeout=5, tls_ca=self.tls_certificate)
                 last = f"{status} {body[:200].decode(errors='replace')}"
                 if status == 200:
                     return json.loads(body or b"{}")
@@ -275,7 +301,7 @@ class Stack:
             return None
         raw = state["config"]
         config = StackConfig(state_dir=Path(raw["state_dir"]), model_dir=Path(raw["model_dir"]),
-                             http_port=state["http_port"], broker=raw["broker"])
+                             http_port=state["http_port"], broker=raw["broker"], tls=raw.get("tls", False))
         stack = cls(config)
         if state.get("broker"):
             stack.broker = RabbitMQ(Path(state["broker"]["state_dir"]), port=state["broker"]["port"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import ssl
 import stat
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from tests.support import REPO_ROOT, require_executable
 pytestmark = pytest.mark.integration
 
 HTTP_PORT = 8080
+HTTPS_PORT = 8443
 PROGRAMS = ("stargazer-rabbitmq", "stargazer-celery", "stargazer-gunicorn", "stargazer-nginx")
 
 
@@ -87,6 +89,7 @@ def _write_inventory(workdir: Path, host: NamespaceHost, user: str) -> tuple[Pat
         "stargazer_run_dir": str(paths["run"]),
         "stargazer_state_dir": str(paths["state"]),
         "stargazer_http_port": HTTP_PORT,
+        "nginx_https_listen": HTTPS_PORT,
         "stargazer_github_api_url": "http://127.0.0.1:9",
         "common_app_repo": f"file://{REPO_ROOT}",
         "common_app_version": _head_commit(),
@@ -195,29 +198,58 @@ def test_rendered_nginx_config_passes_nginx_t(converged: Converged) -> None:
     assert "client_max_body_size 1m;" in text
 
 
-def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def _get(url: str, cafile: Path | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET without following redirects; HTTPS verified against the host's own (self-signed) certificate."""
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+    if cafile is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=str(cafile))))
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.build_opener(*handlers).open(url, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
 
 
+def _https(converged: Converged, path: str) -> tuple[int, dict[str, str], bytes]:
+    cert = converged.paths["nginx"] / "etc" / "tls" / "stargazer.crt"
+    return _get(f"https://{converged.host.address}:{HTTPS_PORT}{path}", cert)
+
+
 def test_healthz_answers_through_nginx_on_the_host_address(converged: Converged) -> None:
-    url = f"http://{converged.host.address}:{HTTP_PORT}/healthz"
     deadline = time.monotonic() + 20
     while True:
-        status, headers, body = _get(url)
+        status, headers, body = _https(converged, "/healthz")
         if status == 200 or time.monotonic() > deadline:
             break
         time.sleep(0.3)
     assert status == 200, body[:500]
     assert headers.get("X-Content-Type-Options") == "nosniff"
     assert headers.get("Server") == "nginx"  # server_tokens off: no version
+    assert headers.get("Strict-Transport-Security") == "max-age=31536000"
+
+
+def test_plain_http_redirects_to_https(converged: Converged) -> None:
+    status, headers, _ = _get(f"http://{converged.host.address}:{HTTP_PORT}/healthz?probe=1")
+    assert status == 301
+    assert headers["Location"] == f"https://{converged.host.address}:{HTTPS_PORT}/healthz?probe=1"
+
+
+def test_self_signed_key_is_private_and_the_session_cookie_is_secure(converged: Converged) -> None:
+    key = converged.paths["nginx"] / "etc" / "tls" / "stargazer.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    status, headers, _ = _https(converged, "/")
+    assert status == 200
+    cookie = headers.get("Set-Cookie", "")
+    assert cookie.startswith("session=") and "; Secure" in cookie and "; HttpOnly" in cookie, cookie
 
 
 def test_unknown_api_route_gets_a_json_error_not_an_html_page(converged: Converged) -> None:
-    status, _, body = _get(f"http://{converged.host.address}:{HTTP_PORT}/api/v1/nope")
+    status, _, body = _https(converged, "/api/v1/nope")
     assert status == 404
     assert "error" in json.loads(body)
 
