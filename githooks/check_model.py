@@ -1,14 +1,18 @@
-"""The load-and-predict check of a pushed model, run in a SEPARATE, unprivileged, time-limited process.
+"""The load-and-predict check of a pushed model, run in a SEPARATE, sandboxed, time-limited process.
 
 Why a separate process: unpickling runs code. pre-receive has already checked the HMAC signature and the
-sha256 (so the bytes come from whoever holds the deploy secret), but a signed model can still be broken: it
-may fail to load, hang, or blow up on prediction. Running the load in a child lets the hook kill it after
-``stargazer.checktimeout`` seconds, and when the hook runs as root the child runs as ``stargazer.checkuser``
-(``nobody`` by default, through ``setpriv`` with no new privileges), with a scrubbed environment that holds
-no deploy secret, so even a malicious pickle signed by mistake can read and write very little.
+sha256 (so the bytes come from whoever holds the deploy secret), but a signed model can still be broken or
+hostile: it may fail to load, hang, eat memory, or try to read the secret, rewrite ``current`` or phone home.
+So the child runs through ``githooks/check-sandbox`` (as root, or through the one sudo rule that
+``githooks/install.py`` writes for the deploy user) as ``stargazer.checkuser``: a dedicated account outside
+the deploy user's group that can read no secret and write no model directory, with no network (an empty
+network namespace), in its own PID namespace, under address-space, CPU and wall-clock limits. The model
+reaches it on stdin (``model.json``'s length, ``model.json``, then ``model.joblib``), so the child needs no
+access to the hook's files at all. With ``stargazer.checkuser`` empty (a development machine without root)
+the child runs as the hook's own user with the same limits but no user or network isolation.
 
-Parent side: :func:`run_check`. Child side: ``python -m githooks.check_model <version_dir>``, which prints one
-JSON line on stdout (``{"ok": true, ...}`` or ``{"ok": false, "error": "<one line>"}``).
+Parent side: :func:`run_check`. Child side: ``python -m githooks.check_model --stdin`` (or ``<version_dir>``),
+which prints one JSON line on stdout (``{"ok": true, ...}`` or ``{"ok": false, "error": "<one line>"}``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,10 +28,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 SAMPLE_FILE: Final = Path(__file__).with_name("canned_sample.json")
+SANDBOX_SCRIPT: Final = Path(__file__).with_name("check-sandbox")
 _MAX_ERROR: Final = 300
+_MAX_MANIFEST: Final = 1 << 20
+_KILLED: Final = (124, 137, -signal.SIGKILL, 128 + signal.SIGXCPU, -signal.SIGXCPU)
+_BACKSTOP_SECONDS: Final = 20  # on top of the sandbox's own limit (its timeout, then SIGKILL 5 s later)
 
 
 @dataclass(frozen=True)
@@ -38,85 +46,123 @@ class CheckResult:
     details: dict[str, Any]
 
 
-def unprivileged_prefix(user: str | None) -> list[str]:
-    """``setpriv`` arguments that drop root to ``user`` (empty when not root or no user is configured)."""
-    if os.geteuid() != 0 or not user:
-        return []
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        raise ValueError(f"check user {user!r} does not exist on this host") from None
-    return [
-        "setpriv",
-        f"--reuid={entry.pw_uid}",
-        f"--regid={entry.pw_gid}",
-        "--clear-groups",
-        "--no-new-privs",
-        "--",
-    ]
+@dataclass(frozen=True)
+class Sandbox:
+    """How the check child is started: who runs it, with which interpreter and code, within which limits."""
+
+    user: str | None  # None: the hook's own user, no isolation (development machines only)
+    python: Path
+    app_dir: Path
+    memory_mb: int
+    script: Path = SANDBOX_SCRIPT
+
+    def fixed_arguments(self) -> list[str]:
+        """Everything the sudo rule pins: the script and its arguments before SECONDS."""
+        return [str(self.script), str(self.user), str(self.python), str(self.app_dir), str(self.memory_mb)]
+
+    def command(self, seconds: int) -> list[str]:
+        if not self.user:
+            return [
+                "prlimit",
+                f"--as={self.memory_mb * 1024 * 1024}",
+                f"--cpu={seconds}",
+                "--core=0",
+                str(self.python),
+                "-m",
+                "githooks.check_model",
+                "--stdin",
+            ]
+        sandboxed = [*self.fixed_arguments(), str(seconds)]
+        return sandboxed if os.geteuid() == 0 else ["sudo", "-n", *sandboxed]
 
 
-def run_check(
-    version_dir: Path, *, python: Path, app_dir: Path, user: str | None, timeout: float
-) -> CheckResult:
-    """Load ``version_dir``'s model and predict the canned sample in a child process; never raises."""
+def write_bundle(version_dir: Path, bundle: Path) -> None:
+    """What the child reads on stdin: model.json's length in bytes, a newline, model.json, model.joblib."""
+    manifest = (version_dir / "model.json").read_bytes()
+    with bundle.open("wb") as out, (version_dir / "model.joblib").open("rb") as model:
+        out.write(f"{len(manifest)}\n".encode())
+        out.write(manifest)
+        shutil.copyfileobj(model, out, 1 << 20)
+
+
+def run_check(version_dir: Path, *, sandbox: Sandbox, timeout: float) -> CheckResult:
+    """Load ``version_dir``'s model and predict the canned sample in a sandboxed child; never raises."""
     started = time.perf_counter()
-    try:
-        prefix = unprivileged_prefix(user)
-    except ValueError as exc:
-        return CheckResult(False, str(exc), 0.0, {})
-    with tempfile.TemporaryDirectory(prefix="stargazer-check-home-") as home:
-        if prefix:  # the unprivileged child's own HOME/TMPDIR (joblib and matplotlib want one)
-            entry = pwd.getpwnam(str(user))
-            os.chown(home, entry.pw_uid, entry.pw_gid)
+    seconds = max(1, math.ceil(timeout))
+    with tempfile.TemporaryDirectory(prefix="stargazer-check-") as scratch:
+        bundle = Path(scratch) / "bundle"
+        write_bundle(version_dir, bundle)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "PYTHONPATH": str(app_dir),
+            "PYTHONPATH": str(sandbox.app_dir),
             "PYTHONDONTWRITEBYTECODE": "1",
-            "HOME": home,
-            "TMPDIR": home,
+            "HOME": scratch,
+            "TMPDIR": scratch,
             "LANG": "C.UTF-8",
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }
-        command = [*prefix, str(python), "-m", "githooks.check_model", str(version_dir)]
-        try:
-            child = subprocess.Popen(
-                command,
-                env=env,
-                cwd="/",
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group: a timeout kills everything it started
-            )
-        except OSError as exc:
-            return CheckResult(False, f"cannot start the model check: {exc.strerror}", 0.0, {})
-        try:
-            out, err = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.communicate()
-            return CheckResult(
-                False,
-                f"model did not load and predict the canned sample within {timeout:g} s (killed)",
-                time.perf_counter() - started,
-                {},
-            )
-    seconds = time.perf_counter() - started
-    report = _last_json_line(out.decode("utf-8", "replace"))
-    if report is not None and report.get("ok") is True:
-        message = (
-            f"loads and predicts the canned sample ({report.get('rows')} rows) in {seconds:.1f} s"
-            f"{' as ' + user if prefix else ''}"
+        with bundle.open("rb") as stdin:
+            outcome = _run(sandbox.command(seconds), stdin, env, seconds + _BACKSTOP_SECONDS)
+    elapsed = time.perf_counter() - started
+    if isinstance(outcome, str):
+        return CheckResult(False, outcome, elapsed, {})
+    returncode, out, err = outcome
+    if returncode in _KILLED:
+        return CheckResult(
+            False,
+            f"model did not load and predict the canned sample within {seconds} s (killed)",
+            elapsed,
+            {},
         )
-        return CheckResult(True, message, seconds, report)
+    report = _last_json_line(out)
+    if report is not None and report.get("ok") is True:
+        where = f" as {sandbox.user}, no network" if sandbox.user else " (no sandbox user)"
+        message = (
+            f"loads and predicts the canned sample ({report.get('rows')} rows) in {elapsed:.1f} s{where}"
+        )
+        return CheckResult(True, message, elapsed, report)
     if report is not None and report.get("error"):
-        return CheckResult(False, _one_line(str(report["error"])), seconds, report)
-    last_err = (err.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
+        return CheckResult(False, _one_line(str(report["error"])), elapsed, report)
+    last_err = (err.strip().splitlines() or ["no output"])[-1]
     return CheckResult(
-        False, _one_line(f"model check exited with code {child.returncode}: {last_err}"), seconds, {}
+        False, _one_line(f"model check exited with code {returncode}: {last_err}"), elapsed, {}
     )
+
+
+def _run(
+    command: list[str], stdin: IO[bytes], env: dict[str, str], deadline: float
+) -> tuple[int, str, str] | str:
+    """Run the child; (returncode, stdout, stderr), or a one-line reason it could not run to the end."""
+    try:
+        child = subprocess.Popen(
+            command,
+            env=env,
+            cwd="/",
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: a timeout kills everything it started
+        )
+    except OSError as exc:
+        return f"cannot start the model check ({command[0]}): {exc.strerror}"
+    try:
+        out, err = child.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        _kill(child)
+        child.communicate()
+        return f"model did not load and predict the canned sample within {deadline:g} s (killed)"
+    return child.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    """The sandbox kills by itself; this backstop reaches what the hook's user may signal (sudo relays it)."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except PermissionError:
+        child.terminate()
+    except ProcessLookupError:
+        pass
 
 
 def _last_json_line(text: str) -> dict[str, Any] | None:
@@ -170,12 +216,36 @@ def check(version_dir: Path) -> dict[str, Any]:
     }
 
 
+def receive(stream: IO[bytes], into: Path) -> Path:
+    """Child side of :func:`write_bundle`: write model.json and model.joblib into ``into``."""
+    header = stream.readline(32)
+    try:
+        size = int(header)
+    except ValueError:
+        raise ValueError("the model bundle on stdin has no length line") from None
+    if not 0 < size <= _MAX_MANIFEST:
+        raise ValueError(f"the model bundle announces a model.json of {size} bytes")
+    manifest = stream.read(size)
+    if len(manifest) != size:
+        raise ValueError("the model bundle on stdin ends inside model.json")
+    (into / "model.json").write_bytes(manifest)
+    with (into / "model.joblib").open("wb") as out:
+        shutil.copyfileobj(stream, out, 1 << 20)
+    return into
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print(json.dumps({"ok": False, "error": "usage: python -m githooks.check_model <version_dir>"}))
+        print(
+            json.dumps({"ok": False, "error": "usage: python -m githooks.check_model --stdin|<version_dir>"})
+        )
         return 2
     try:
-        report = check(Path(argv[1]))
+        if argv[1] == "--stdin":
+            version_dir = receive(sys.stdin.buffer, Path(tempfile.mkdtemp(prefix="version-")))
+        else:
+            version_dir = Path(argv[1])
+        report = check(version_dir)
     except Exception as exc:
         message = str(exc) if type(exc).__name__ == "ArtifactError" else f"{type(exc).__name__}: {exc}"
         print(json.dumps({"ok": False, "error": _one_line(message)}))

@@ -16,6 +16,10 @@ Repository configuration it sets, and why:
   pushed objects stay loose and unreferenced by reflogs, so post-receive's ``git prune`` really deletes an old
   model's blobs (a pack would keep them until a full repack).
 - ``stargazer.*``: the host's settings, read by the hooks (see ``githooks/settings.py``).
+
+Run as root with a check user (the default), it also sets up the sandbox of the load check
+(``githooks/sandbox_setup.py``): the check user, the root-owned sandbox script and, with ``--owner``, the
+deploy user's one sudo rule; it refuses a check user that could read the secret or write the models.
 """
 
 from __future__ import annotations
@@ -29,8 +33,15 @@ from pathlib import Path
 
 import click
 
-from githooks.check_model import unprivileged_prefix
-from githooks.settings import DEFAULT_CHECK_TIMEOUT, DEFAULT_CHECK_USER, DEFAULT_KEEP, DEFAULT_PRUNE_EXPIRE
+from githooks import sandbox_setup
+from githooks.check_model import SANDBOX_SCRIPT, Sandbox
+from githooks.settings import (
+    DEFAULT_CHECK_MEMORY_MB,
+    DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_CHECK_USER,
+    DEFAULT_KEEP,
+    DEFAULT_PRUNE_EXPIRE,
+)
 
 HOOKS_SOURCE = Path(__file__).resolve().parent
 HOOK_NAMES = ("pre-receive", "post-receive")
@@ -69,6 +80,7 @@ def install(
     keep: int,
     check_user: str,
     check_timeout: float,
+    check_memory_mb: int = DEFAULT_CHECK_MEMORY_MB,
     prune_expire: str,
     host_name: str | None,
     owner: str | None,
@@ -83,12 +95,25 @@ def install(
         raise InstallError(f"no Python interpreter at {interpreter} (create the app venv or pass --python)")
     if secret_file is not None and not secret_file.is_file():
         raise InstallError(f"deploy secret file {secret_file} does not exist")
-    try:
-        unprivileged_prefix(check_user)
-    except ValueError as exc:
-        raise InstallError(str(exc)) from None
     if repo.exists() and not _is_bare_repo(repo):
         raise InstallError(f"{repo} exists and is not a bare git repository")
+    as_root = os.geteuid() == 0
+    if owner and not sandbox_setup.user_exists(owner):
+        raise InstallError(f"user {owner!r} does not exist")
+    sandbox = Sandbox(
+        user=check_user or None,
+        python=interpreter,
+        app_dir=app_dir,
+        memory_mb=check_memory_mb,
+        script=sandbox_setup.installed_script() if as_root else SANDBOX_SCRIPT,
+    )
+    try:
+        if check_user and as_root:
+            changes += sandbox_setup.ensure_check_user(check_user)
+        elif check_user and not sandbox_setup.user_exists(check_user):
+            raise InstallError(f"check user {check_user!r} does not exist on this host (install as root)")
+    except sandbox_setup.SandboxSetupError as exc:
+        raise InstallError(str(exc)) from None
     if not repo.exists():
         subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=deploy", str(repo)], check=True)
         changes.append(f"created bare repository {repo}")
@@ -101,9 +126,13 @@ def install(
             "stargazer.keep": str(keep),
             "stargazer.checkuser": check_user,
             "stargazer.checktimeout": f"{check_timeout:g}",
+            "stargazer.checkmemory": str(check_memory_mb),
+            "stargazer.checkpython": str(interpreter),
             "stargazer.pruneexpire": prune_expire,
         }
     )
+    if as_root:
+        wanted["stargazer.checksandbox"] = str(sandbox.script)
     if python is not None:
         wanted["stargazer.python"] = str(python)
     if secret_file is not None:
@@ -135,8 +164,16 @@ def install(
         changes.append(f"created model directory {model_dir}")
     if owner:
         changes += _chown(owner, repo, model_dir)
-    if probe:
-        _probe_checker(interpreter, app_dir, check_user)
+    try:
+        if check_user and as_root:
+            changes += sandbox_setup.install_script()
+            sandbox_setup.verify_isolation(check_user, owner, secret_file, model_dir)
+            if owner and pwd.getpwnam(owner).pw_uid != 0:
+                changes += sandbox_setup.write_sudo_rule(owner, sandbox)
+        if probe:
+            sandbox_setup.probe(sandbox, owner if as_root and check_user else None)
+    except sandbox_setup.SandboxSetupError as exc:
+        raise InstallError(str(exc)) from None
     return changes
 
 
@@ -163,20 +200,6 @@ def _chown(owner: str, *roots: Path) -> list[str]:
                 os.lchown(path, entry.pw_uid, entry.pw_gid)
                 changed.append(str(path))
     return [f"chown {owner} {len(changed)} path(s)"] if changed else []
-
-
-def _probe_checker(interpreter: Path, app_dir: Path, check_user: str) -> None:
-    """Fail now, not at the first push, if the unprivileged check user cannot run the app's Python."""
-    prefix = unprivileged_prefix(check_user)
-    command = [*prefix, str(interpreter), "-c", "import sklearn, githooks.check_model"]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(app_dir), "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
-    result = subprocess.run(
-        command, env=env, cwd="/", capture_output=True, text=True, timeout=120, check=False
-    )
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        who = check_user if prefix else "this user"
-        raise InstallError(f"{who} cannot run {interpreter} with {app_dir}: {last}")
 
 
 @click.command()
@@ -206,15 +229,31 @@ def _probe_checker(interpreter: Path, app_dir: Path, check_user: str) -> None:
     help="File holding the deploy secret (only its path is stored).",
 )
 @click.option("--keep", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True)
-@click.option("--check-user", default=DEFAULT_CHECK_USER, show_default=True, help="'' keeps the hook's user.")
+@click.option(
+    "--check-user",
+    default=DEFAULT_CHECK_USER,
+    show_default=True,
+    help="Account of the sandboxed load check (created when root); '' = the hook's user, no sandbox.",
+)
 @click.option(
     "--check-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_CHECK_TIMEOUT, show_default=True
+)
+@click.option(
+    "--check-memory",
+    "check_memory_mb",
+    type=click.IntRange(min=256),
+    default=DEFAULT_CHECK_MEMORY_MB,
+    show_default=True,
+    help="Address-space limit of the load check, MiB.",
 )
 @click.option("--prune-expire", default=DEFAULT_PRUNE_EXPIRE, show_default=True)
 @click.option("--host-name", default=None, help="Name in the deploy log. Default: the hostname.")
 @click.option("--owner", default=None, help="chown the repository and model directory to this user.")
 @click.option(
-    "--probe/--no-probe", default=True, show_default=True, help="Check the check user can run Python."
+    "--probe/--no-probe",
+    default=True,
+    show_default=True,
+    help="Start the check sandbox once, as the hook will.",
 )
 def main(
     repo: Path,
@@ -225,6 +264,7 @@ def main(
     keep: int,
     check_user: str,
     check_timeout: float,
+    check_memory_mb: int,
     prune_expire: str,
     host_name: str | None,
     owner: str | None,
@@ -240,6 +280,7 @@ def main(
         keep=keep,
         check_user=check_user,
         check_timeout=check_timeout,
+        check_memory_mb=check_memory_mb,
         prune_expire=prune_expire,
         host_name=host_name,
         owner=owner,

@@ -8,8 +8,9 @@ For each pushed commit, in this order, stopping at its first problem (one line p
 2. ``model.json`` parses and matches the manifest schema;
 3. its HMAC signature verifies with this host's deploy secret — BEFORE anything is unpickled;
 4. ``model.joblib``'s sha256 is the signed one;
-5. in a separate process, as an unprivileged user, within a time limit (``githooks.check_model``, run with
-   the interpreter and code of ``STARGAZER_APP_DIR``, so "the serving code" is literal): ``feature_version``,
+5. in a separate process, sandboxed (``githooks/check-sandbox``: a dedicated user holding nothing, no
+   network, time and memory limits; ``githooks.check_model``, run with the interpreter and code of
+   ``STARGAZER_APP_DIR``, so "the serving code" is literal): ``feature_version``,
    ``input_columns`` and the sklearn version match the serving code's (checked before unpickling, by
    ``artifact.load_version``), then the model loads and predicts a canned sample.
 A deploy commit that this host already accepted as ``refs/staging/<version>`` skips the load and prediction:
@@ -112,8 +113,6 @@ def cheap_checks(update: Update, directory: Path, settings: HookSettings) -> Can
     from model_serving import artifact
 
     extract(update, directory)
-    for path in directory.iterdir():
-        _share_with_checker(path, settings)
     if settings.secret is None:
         raise artifact.ArtifactError("no deploy secret configured on this host: cannot verify signatures")
     manifest = artifact.read_manifest(directory)
@@ -148,17 +147,23 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
     except SettingsError as exc:
         return _finish([*problems, f"{PREFIX} refused: host misconfigured: {exc}"], [], stderr)
 
-    from githooks.check_model import run_check
+    from githooks.check_model import SANDBOX_SCRIPT, Sandbox, run_check
     from model_serving import artifact
+
+    sandbox = Sandbox(
+        user=settings.check_user,
+        python=settings.check_python,
+        app_dir=settings.app_dir,
+        memory_mb=settings.check_memory_mb,
+        script=settings.check_sandbox or SANDBOX_SCRIPT,
+    )
 
     accepted: list[str] = []
     with tempfile.TemporaryDirectory(prefix="stargazer-prereceive-") as work:
-        _share_with_checker(Path(work), settings)
         candidates: list[Candidate] = []
         for index, update in enumerate(pending):
             directory = Path(work) / str(index)
             directory.mkdir()
-            _share_with_checker(directory, settings)
             try:
                 candidates.append(cheap_checks(update, directory, settings))
             except (artifact.ArtifactError, gitcmd.GitError) as exc:
@@ -168,13 +173,7 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
         workers = max(1, min(len(to_load), os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = pool.map(
-                lambda c: run_check(
-                    c.directory,
-                    python=settings.check_python,
-                    app_dir=settings.app_dir,
-                    user=settings.check_user,
-                    timeout=settings.check_timeout,
-                ),
+                lambda c: run_check(c.directory, sandbox=sandbox, timeout=settings.check_timeout),
                 to_load,
             )
             checked = dict(zip((id(c) for c in to_load), results, strict=True))
@@ -188,18 +187,6 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
             else:
                 problems.append(f"{PREFIX} refused {candidate.update.label}: {result.message}")
     return _finish(problems, accepted, stderr)
-
-
-def _share_with_checker(path: Path, settings: HookSettings) -> None:
-    """Readable by the unprivileged check user's group only (not by everyone: models are private)."""
-    if os.geteuid() == 0 and settings.check_user:
-        import pwd
-
-        try:
-            os.chown(path, 0, pwd.getpwnam(settings.check_user).pw_gid)
-        except KeyError:
-            return  # run_check reports the missing user as the refusal reason
-        path.chmod(0o750 if path.is_dir() else 0o640)
 
 
 def _finish(problems: list[str], accepted: list[str], stderr: TextIO) -> int:

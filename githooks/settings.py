@@ -13,9 +13,11 @@ in git config: only the path of the file holding it.
 | stargazer.modeldir       | STARGAZER_MODEL_DIR            | (required)                               |
 | stargazer.secretfile     | STARGAZER_DEPLOY_SECRET[_FILE] | (required: unsigned models are refused)  |
 | stargazer.keep           |                                | 5 releases                               |
-| stargazer.checkuser      |                                | nobody (used only when the hook is root) |
+| stargazer.checkuser      |                                | stargazer-check ('' = no sandbox user)   |
 | stargazer.checkpython    |                                | the hook's own interpreter               |
 | stargazer.checktimeout   |                                | 60 seconds                               |
+| stargazer.checkmemory    |                                | 3072 MiB of address space                |
+| stargazer.checksandbox   |                                | githooks/check-sandbox of the app        |
 | stargazer.pruneexpire    |                                | 5.minutes.ago (git prune --expire)       |
 | stargazer.hostname       |                                | socket.gethostname()                     |
 """
@@ -37,7 +39,8 @@ STAGING_PREFIX: Final = "refs/staging/"
 SERVING_REF: Final = "refs/stargazer/serving"
 DEFAULT_KEEP: Final = 5
 DEFAULT_CHECK_TIMEOUT: Final = 60.0
-DEFAULT_CHECK_USER: Final = "nobody"
+DEFAULT_CHECK_USER: Final = "stargazer-check"
+DEFAULT_CHECK_MEMORY_MB: Final = 3072  # address space: python + numpy + sklearn reserve ~1.5 GiB of it
 DEFAULT_PRUNE_EXPIRE: Final = "5.minutes.ago"
 
 
@@ -54,6 +57,8 @@ class HookSettings:
     check_user: str | None = DEFAULT_CHECK_USER
     check_python: Path = field(default_factory=lambda: Path(sys.executable))
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
+    check_memory_mb: int = DEFAULT_CHECK_MEMORY_MB
+    check_sandbox: Path | None = None  # None: the app's own githooks/check-sandbox
     prune_expire: str = DEFAULT_PRUNE_EXPIRE
     host_name: str = field(default_factory=socket.gethostname)
 
@@ -114,6 +119,8 @@ def load(environ: Mapping[str, str] | None = None, config: Mapping[str, str] | N
         check_user=check_user or None,
         check_python=Path(cfg.get("stargazer.checkpython") or sys.executable),
         check_timeout=_number(cfg, "checktimeout", DEFAULT_CHECK_TIMEOUT, integer=False, minimum=0.1),
+        check_memory_mb=int(_number(cfg, "checkmemory", DEFAULT_CHECK_MEMORY_MB, integer=True, minimum=256)),
+        check_sandbox=Path(cfg["stargazer.checksandbox"]) if cfg.get("stargazer.checksandbox") else None,
         prune_expire=cfg.get("stargazer.pruneexpire") or DEFAULT_PRUNE_EXPIRE,
         host_name=cfg.get("stargazer.hostname") or socket.gethostname(),
     )

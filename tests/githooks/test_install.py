@@ -84,16 +84,16 @@ def test_installs_hooks_and_config_then_changes_nothing(
                 "--model-dir",
                 str(p / "m"),
                 "--check-user",
-                "no-such-user-x",
+                "root",
             ],
-            "check user 'no-such-user-x' does not exist",
+            "check user root must not be root",
         ),
     ],
-    ids=["not_bare", "missing_secret_file", "missing_python", "unknown_check_user"],
+    ids=["not_bare", "missing_secret_file", "missing_python", "root_as_check_user"],
 )
 def test_bad_installs_fail_with_one_line(tmp_path: Path, git_ready: None, make_args, expected: str) -> None:
-    if "no-such-user" in expected and os.geteuid() != 0:
-        pytest.skip("the check user is only used when the hook runs as root")
+    if "must not be root" in expected and os.geteuid() != 0:
+        pytest.skip("the installer checks the check user's isolation when it runs as root")
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "file").write_text("not a repository")
     result = _install(*make_args(tmp_path))

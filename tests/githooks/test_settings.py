@@ -25,6 +25,8 @@ def test_git_config_wins_over_the_pushers_environment(tmp_path: Path) -> None:
         "stargazer.keep": "3",
         "stargazer.checktimeout": "7.5",
         "stargazer.checkuser": "",
+        "stargazer.checkmemory": "1024",
+        "stargazer.checksandbox": "/usr/local/libexec/stargazer/check-sandbox",
         "stargazer.hostname": "prod1",
     }
     settings = load(env, config)
@@ -37,6 +39,8 @@ def test_git_config_wins_over_the_pushers_environment(tmp_path: Path) -> None:
         None,
         "prod1",
     )
+    assert settings.check_memory_mb == 1024
+    assert settings.check_sandbox == Path("/usr/local/libexec/stargazer/check-sandbox")
     assert "host-secret" not in repr(settings)
 
 
@@ -44,7 +48,8 @@ def test_environment_is_the_fallback() -> None:
     env = {"STARGAZER_APP_DIR": "/a", "STARGAZER_MODEL_DIR": "/m", "STARGAZER_DEPLOY_SECRET": "s"}
     settings = load(env, {})
     assert (settings.app_dir, settings.model_dir, settings.secret) == (Path("/a"), Path("/m"), b"s")
-    assert settings.keep == 5 and settings.check_user == "nobody"
+    assert settings.keep == 5 and settings.check_user == "stargazer-check"
+    assert settings.check_memory_mb == 3072 and settings.check_sandbox is None
 
 
 @pytest.mark.parametrize(

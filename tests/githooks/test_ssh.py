@@ -107,7 +107,7 @@ def test_deploy_over_ssh_uses_only_the_hosts_git_config(
     monkeypatch.setenv("GIT_SSH_COMMAND", ssh_host.ssh_command)
     result = deploy("--version", versions[0].name, models=versions[0].parent, remotes=[ssh_host.url()])
     assert result.exit_code == 0, result.output
-    assert "as nobody" in result.output  # sshd ran the hook as root; the check dropped to nobody
+    assert "as stargazer-check, no network" in result.output  # sshd ran the hook as root: sandboxed check
     host = ssh_host.host
     assert host.current() == versions[0].name
     [entry] = host.log()
