@@ -159,7 +159,7 @@ def test_nginx_limits_headers_gzip_and_json_error_pages(tmp_path: Path, upstream
         health = requests.get(f"{base}/healthz", timeout=5)
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         for header, value in {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-                              "Referrer-Policy": "no-referrer"}.items():
+                              "Referrer-Policy": "same-origin"}.items():
             assert health.headers[header] == value
         assert "default-src 'self'" in health.headers["Content-Security-Policy"]
         assert "nginx/" not in health.headers.get("Server", "")  # server_tokens off

@@ -1,0 +1,71 @@
+"""The local stack with TLS on speaks HTTPS like a production host: nginx from the same template with a
+self-signed certificate, plain HTTP only redirecting, HSTS, and a Secure session cookie the form still works
+with over HTTPS."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from model_serving.production_server.stack import Stack
+from tests.model_serving.production_server import stack_fixtures
+
+signed_model = stack_fixtures.signed_model
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def https_stack(tmp_path_factory: pytest.TempPathFactory, signed_model: tuple[Path, str]) -> Iterator[Stack]:
+    stack_fixtures.require_stack_tools()
+    stack = stack_fixtures.start_stack(tmp_path_factory.mktemp("https-stack"), signed_model[0], tls=True)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_the_stack_answers_over_https_and_redirects_plain_http(https_stack: Stack) -> None:
+    assert https_stack.url.startswith("https://") and https_stack.nginx is not None
+    cert = str(https_stack.tls_certificate)
+    ready = requests.get(f"{https_stack.url}/readyz", verify=cert, timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.headers["Strict-Transport-Security"] == "max-age=31536000"
+    plain = requests.get(f"{https_stack.nginx.url}/healthz", allow_redirects=False, timeout=10)
+    assert plain.status_code == 301
+    assert plain.headers["Location"] == f"{https_stack.url}/healthz"
+
+
+def test_the_session_cookie_is_secure_and_the_form_works_over_https(
+    https_stack: Stack, signed_model: tuple[Path, str]
+) -> None:
+    cert = str(https_stack.tls_certificate)
+    with requests.Session() as session:
+        page = session.get(f"{https_stack.url}/", verify=cert, timeout=10)
+        assert page.status_code == 200
+        cookie = page.headers["Set-Cookie"]
+        assert cookie.startswith("session=") and "; Secure" in cookie, cookie
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)
+        assert token, "the form carries a CSRF token"
+        form = {"csrf_token": token.group(1)}
+        for i, forks in enumerate([10, 5000, 40, 300, 2]):
+            form.update({
+                f"rows-{i}-language": "Python", f"rows-{i}-forks_count": str(forks),
+                f"rows-{i}-open_issues_count": "3", f"rows-{i}-size": "2000", f"rows-{i}-topics_count": "2",
+                f"rows-{i}-created_at": "2020-01-01", f"rows-{i}-pushed_at": "2026-10-01",
+                f"rows-{i}-owner_type": "User", f"rows-{i}-has_issues": "y",
+            })
+        # A browser sends this page as the Referer (Referrer-Policy same-origin): over HTTPS the CSRF check
+        # wants it, so a policy of no-referrer would refuse every form.
+        assert page.headers["Referrer-Policy"] == "same-origin"
+        result = session.post(f"{https_stack.url}/predict", data=form, headers={"Referer": page.url},
+                              verify=cert, timeout=30)
+        assert result.status_code == 200, result.text[:500]
+        assert signed_model[1] in result.text
+        elsewhere = session.post(f"{https_stack.url}/predict", data=form,
+                                 headers={"Referer": "https://evil.example/"}, verify=cert, timeout=30)
+        assert elsewhere.status_code == 400
