@@ -62,7 +62,8 @@ def do_up(settings: Settings) -> hosts.Network:
 
 def do_converge(settings: Settings) -> None:
     root = settings.root
-    _fleet_state(settings)
+    # The hosts check out this checkout's HEAD: rewrite the inventory with it (same network, same hosts).
+    inventory.write(root, settings.prefix, _fleet_state(settings), settings.repos)
     names = [inventory.inventory_name(h.key) for h in hosts.FLEET]
     counts: dict[str, dict[str, int]] = {}
     for attempt, what in (

@@ -56,6 +56,9 @@ TAG_PREFIX: Final = "model-"
 HOOK_PREFIX: Final = "remote: stargazer:"
 DEFAULT_REPO: Final = Path("var/deploy.git")
 DEFAULT_MODELS: Final = Path("models")
+#: ssh of every push unless the operator set GIT_SSH_COMMAND or GIT_SSH: a host that drops off the network
+#: mid-push is given up after ~15 s of silence (ServerAlive), not after TCP's minutes or --timeout.
+SSH_COMMAND: Final = "ssh -o ConnectTimeout=15 -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
 
 
 class DeployError(click.ClickException):
@@ -231,6 +234,8 @@ def push(repo: DeployRepo, remote: str, refspecs: Sequence[str], *, timeout: flo
     # The secret stays in this process: a push over the local transport would hand it to the hooks.
     hidden = (artifact.SECRET_ENV, artifact.SECRET_FILE_ENV)
     env = {**{k: v for k, v in os.environ.items() if k not in hidden}, "GIT_TERMINAL_PROMPT": "0"}
+    if "GIT_SSH" not in env:
+        env.setdefault("GIT_SSH_COMMAND", SSH_COMMAND)
     try:
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, env=env, check=False
@@ -324,9 +329,15 @@ def deploy(
             accepted = [a.remote for a in staged if a.ok]
             if accepted:
                 push_all(repo, accepted, [f":{staging_ref}"], timeout=timeout, actor=actor)
-            names = ", ".join(a.remote for a in refused)
+            said_no = [a.remote for a in refused if any("refused" in line for line in a.lines)]
+            # A host that is down or cut off mid-push gives no verdict: say so, with git's last words.
+            silent = [a for a in refused if a.remote not in said_no]
+            reasons = [f"{', '.join(said_no)} refused {version}"] if said_no else []
+            if silent:
+                names = ", ".join(a.remote for a in silent)
+                reasons.append(f"{names} did not accept {version} ({silent[0].summary()})")
             raise DeployError(
-                f"no host switched: {names} refused {version}"
+                f"no host switched: {'; '.join(reasons)}"
                 + (f" (staging ref removed from {', '.join(accepted)})" if accepted else "")
             )
         switch.append(f":{staging_ref}")
