@@ -48,12 +48,13 @@ def env(root: Path) -> dict[str, str]:
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_DEPRECATION_WARNINGS="0",
+        PYTHONUNBUFFERED="1",  # lines reach the log when they happen (the log's time stamps are real)
         PATH=f"{BIN}{os.pathsep}{values.get('PATH', '')}",
     )
     return values
 
 
-def playbook(root: Path, log: Path, *args: str, timeout: float = 900) -> Run:
+def playbook(root: Path, log: Path, *args: str, timeout: float = 1800) -> Run:
     """``cd playbooks && ansible-playbook -i <root>/hosts.yml --vault-password-file <root>/.vault_pass``."""
     started = time.monotonic()
     argv = [

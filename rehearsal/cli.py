@@ -130,9 +130,8 @@ def do_pipeline(settings: Settings) -> None:
 
 
 def _prediction_line(answer: dict) -> str:
-    item = (answer.get("results") or answer.get("items") or [{}])[0]
-    stars = item.get("predicted_stars", item.get("prediction"))
-    return f"{item.get('full_name', '?')} -> {stars} (model {answer.get('model_version', '?')})"
+    item = answer["predictions"][0]
+    return f"{item['full_name']} -> {item['predicted_stars']:.0f} stars (model {answer['model_version']})"
 
 
 def _status(settings: Settings, name: str) -> tuple[int, str]:

@@ -131,9 +131,13 @@ def predict(fleet: Fleet, key: str, full_name: str, *, timeout: float = 60) -> d
     try:
         context = tls_context(fleet, key)
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310 - https
-            return json.loads(response.read())
+            answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         raise RuntimeError(f"{key}: HTTP {exc.code}: {exc.read()[:300]!r}") from None
+    item = answer["predictions"][0]
+    if item.get("predicted_stars") is None:
+        raise RuntimeError(f"{key}: no prediction for {full_name}: {item.get('error', item)}")
+    return answer
 
 
 def a_known_repository(fleet: Fleet) -> str:
