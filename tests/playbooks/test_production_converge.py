@@ -27,13 +27,17 @@ import pytest
 import yaml
 
 from tests.playbooks.ansible_run import Result, playbook
+from tests.playbooks.cmdline_watch import CmdlineWatch
 from tests.playbooks.nshost import NamespaceHost
+from tests.playbooks.supervisord import stop_supervisord
 from tests.support import REPO_ROOT, require_executable
 
 pytestmark = pytest.mark.integration
 
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
+# The rabbitmqctl calls that handle the broker password: the command-line watch must see them run.
+PASSWORD_CALLS = ("add_user", "authenticate_user")
 PROGRAMS = ("stargazer-rabbitmq", "stargazer-celery", "stargazer-gunicorn", "stargazer-nginx")
 
 
@@ -45,6 +49,7 @@ class Converged:
     secrets: dict[str, str]
     first: Result
     second: Result
+    watch: CmdlineWatch
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -140,34 +145,17 @@ def converged(workdir: Path, ns_host: NamespaceHost, vault) -> Iterator[Converge
     user = f"sgzt{secrets.token_hex(2)}"
     inventory, paths, hostvars = _write_inventory(workdir, ns_host, user)
     try:
-        first = _converge(workdir, inventory, vault)
-        assert first.returncode == 0, first.output[-6000:]
-        second = _converge(workdir, inventory, vault)
-        assert second.returncode == 0, second.output[-6000:]
-        yield Converged(ns_host, paths, hostvars, vault[2], first, second)
+        # Every process's command line is read while both converges run: what `ps` shows any local user.
+        with CmdlineWatch(vault[2], markers=PASSWORD_CALLS) as watch:
+            first = _converge(workdir, inventory, vault)
+            assert first.returncode == 0, first.output[-6000:]
+            second = _converge(workdir, inventory, vault)
+            assert second.returncode == 0, second.output[-6000:]
+        yield Converged(ns_host, paths, hostvars, vault[2], first, second, watch)
     finally:
-        _stop_supervisord(paths["supervisor"] / "supervisord.pid")
+        stop_supervisord(paths["supervisor"] / "supervisord.pid")
         subprocess.run(["userdel", user], capture_output=True, check=False)
         subprocess.run(["groupdel", user], capture_output=True, check=False)
-
-
-def _stop_supervisord(pidfile: Path) -> None:
-    """supervisord stops its programs (nginx, gunicorn, Celery, RabbitMQ) on SIGTERM; wait for it."""
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return
-    try:
-        os.kill(pid, 15)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
 
 
 def test_first_converge_builds_and_second_changes_nothing(converged: Converged) -> None:
@@ -303,3 +291,10 @@ def test_deploy_repository_has_its_hooks(converged: Converged) -> None:
         capture_output=True, text=True, check=False,
     )
     assert config.stdout.strip() == str(converged.paths["app"])
+
+
+def test_no_secret_is_ever_on_a_command_line(converged: Converged) -> None:
+    """rabbitmqctl reads the broker password on stdin: a command line is readable by every local user."""
+    watch = converged.watch
+    assert set(PASSWORD_CALLS) <= watch.seen, f"the watch never saw {set(PASSWORD_CALLS) - watch.seen}"
+    assert not watch.leaks, [(leak.what, leak.pid, leak.argv) for leak in watch.leaks[:5]]
