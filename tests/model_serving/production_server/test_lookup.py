@@ -58,7 +58,8 @@ def test_lookups_are_cached_and_unknown_names_cached_briefly(simulator: Simulato
 def test_lookup_many_keeps_order_and_reports_each_failure(simulator: SimulatorServer) -> None:
     names = [simulator.store.repos[i].full_name for i in (1, 2)]
     results = make_lookup(simulator).lookup_many([names[0], "ghost/repo", names[1], names[0]])
-    assert [r.row["full_name"] for r in (results[0], results[2], results[3])] == [names[0], names[1], names[0]]
+    found = [results[0], results[2], results[3]]
+    assert [r.row["full_name"] for r in found] == [names[0], names[1], names[0]]
     assert isinstance(results[1], RepositoryNotFound)
 
 
