@@ -15,6 +15,13 @@ Why this shape (DESIGN.md §4-5):
 - A release that fails to load never replaces a working model: the worker keeps answering with the version it
   has (every answer names it) and reports the failure in ``last_error``; with no usable model at all every
   task answers a one-line error, which the web turns into a 503.
+- Only a verdict on the release itself (bad signature or sha256, incompatible manifest, bytes that do not
+  unpickle into a model) marks it failed until ``current`` moves again. A load that was interrupted (Celery's
+  soft time limit fires inside the task that happened to load it, an I/O error, memory running out) says
+  nothing about the model: it is retried with exponential backoff, in a thread of the worker process (outside
+  any task's time limit, while the current model keeps answering), and logged each time.
+- ``last_error`` holds the whole story (paths, exception text) for the worker's log and the allowlisted
+  ``/readyz`` detail; ``public_reason`` is the short line anyone may read (the API's 503, public ``/readyz``).
 """
 
 from __future__ import annotations
@@ -28,16 +35,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from model_serving import artifact
 
 log = logging.getLogger(__name__)
+
+#: Errors that interrupt a load without saying anything about the release: it is loaded again later.
+TRANSIENT_LOAD_ERRORS: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded, OSError, MemoryError)
+#: Backoff between attempts at a release whose load was interrupted (seconds: first wait, then doubling).
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 60.0
+
+#: The short lines anyone may read (no paths, no exception text).
+NO_RELEASE = "no model installed yet"
+REFUSED = "the installed model release was refused (see the worker's log)"
+RETRYING = "loading the installed model release was interrupted; it is retried"
 
 #: (target of ``current``, inode, mtime_ns, size of its model.json): changes whenever a release is switched.
 ReleaseKey = tuple[str, int, int, int]
 
 
 class ModelUnavailable(Exception):
-    """No usable model in this worker process; the message is one line for the API's 503."""
+    """No usable model in this worker process; the message is one public line for the API's 503."""
+
+
+@dataclass(frozen=True)
+class RetryState:
+    """A release whose load was interrupted: how many attempts failed so far, and when to try it again."""
+
+    key: ReleaseKey
+    failures: int
+    delay: float
+    due: float  # time.monotonic() of the next attempt
+
+    @classmethod
+    def after(cls, previous: RetryState | None, key: ReleaseKey) -> RetryState:
+        """The state after one more interrupted attempt at ``key`` (the wait doubles, up to a minute)."""
+        failures = previous.failures + 1 if previous is not None and previous.key == key else 1
+        delay = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2 ** (failures - 1))
+        return cls(key, failures, delay, time.monotonic() + delay)
 
 
 @dataclass(frozen=True)
@@ -87,8 +124,12 @@ class ModelStore:
         self.require_signature = require_signature
         self.model: LoadedModel | None = None
         self.last_error: str | None = None
+        self.public_reason: str | None = None
         self.loads = 0
         self._failed_key: ReleaseKey | None = None
+        self._retry: RetryState | None = None
+        #: The release a background retry is loading (None: no load running outside tasks).
+        self._loading: ReleaseKey | None = None
         self._lock = threading.Lock()
         self._on_load = on_load
 
@@ -102,40 +143,78 @@ class ModelStore:
                 return self.model  # this release already failed: do not re-hash a 100 MB file per task
             if key is None:
                 self.last_error = f"no model installed: {self.current} does not exist"
-                self._failed_key = None
+                self.public_reason = NO_RELEASE
+                self._failed_key = self._retry = None
                 return self.model
-            self._load(key)
+            retry = self._retry
+            if retry is not None and retry.key == key:
+                if time.monotonic() >= retry.due and self._loading is None:
+                    self._load_in_background(key)
+                return self.model  # meanwhile, the model this process has (if any) keeps answering
+            # A new release: loaded in this task, so a request sent after the switch is answered by it.
+            self._record(key, self._attempt(key))
             return self.model
 
-    def _load(self, key: ReleaseKey) -> None:
+    def _load_in_background(self, key: ReleaseKey) -> None:
+        """Retry an interrupted load in a thread of this process, outside any task and its time limit.
+
+        Why: a load that ran into the soft time limit once would run into it again in the next task (a big
+        model on a busy host takes as long each time), pinning the process to the old model for good. Celery
+        delivers the soft limit to the main thread only; tasks keep being answered by the current model.
+        """
+        self._loading = key
+
+        def run() -> None:
+            outcome = self._attempt(key)
+            with self._lock:
+                self._loading = None
+                self._record(key, outcome)
+
+        threading.Thread(target=run, name="stargazer-model-load", daemon=True).start()
+
+    def _attempt(self, key: ReleaseKey) -> LoadedModel | BaseException:
+        """Load and compile the release ``current`` points to; the outcome, never raised (state untouched)."""
         started = time.perf_counter()
         source = Path(os.path.realpath(self.current))
         try:
-            pipeline, manifest = artifact.load_version(
-                source, self.secret, require_signature=self.require_signature
-            )
-        except artifact.ArtifactError as exc:
-            self._failed_key = key
-            self.last_error = f"model at {self.current} unusable: {exc}"
-            if self.model is not None:
-                log.error("%s; still serving %s", self.last_error, self.model.version)
-            else:
-                log.error("%s", self.last_error)
-            self._notify(self.model.version if self.model else None, None, ok=False)
+            pipeline, manifest = load_release(source, self.secret, require_signature=self.require_signature)
+            compiled = compile_for_serving(pipeline, manifest.version)
+        except (artifact.ArtifactError, *TRANSIENT_LOAD_ERRORS) as exc:
+            return exc
+        return LoadedModel(pipeline, manifest, source, key, time.perf_counter() - started, compiled)
+
+    def _record(self, key: ReleaseKey, outcome: LoadedModel | BaseException) -> None:
+        """Make a load attempt's outcome the store's state (called with the lock held)."""
+        serving = f"; still serving {self.model.version}" if self.model is not None else ""
+        old = self.model.version if self.model else None
+        if isinstance(outcome, artifact.ArtifactError):
+            self._failed_key, self._retry = key, None
+            self.last_error = f"model at {self.current} unusable: {outcome}"
+            self.public_reason = REFUSED
+            log.error("%s%s", self.last_error, serving)
+            self._notify(old, None, ok=False)
+            return
+        if isinstance(outcome, BaseException):
+            retry = self._retry = RetryState.after(self._retry, key)
+            reason = "the task's soft time limit" if isinstance(outcome, SoftTimeLimitExceeded) else (
+                f"{type(outcome).__name__}: {outcome}")
+            self.last_error = (f"loading the model at {self.current} was interrupted by {reason} "
+                               f"(attempt {retry.failures}); retrying in {retry.delay:g} s, outside tasks")
+            self.public_reason = RETRYING
+            log.warning("%s%s (pid %d)", self.last_error, serving, os.getpid())
+            self._notify(old, None, ok=False)
             return
         # The release may have been switched again while we hashed it: the key we record is re-read after
         # loading, and if it moved, the next task loads again. Never record a key newer than what was loaded.
         if release_key(self.current) != key:
-            log.info("current moved while loading %s; will reload before the next task", source)
-        old = self.model.version if self.model else None
-        compiled = compile_for_serving(pipeline, manifest.version)
-        self.model = LoadedModel(pipeline, manifest, source, key, time.perf_counter() - started, compiled)
+            log.info("current moved while loading %s; will reload before the next task", outcome.source)
+        self.model = outcome
         self.loads += 1
-        self._failed_key = None
-        self.last_error = None
-        log.info("loaded model %s from %s in %.2f s (pid %d)", manifest.version, source,
-                 self.model.load_seconds, os.getpid())
-        self._notify(old, manifest.version, ok=True)
+        self._failed_key = self._retry = None
+        self.last_error = self.public_reason = None
+        log.info("loaded model %s from %s in %.2f s (pid %d)", outcome.version, outcome.source,
+                 outcome.load_seconds, os.getpid())
+        self._notify(old, outcome.version, ok=True)
 
     def _notify(self, old: str | None, new: str | None, *, ok: bool) -> None:
         if self._on_load is not None:
@@ -148,24 +227,54 @@ class ModelStore:
         """The model for the next task (after the cheap check), or ModelUnavailable with a one-line reason."""
         model = self.refresh()
         if model is None:
-            raise ModelUnavailable(self.last_error or f"no model loaded from {self.current}")
+            raise ModelUnavailable(self.public_reason or "no model loaded yet")
         return model
 
     def status(self) -> dict[str, Any]:
-        """What the ping task answers for /readyz."""
+        """What the ping task answers for /readyz (``error`` is detail; ``reason`` may be shown to anyone)."""
         model = self.refresh()
+        retry = self._retry
         return {
             "model_version": model.version if model else None,
             "error": self.last_error,
+            "reason": self.public_reason,
+            "retry_in": round(max(0.0, retry.due - time.monotonic()), 1) if retry is not None else None,
+            "loading": self._loading is not None,
             "pid": os.getpid(),
             "loads": self.loads,
         }
 
 
+def load_release(
+    source: Path, secret: bytes | None, *, require_signature: bool
+) -> tuple[Any, artifact.Manifest]:
+    """``artifact.load_version``, but an interrupted unpickling stays an interruption, not a verdict.
+
+    Every check before unpickling (signature, sha256, compatibility) is ``artifact.validate_version``'s, so
+    only signed bytes reach joblib. ``artifact.load_version`` turns ANY exception of ``joblib.load`` into an
+    ArtifactError (a corrupt pickle can raise nearly anything); the store must tell the time limit firing or
+    a read error (retry) from bytes that are no model (verdict).
+    """
+    import joblib
+
+    manifest = artifact.validate_version(source, secret, require_signature=require_signature)
+    try:
+        pipeline = joblib.load(source / artifact.MODEL_FILE)
+    except TRANSIENT_LOAD_ERRORS:
+        raise
+    except Exception as exc:  # a corrupt pickle can raise nearly anything
+        raise artifact.ArtifactError(
+            f"{artifact.MODEL_FILE} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    if not hasattr(pipeline, "predict"):
+        raise artifact.ArtifactError(f"{artifact.MODEL_FILE} holds {type(pipeline).__name__}, not a model")
+    return pipeline, manifest
+
+
 def compile_for_serving(pipeline: Any, version: str) -> Any:
     """The compiled form of a freshly loaded pipeline, or None (logged) when scikit-learn must serve it.
 
-    Never raises: a model that loads but cannot be compiled is still a working model.
+    Raises only what interrupts a load (TRANSIENT_LOAD_ERRORS): a model that loads but cannot be compiled is
+    still a working model.
     """
     from model_serving import compiled_forest
 
@@ -175,6 +284,8 @@ def compile_for_serving(pipeline: Any, version: str) -> Any:
     except compiled_forest.NotCompilable as exc:
         log.info("model %s served by scikit-learn (not compiled: %s)", version, exc)
         return None
+    except TRANSIENT_LOAD_ERRORS:  # interrupted (the time limit fired): the whole load is tried again later
+        raise
     except Exception:  # an unexpected shape must not make a loadable model unusable
         log.exception("compiling model %s failed; served by scikit-learn", version)
         return None

@@ -7,9 +7,13 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from model_serving.production_server import metrics
-from model_serving.production_server.service import readiness
+from model_serving.production_server.readiness import probe_for
 
 bp = Blueprint("observability", __name__)
+
+#: Set by nginx on every proxied request: "1" when the client's address is in ``nginx_readyz_detail_allow``
+#: (nginx overwrites whatever a client sent). gunicorn is reachable only through nginx, as for /metrics.
+DETAIL_HEADER = "X-Stargazer-Readyz-Detail"
 
 
 @bp.get("/healthz")
@@ -20,9 +24,16 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready = the broker is reachable AND a worker answers ping with a loaded model version within 2 s."""
-    ready, report = readiness(current_app.extensions["celery"], current_app.config["STARGAZER"])
-    return jsonify({"ready": ready, **report}), 200 if ready else 503
+    """Ready = the broker is reachable AND a worker answers ping with a loaded model version within 2 s.
+
+    Everyone gets ``{"ready", "reason"}``; the worker's error text, pid and the broker's state only go to an
+    address nginx allowlisted (readiness.py says why). The answer is the cached probe's.
+    """
+    readiness = probe_for(current_app).get(current_app.extensions["celery"], current_app.config["STARGAZER"])
+    body = readiness.detailed() if request.headers.get(DETAIL_HEADER) == "1" else readiness.public()
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response, 200 if readiness.ready else 503
 
 
 @bp.get("/metrics")

@@ -30,7 +30,7 @@ from model_serving.production_server.lookup import (
     RepositoryNotFound,
 )
 from model_serving.production_server.settings import ServingSettings
-from model_serving.production_server.tasks import ping, predict_batch
+from model_serving.production_server.tasks import predict_batch
 
 log = logging.getLogger(__name__)
 
@@ -218,38 +218,3 @@ def predict(items: Sequence[RequestItem], settings: ServingSettings, lookup: Rep
         for r in to_predict
     ), max_bytes=settings.prediction_log_max_bytes, backups=settings.prediction_log_backups)
     return Outcome(version, results)
-
-
-def readiness(celery_app: Celery, settings: ServingSettings) -> tuple[bool, dict[str, Any]]:
-    """Broker reachable AND a worker answers ping with its model version, within ``ready_timeout``."""
-    report: dict[str, Any] = {"broker": False, "worker": None, "model_version": None}
-    try:
-        with celery_app.connection_for_write(connect_timeout=settings.broker_probe_timeout) as conn:
-            conn.ensure_connection(max_retries=1, timeout=settings.broker_probe_timeout)
-        report["broker"] = True
-    except BROKER_ERRORS as exc:
-        report["error"] = f"message broker unreachable ({type(exc).__name__})"
-        return False, report
-    try:
-        pending = ping.apply_async(expires=settings.ready_timeout)
-    except BROKER_ERRORS as exc:
-        reset_result_consumer(celery_app)
-        report["error"] = f"message broker unreachable ({type(exc).__name__})"
-        return False, report
-    try:
-        answer = pending.get(timeout=settings.ready_timeout)
-    except CeleryTimeout:
-        report["error"] = f"no worker answered a ping within {settings.ready_timeout:g} s"
-        return False, report
-    except BROKER_ERRORS as exc:
-        reset_result_consumer(celery_app)
-        report["error"] = f"message broker connection lost during the ping ({type(exc).__name__})"
-        return False, report
-    except Exception as exc:
-        report["error"] = f"the ping task failed in the worker: {type(exc).__name__}"
-        return False, report
-    report["worker"] = {"pid": answer.get("pid"), "loads": answer.get("loads")}
-    report["model_version"] = answer.get("model_version")
-    if answer.get("error"):
-        report["error"] = str(answer["error"])
-    return report["model_version"] is not None, report

@@ -723,6 +723,9 @@ NGINX_DEFAULTS: dict[str, Any] = {
     "nginx_lookup_limit_req_rate": "1r/s",
     "nginx_lookup_limit_req_burst": 10,
     "nginx_metrics_allow": ["127.0.0.1"],
+    "nginx_readyz_detail_allow": ["127.0.0.1"],
+    "nginx_readyz_limit_req_rate": "5r/s",
+    "nginx_readyz_limit_req_burst": 10,
     "nginx_csp": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
         "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"

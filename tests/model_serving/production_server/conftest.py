@@ -143,6 +143,9 @@ def module_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers
 
 def app_settings(broker_url: str, model_dir: Path, tmp_path: Path, **overrides: Any) -> ServingSettings:
     github = GitHubSettings(api_url=overrides.pop("github_url", f"http://127.0.0.1:{free_port()}"))
+    # Tests change the broker, worker or model between two /readyz calls: each call probes afresh unless a
+    # test is about the cache.
+    overrides.setdefault("ready_cache_seconds", 0.0)
     return ServingSettings(
         broker_url=broker_url,
         model_dir=model_dir,

@@ -19,13 +19,14 @@ import pytest
 from model_serving import artifact, releases
 from model_serving.production_server.services import RabbitMQ
 from tests.model_serving.production_server.conftest import (
+    DEPLOY_SECRET,
     AppFactory,
     Models,
     WorkerFactory,
     install,
     wait_until,
 )
-from tests.model_serving.production_server.helpers import json_rows
+from tests.model_serving.production_server.helpers import READYZ_DETAIL, gated_load_version, json_rows
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +96,7 @@ def test_rabbitmq_restart_the_app_recovers_without_restart(
         down = client.post("/api/v1/predict", json=body)
         assert down.status_code == 503
         assert down.json["error"].startswith("message broker")
-        assert client.get("/readyz").status_code == 503
+        assert client.get("/readyz", headers=READYZ_DETAIL).status_code == 503
     finally:
         rabbitmq.start()  # same node, ports, data and credentials
         rabbitmq.wait_ready(60)
@@ -111,7 +112,7 @@ def test_rabbitmq_restart_the_app_recovers_without_restart(
     wait_until(recovered, 60, "a prediction after the broker came back", interval=0.5)
     assert set(statuses) <= {200, 503, 504}, statuses
     print(f"recovered {time.monotonic() - outage_over:.1f} s after the broker was back; statuses {statuses}")
-    assert client.get("/readyz").json["ready"] is True
+    assert client.get("/readyz", headers=READYZ_DETAIL).json["ready"] is True
     # Several in a row: the recovered connection is a healthy one, not a lucky one.
     assert all(client.post("/api/v1/predict", json=body).status_code == 200 for _ in range(5))
 
@@ -126,13 +127,14 @@ def test_no_model_then_corrupt_model_then_a_good_one_without_restarting_the_work
     client = make_app(rabbitmq.url, model_dir, queue=queue).test_client()
     body = {"repositories": json_rows(2)}
 
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=READYZ_DETAIL)
     assert ready.status_code == 503 and ready.json["ready"] is False and ready.json["broker"] is True
     assert ready.json["error"] == f"no model installed: {model_dir / 'current'} does not exist"
+    assert client.get("/readyz").json == {"ready": False, "reason": "no model loaded: no model installed yet"}
     answer = client.post("/api/v1/predict", json=body)
     assert answer.status_code == 503
-    assert answer.json == {"error": f"no model installed: {model_dir / 'current'} does not exist",
-                           "details": {"code": "no_model"}}
+    # The API's 503 says why in words anyone may read: never the model directory.
+    assert answer.json == {"error": "no model installed yet", "details": {"code": "no_model"}}
 
     # A release whose bytes do not match the signed manifest (a truncated copy, a bit flip on disk).
     corrupt = tmp_path / "corrupt"
@@ -141,13 +143,17 @@ def test_no_model_then_corrupt_model_then_a_good_one_without_restarting_the_work
     (model_dir / "current" / artifact.MODEL_FILE).write_bytes(b"\x80\x04 truncated")
     answer = client.post("/api/v1/predict", json=body)
     assert answer.status_code == 503
-    assert "unusable: model.joblib sha256" in answer.json["error"]
-    assert "does not match model.json" in answer.json["error"]
-    ready = client.get("/readyz")
+    assert answer.json["error"] == "the installed model release was refused (see the worker's log)"
+    assert str(tmp_path) not in answer.get_data(as_text=True)
+    ready = client.get("/readyz", headers=READYZ_DETAIL)
     assert ready.status_code == 503 and "does not match model.json" in ready.json["error"]
+    assert str(model_dir) in ready.json["error"]  # the detail names the path, for the operator
+    public = client.get("/readyz")
+    assert public.status_code == 503 and set(public.json) == {"ready", "reason"}
+    assert str(tmp_path) not in public.get_data(as_text=True)
 
     version = install(model_dir, signed_models.v2)
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=READYZ_DETAIL)
     assert ready.status_code == 200 and ready.json["model_version"] == version
     assert client.post("/api/v1/predict", json=body).json["model_version"] == version
 
@@ -196,5 +202,55 @@ def test_new_model_switched_in_while_requests_run_no_request_fails(
     # when it starts the task, not when it received the message.
     late = [version for started, _, version in seen if started > switched_at]
     assert len(late) >= 20 and set(late) == {new}
-    ready = app.test_client().get("/readyz")
+    ready = app.test_client().get("/readyz", headers=READYZ_DETAIL)
     assert ready.json["model_version"] == new
+
+
+def test_a_model_load_cut_short_by_the_soft_time_limit_is_retried_and_served_without_restart(
+    tmp_path: Path, signed_models: Models, rabbitmq: RabbitMQ, start_worker: WorkerFactory,
+    make_app: AppFactory,
+) -> None:
+    model_dir = tmp_path / "production"
+    old = install(model_dir, signed_models.v1)
+    queue = "slow-reload"
+    # A soft limit a tiny model's load never comes near (even on a busy machine), but a blocked load does.
+    worker = start_worker(rabbitmq.url, model_dir, STARGAZER_QUEUE=queue,
+                          STARGAZER_TASK_SOFT_TIME_LIMIT="4", STARGAZER_TASK_HARD_TIME_LIMIT="30")
+    client = make_app(rabbitmq.url, model_dir, queue=queue, task_timeout=25.0,
+                      ready_timeout=20.0).test_client()
+    body = {"repositories": json_rows(2)}
+    assert client.post("/api/v1/predict", json=body).json["model_version"] == old
+    pool_pid = client.get("/readyz", headers=READYZ_DETAIL).json["worker"]["pid"]
+
+    # While the gate exists, unpickling this (sound, signed) release blocks for ten minutes, as a big model
+    # on a slow disk might: every load the worker tries is cut short by the task's soft time limit.
+    gate = tmp_path / "slow-disk"
+    gate.touch()
+    new = install(model_dir, gated_load_version(tmp_path / "slow", DEPLOY_SECRET, gate, seconds=600))
+    answer = client.post("/api/v1/predict", json=body)
+    assert answer.status_code == 200 and answer.json["model_version"] == old  # answered, by the old model
+    worker_log = worker.log_file.read_text(errors="replace")
+    assert "was interrupted by the task's soft time limit (attempt 1); retrying in 1 s" in worker_log
+    assert f"still serving {old}" in worker_log
+
+    ready = client.get("/readyz", headers=READYZ_DETAIL)
+    assert ready.status_code == 200 and ready.json["model_version"] == old
+    assert "interrupted by the task's soft time limit" in ready.json["error"]
+    assert ready.json["worker"]["retry_in"] is not None
+    public = client.get("/readyz")
+    assert public.json == {"ready": True, "reason": (
+        "a worker answered with a loaded model; the newest release is not served: "
+        "loading the installed model release was interrupted; it is retried")}
+
+    # The disk is quick again: the worker serves the new release on its own, no restart, no new switch.
+    gate.unlink()
+
+    def serves_new() -> bool:
+        answer = client.post("/api/v1/predict", json=body)
+        return answer.status_code == 200 and answer.json["model_version"] == new
+
+    wait_until(serves_new, 90, "the new model after the interrupted loads were retried", interval=0.5)
+    ready = client.get("/readyz", headers=READYZ_DETAIL)
+    assert ready.status_code == 200 and ready.json["model_version"] == new and "error" not in ready.json
+    assert ready.json["worker"]["pid"] == pool_pid  # the same worker process: nothing was restarted
+    assert client.get("/readyz").json == {"ready": True, "reason": "a worker answered with a loaded model"}

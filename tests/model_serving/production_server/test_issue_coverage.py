@@ -52,7 +52,7 @@ from tests.support import free_port, require_executable
 
 from . import stack_fixtures
 from .conftest import AppFactory, Models, WorkerFactory, install, wait_until
-from .helpers import json_rows
+from .helpers import READYZ_DETAIL, json_rows
 from .stack_fixtures import five_rows
 
 signed_model = stack_fixtures.signed_model
@@ -269,11 +269,12 @@ def test_a_pool_process_killed_in_the_middle_of_a_task_gives_it_back_and_it_is_a
     assert log.count(f"Task stargazer.predict_batch[{task_id}] received") == 2, "redelivered once"
 
 
-def test_a_task_past_its_soft_time_limit_is_a_504_and_the_worker_carries_on(
+def test_a_model_load_stuck_past_the_soft_time_limit_is_answered_by_the_old_model(
     tmp_path: Path, stack: Stack, signed_models: Models, start_worker: WorkerFactory, make_app: AppFactory
 ) -> None:
-    """The soft limit from the environment (1 s here) ends a stuck task: the person gets a 504 with one line,
-    not a 500, and the same worker process answers the next request (no restart)."""
+    """The soft limit from the environment (1 s here) ends a task stuck loading a new release: the person gets
+    the old model's answer (not a 500, not a 504 after the web's 20 s), the release is retried later instead
+    of being condemned, and the same worker process serves the next release (no restart)."""
     model_dir = tmp_path / "production"
     install(model_dir, signed_models.v1)
     queue = "coverage-time-limit"
@@ -291,18 +292,25 @@ def test_a_task_past_its_soft_time_limit_is_a_504_and_the_worker_carries_on(
     hanging = model_dir / "releases" / "zz-hanging"
     hanging.mkdir()
     shutil.copy2(signed_models.v2 / artifact.MODEL_FILE, hanging / artifact.MODEL_FILE)
-    os.mkfifo(hanging / artifact.MANIFEST_FILE)  # the task's model check blocks: a stuck task
+    os.mkfifo(hanging / artifact.MANIFEST_FILE)  # the task's model check blocks: a stuck load
     _switch_current(model_dir, hanging)
     started = time.monotonic()
     stuck = client.post("/api/v1/predict", json=body)
     waited = time.monotonic() - started
-    assert stuck.status_code == 504, stuck.json
-    assert stuck.json == {"error": "the prediction exceeded the worker's time limit", "details": {}}
+    assert stuck.status_code == 200 and stuck.json["model_version"] == served_by, stuck.json
     assert 0.9 < waited < 3.5, waited  # the soft limit, not the web's 20 s wait
+    ready = client.get("/readyz", headers=READYZ_DETAIL)
+    assert "interrupted by the task's soft time limit" in ready.json["error"]
 
+    # A sound release: its load (and the compile that verifies it) may itself take longer than this 1 s limit
+    # on a busy machine; then it is retried outside tasks, and served without a restart either way.
     new = install(model_dir, signed_models.v2)
-    after = client.post("/api/v1/predict", json=body)
-    assert after.status_code == 200 and after.json["model_version"] == new != served_by
+
+    def serves_new() -> bool:
+        after = client.post("/api/v1/predict", json=body)
+        return after.status_code == 200 and after.json["model_version"] == new != served_by
+
+    wait_until(serves_new, 60, "the new release served after the stuck one", interval=0.5)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from data_collection.simulator import SimulatorServer
 from model_serving.production_server import model_store
 from model_serving.production_server.services import RabbitMQ
 from tests.model_serving.production_server.conftest import AppFactory, Models, Workers, install
-from tests.model_serving.production_server.helpers import csrf_token, form_data, json_rows
+from tests.model_serving.production_server.helpers import READYZ_DETAIL, csrf_token, form_data, json_rows
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +125,7 @@ def test_form_round_trip_shows_ranked_table_version_and_chart(served: tuple[Flas
 def test_readyz_names_the_loaded_version_and_metrics_count(served: tuple[Flask, str]) -> None:
     app, version = served
     client = app.test_client()
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=READYZ_DETAIL)
     assert ready.status_code == 200
     assert ready.json["ready"] is True and ready.json["broker"] is True
     assert ready.json["model_version"] == version
@@ -150,7 +150,7 @@ def test_no_worker_is_a_504_and_readyz_false(
     assert answer.status_code == 504
     assert answer.json == {"error": "no prediction worker answered within 1 s",
                            "details": {"timeout_seconds": 1.0}}
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=READYZ_DETAIL)
     assert ready.status_code == 503
     assert ready.json["broker"] is True
     assert ready.json["error"] == "no worker answered a ping within 0.5 s"
@@ -161,7 +161,7 @@ def test_no_broker_is_a_clear_503(offline_app: Flask) -> None:
     answer = client.post("/api/v1/predict", json={"repositories": json_rows(1)})
     assert answer.status_code == 503
     assert answer.json["error"] == "message broker unreachable: the prediction could not be queued"
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=READYZ_DETAIL)
     assert ready.status_code == 503 and ready.json["broker"] is False
     assert ready.json["error"].startswith("message broker unreachable")
     page = client.post("/predict", data=form_data([{"language": "C", "created_at": "2020-01-01"}],
