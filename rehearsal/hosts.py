@@ -144,8 +144,10 @@ def pids(ns: str) -> list[int]:
 
 
 def kill_all(ns: str, *, grace: float = 15) -> None:
-    """Stop every process in the namespace: TERM, a grace period, then KILL (a machine losing power)."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+    """Stop every process in the namespace: TERM, a grace period, then KILL; ``grace=0``: KILL at once, as a
+    machine losing power (no process gets to say goodbye)."""
+    steps = ((signal.SIGTERM, grace), (signal.SIGKILL, 10)) if grace > 0 else ((signal.SIGKILL, 10),)
+    for sig, wait in steps:
         for pid in pids(ns):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
