@@ -11,6 +11,7 @@ declare -A need=(
   [wrk]=/usr/bin/wrk
   [git]=/usr/bin/git
   [supervisor]=/usr/bin/supervisord
+  [sudo]=/usr/bin/sudo
 )
 missing=()
 for pkg in "${!need[@]}"; do
