@@ -60,7 +60,10 @@ def test_api_round_trip_ranks_in_order_sent_and_logs(served: tuple[Flask, str], 
         # p10 <= p90 always; the point (mean of the trees) usually, not necessarily, lies between them.
         assert 0 <= low <= high and got["predicted_stars"] > 0
         assert got["actual_stars"] == sent["stargazers_count"]
-        assert list(got) == ["full_name", "predicted_stars", "interval", "actual_stars", "rank"]
+        assert list(got) == [
+            "full_name", "predicted_stars", "interval", "actual_stars", "rank", "source", "collected_at"
+        ]
+        assert got["source"] == "given" and got["collected_at"] is None
     # The prediction log: one JSON line per prediction, naming the version, inputs and output.
     lines = (tmp_path / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 5
