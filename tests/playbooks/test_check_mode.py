@@ -29,7 +29,7 @@ def test_check_diff_previews_a_first_run_on_a_fresh_host(workdir: Path, ns_host:
     vault_file, password, values = vault
     run = playbook(
         workdir, "-i", str(inventory), "--vault-password-file", str(password), "-e", f"@{vault_file}",
-        "site.yml", "--limit", "production", "--check", "--diff",
+        "site.yml", "--limit", "production", "--check", "--diff", timeout=900,
     )
     assert run.returncode == 0, run.output[-8000:]
     recap = run.recap()["prod1"]

@@ -135,6 +135,8 @@ def _converge(workdir: Path, inventory: Path, vault: tuple[Path, Path, dict[str,
     return playbook(
         workdir, "-i", str(inventory), "--vault-password-file", str(password), "-e", f"@{vault_file}",
         "site.yml", "--limit", "production",
+        # A first converge takes ~4 min on a 2-core machine at load 10+ (the RabbitMQ boot alone may take 2).
+        timeout=900,
     )
 
 
