@@ -72,9 +72,9 @@ install_hooks() {
     --secret-file "$STARGAZER_DEPLOY_SECRET_FILE" --host-name demo-host "$@" >var/githooks-install.log 2>&1
 }
 if ! install_hooks; then
-  # The model check runs as `nobody` by default; a checkout that user cannot read (e.g. under /root)
-  # falls back to checking as the current user.
-  echo "   (the load check cannot run as nobody here: checking models as $(id -un) instead)"
+  # The model check runs sandboxed as `stargazer-check` (install.sh as root creates it); without root, or with
+  # a checkout that user cannot read, the demo checks models as the current user (no sandbox user).
+  echo "   (the sandboxed load check cannot run here: checking models as $(id -un) instead)"
   install_hooks --check-user ''
 fi
 [ -d var/deploy.git ] || git init -q --bare --initial-branch=deploy var/deploy.git
