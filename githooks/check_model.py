@@ -7,7 +7,8 @@ So the child runs through ``githooks/check-sandbox`` (as root, or through the on
 ``githooks/install.py`` writes for the deploy user) as ``stargazer.checkuser``: a dedicated account outside
 the deploy user's group that can read no secret and write no model directory, with no network (an empty
 network namespace), in its own PID namespace, under address-space, CPU and wall-clock limits. The model
-reaches it on stdin (``model.json``'s length, ``model.json``, then ``model.joblib``), so the child needs no
+reaches it on stdin (the lengths of ``model.json`` and of the dataset snapshot, those two, then
+``model.joblib``; the snapshot goes along: the child validates the version as a whole), so it needs no
 access to the hook's files at all. With ``stargazer.checkuser`` empty (a development machine without root)
 the child runs as the hook's own user with the same limits but no user or network isolation.
 
@@ -34,6 +35,7 @@ SAMPLE_FILE: Final = Path(__file__).with_name("canned_sample.json")
 SANDBOX_SCRIPT: Final = Path(__file__).with_name("check-sandbox")
 _MAX_ERROR: Final = 300
 _MAX_MANIFEST: Final = 1 << 20
+_MAX_SNAPSHOT: Final = 1 << 30
 _KILLED: Final = (124, 137, -signal.SIGKILL, 128 + signal.SIGXCPU, -signal.SIGXCPU)
 _BACKSTOP_SECONDS: Final = 20  # on top of the sandbox's own limit (its timeout, then SIGKILL 5 s later)
 
@@ -77,11 +79,20 @@ class Sandbox:
 
 
 def write_bundle(version_dir: Path, bundle: Path) -> None:
-    """What the child reads on stdin: model.json's length in bytes, a newline, model.json, model.joblib."""
-    manifest = (version_dir / "model.json").read_bytes()
-    with bundle.open("wb") as out, (version_dir / "model.joblib").open("rb") as model:
-        out.write(f"{len(manifest)}\n".encode())
+    """What the child reads on stdin: "<model.json bytes> <snapshot bytes>\\n", model.json, the dataset
+    snapshot (0 bytes when the version ships none), model.joblib. A header without the second number (the
+    installer's probe) means no snapshot."""
+    from model_serving import artifact
+
+    manifest = (version_dir / artifact.MANIFEST_FILE).read_bytes()
+    snapshot = version_dir / artifact.SNAPSHOT_FILE
+    snapshot_size = snapshot.stat().st_size if snapshot.is_file() else 0
+    with bundle.open("wb") as out, (version_dir / artifact.MODEL_FILE).open("rb") as model:
+        out.write(f"{len(manifest)} {snapshot_size}\n".encode())
         out.write(manifest)
+        if snapshot_size:
+            with snapshot.open("rb") as data:
+                shutil.copyfileobj(data, out, 1 << 20)
         shutil.copyfileobj(model, out, 1 << 20)
 
 
@@ -217,19 +228,35 @@ def check(version_dir: Path) -> dict[str, Any]:
 
 
 def receive(stream: IO[bytes], into: Path) -> Path:
-    """Child side of :func:`write_bundle`: write model.json and model.joblib into ``into``."""
-    header = stream.readline(32)
+    """Child side of :func:`write_bundle`: model.json, the snapshot (if any), model.joblib into ``into``."""
+    from model_serving import artifact
+
+    header = stream.readline(64)
     try:
-        size = int(header)
+        sizes = [int(part) for part in header.split()]
     except ValueError:
-        raise ValueError("the model bundle on stdin has no length line") from None
+        sizes = []
+    if len(sizes) not in (1, 2):
+        raise ValueError("the model bundle on stdin has no length line")
+    size, snapshot_size = sizes[0], sizes[1] if len(sizes) == 2 else 0
     if not 0 < size <= _MAX_MANIFEST:
         raise ValueError(f"the model bundle announces a model.json of {size} bytes")
+    if not 0 <= snapshot_size <= _MAX_SNAPSHOT:
+        raise ValueError(f"the model bundle announces a dataset snapshot of {snapshot_size} bytes")
     manifest = stream.read(size)
     if len(manifest) != size:
         raise ValueError("the model bundle on stdin ends inside model.json")
-    (into / "model.json").write_bytes(manifest)
-    with (into / "model.joblib").open("wb") as out:
+    (into / artifact.MANIFEST_FILE).write_bytes(manifest)
+    if snapshot_size:
+        with (into / artifact.SNAPSHOT_FILE).open("wb") as data:
+            remaining = snapshot_size
+            while remaining:
+                chunk = stream.read(min(remaining, 1 << 20))
+                if not chunk:
+                    raise ValueError("the model bundle on stdin ends inside the dataset snapshot")
+                data.write(chunk)
+                remaining -= len(chunk)
+    with (into / artifact.MODEL_FILE).open("wb") as out:
         shutil.copyfileobj(stream, out, 1 << 20)
     return into
 
