@@ -9,13 +9,14 @@ production host's pre-receive checking the model), never for a fixed time.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from rehearsal import hosts, remote
-from rehearsal.pipeline import Fleet, remotes
+from rehearsal.pipeline import Fleet, deploy_command
 
 
 def _cmdlines(ns: str) -> list[str]:
@@ -49,7 +50,10 @@ def _is_trial(cmdline: str) -> bool:
 
 
 def _background(fleet: Fleet, key: str, command: str, log: Path) -> subprocess.Popen:
-    wrapped = remote.as_service(fleet.root, fleet.prefix, key, command)
+    return _background_root(fleet, key, remote.as_service(fleet.root, fleet.prefix, key, command), log)
+
+
+def _background_root(fleet: Fleet, key: str, wrapped: str, log: Path) -> subprocess.Popen:
     handle = log.open("a")
     handle.write(f"$ ssh root@{fleet.network.address(key)} {wrapped}\n")
     handle.flush()
@@ -115,10 +119,9 @@ def production_lost_during_deploy(
     """Deploy ``version``; while ``victim``'s pre-receive checks it, the host drops off the network.
     Phase 1 must refuse to switch anywhere and say so; the other host keeps serving what it served."""
     before = {key: _serving(fleet, key) for key in ("p1", "p2")}
-    args = " ".join(f"--remote {r}" for r in remotes(fleet))
-    command = f"{fleet.python('dev')} -m model_serving.development_server deploy {version} {args}"
     out = log.with_suffix(".deploy.out")
-    proc = _background(fleet, "dev", f"{command} > {out} 2>&1", log)
+    command = f"{deploy_command(fleet, version)} > {shlex.quote(str(out))} 2>&1"
+    proc = _background_root(fleet, "dev", command, log)
     ns = hosts.namespace(fleet.prefix, victim)
     started = time.monotonic()
     try:

@@ -25,6 +25,7 @@ from pathlib import Path
 IP = "/usr/sbin/ip"
 SSHD = "/usr/sbin/sshd"
 SUBNET_POOL = "10.210"
+SUDOERS_DIR = Path("/etc/sudoers.d")
 #: Ray temp dirs: a short, fixed place (Ray's unix sockets live there, ~107-byte path limit).
 RAY_TEMP_ROOT = Path("/tmp")  # noqa: S108 - names carry the prefix; teardown removes them
 
@@ -228,6 +229,11 @@ def teardown(prefix: str, root: Path) -> list[str]:
         run("userdel", user, check=False)
         run("groupdel", user, check=False)
         removed.append(f"account {user}")
+        # githooks/install.sh lets each production account run the model check as the check user.
+        sudoers = SUDOERS_DIR / f"stargazer-check-{user}"
+        if sudoers.exists():
+            sudoers.unlink()
+            removed.append(f"file {sudoers}")
     for temp in RAY_TEMP_ROOT.glob(f"{prefix}-*-ray"):
         shutil.rmtree(temp, ignore_errors=True)
         removed.append(f"dir {temp}")

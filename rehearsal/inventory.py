@@ -27,6 +27,8 @@ from rehearsal import hosts
 from rehearsal.settings import REPO_ROOT
 
 SIMULATOR_PORT = 8765
+#: The deploy repository, relative to the production account's home (the remotes name it so).
+DEPLOY_REPO = "git/stargazer-deploy.git"
 #: Tokens the GitHub simulator accepts; the collector and the production web processes send them.
 GITHUB_TOKENS = "rehearsal-token-1,rehearsal-token-2,rehearsal-token-3"
 VAULT_VARIABLES = (
@@ -89,7 +91,17 @@ def host_vars(root: Path, prefix: str, key: str, simulator: str, commit: str) ->
     }
     group = hosts.spec(key).group
     if group == "development":
-        values |= {"ray_head_temp_dir": str(hosts.ray_temp_dir(prefix, key)), "ray_head_num_cpus": 1}
+        deployer = hosts.account(prefix, "deploy")
+        values |= {
+            "ray_head_temp_dir": str(hosts.ray_temp_dir(prefix, key)),
+            "ray_head_num_cpus": 1,
+            # The account that signs and pushes models, with its own home in this host's tree.
+            "deploy_client_user": deployer,
+            "deploy_client_group": deployer,
+            "deploy_client_home": str(tree / "deploy"),
+            # Relative: git resolves it in the pushed-to account's home, which is each production host's own.
+            "deploy_client_remote_repo_dir": DEPLOY_REPO,
+        }
     if group == "ray_workers":
         values |= {"ray_worker_temp_dir": str(hosts.ray_temp_dir(prefix, key)), "ray_worker_num_cpus": 1}
     if group == "production":
@@ -107,7 +119,7 @@ def host_vars(root: Path, prefix: str, key: str, simulator: str, commit: str) ->
             "nginx_temp_dir": str(tree / "nginx" / "tmp"),
             "celery_worker_concurrency": 1,
             "gunicorn_workers": 2,
-            "githooks_repo_dir": str(tree / "git" / "stargazer-deploy.git"),
+            "githooks_repo_dir": str(tree / "home" / DEPLOY_REPO),
         }
     return values
 

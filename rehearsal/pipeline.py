@@ -40,18 +40,21 @@ class Fleet:
     def python(self, key: str) -> str:
         return str(self.tree(key) / PY)
 
-    def on(self, key: str, command: str, log: Path, *, timeout: float = 900, check: bool = True):
+    def on(
+        self, key: str, command: str, log: Path, *, timeout: float = 900, check: bool = True,
+        stdin: str | None = None,
+    ):
         """``command`` on host ``key`` as its service account (settings loaded, in its home)."""
         wrapped = remote.as_service(self.root, self.prefix, key, command)
         return remote.run(
-            self.root, self.network.address(key), wrapped, log=log, timeout=timeout, check=check
+            self.root, self.network.address(key), wrapped, log=log, timeout=timeout, check=check, stdin=stdin
         )
 
 
 def collect(fleet: Fleet, log: Path, repos: int) -> dict[str, Any]:
     """The operator puts the GitHub tokens in a 0600 file, then collects into ~/data/repos.csv."""
     py = fleet.python("dev")
-    fleet.on("dev", f"umask 077 && printf '%s\\n' {shlex.quote(GITHUB_TOKENS)} > github_tokens", log)
+    fleet.on("dev", "umask 077 && cat > github_tokens", log, stdin=GITHUB_TOKENS + "\n")
     fleet.on(
         "dev",
         f"GITHUB_TOKENS_FILE=$HOME/github_tokens {py} -m data_collection collect --min-stars 50 "
@@ -96,21 +99,24 @@ def train(fleet: Fleet, log: Path, trials: int) -> dict[str, Any]:
     }
 
 
-def remotes(fleet: Fleet) -> list[str]:
-    """The production remotes the deploy_client role wrote on the development host."""
-    text = (fleet.tree("dev") / "etc" / "deploy_remotes").read_text()
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+def deploy_command(fleet: Fleet, target: str = "") -> str:
+    """The deploy as the operator runs it on the development host: as the deploy account with the settings
+    Ansible wrote for it (secret file, deploy repository, remotes), on the models training handed over."""
+    home = fleet.tree("dev") / "deploy"
+    models = fleet.tree("dev") / "home" / "models"
+    inner = (
+        f"set -a; . {shlex.quote(str(home / 'deploy.env'))}; set +a; cd {shlex.quote(str(home))} && "
+        f"{fleet.python('dev')} -m model_serving.development_server deploy"
+        f" --models {shlex.quote(str(models))}"
+        + (f" {shlex.quote(target)}" if target else "")
+    )
+    return f"runuser -u {hosts.account(fleet.prefix, 'deploy')} -- bash -c {shlex.quote(inner)}"
 
 
 def deploy(fleet: Fleet, log: Path, *, check: bool = True, timeout: float = 600):
     """``deploy`` by git push over SSH to every production remote (two phases: validate, then switch)."""
-    args = " ".join(f"--remote {shlex.quote(r)}" for r in remotes(fleet))
-    return fleet.on(
-        "dev",
-        f"{fleet.python('dev')} -m model_serving.development_server deploy {args}",
-        log,
-        check=check,
-        timeout=timeout,
+    return remote.run(
+        fleet.root, fleet.network.address("dev"), deploy_command(fleet), log=log, check=check, timeout=timeout
     )
 
 

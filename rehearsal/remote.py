@@ -41,11 +41,13 @@ def as_service(root: Path, prefix: str, key: str, command: str) -> str:
 
 
 def run(
-    root: Path, address: str, command: str, *, log: Path, timeout: float = 900, check: bool = True
+    root: Path, address: str, command: str, *, log: Path, timeout: float = 900, check: bool = True,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` on the host (as root); its output is appended to ``log``."""
+    """Run ``command`` on the host (as root); its output is appended to ``log``; ``stdin`` is never logged."""
     result = subprocess.run(
-        [*ssh_argv(root, address), command], capture_output=True, text=True, timeout=timeout, check=False
+        [*ssh_argv(root, address), command], capture_output=True, text=True, timeout=timeout, check=False,
+        input=stdin,
     )
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as handle:
