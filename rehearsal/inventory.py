@@ -99,6 +99,7 @@ def host_vars(root: Path, prefix: str, key: str, simulator: str, commit: str) ->
             "deploy_client_user": deployer,
             "deploy_client_group": deployer,
             "deploy_client_home": str(tree / "deploy"),
+            "deploy_client_secret_file": str(tree / "deploy-secret" / "deploy_secret"),
             # Relative: git resolves it in the pushed-to account's home, which is each production host's own.
             "deploy_client_remote_repo_dir": DEPLOY_REPO,
         }
