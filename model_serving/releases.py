@@ -152,6 +152,8 @@ def install_release(
             "user": _os_user(),
             "actor": actor,
             "sha256": manifest.sha256,
+            # Kept in the log because pruning deletes the release's model.json: history needs it after.
+            "holdout": manifest.metrics.holdout.model_dump(),
             "release": str(target),
             "pruned": pruned,
             **(details or {}),

@@ -17,7 +17,7 @@ from flask import Flask
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from flask_wtf import CSRFProtect
 
-    from model_serving.production_server import api, errors, observability, views
+    from model_serving.production_server import api, errors, models_views, observability, views
     from model_serving.production_server import tasks as _tasks  # noqa: F401  (registers the Celery tasks)
     from model_serving.production_server.celery_app import celery_init_app
     from model_serving.production_server.settings import (
@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)  # programs authenticate nothing with cookies: the JSON API needs no CSRF token
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
+    models_views.init_app(app)
     observability.init_app(app)
     errors.init_app(app)
     return app

@@ -249,6 +249,31 @@ class ServingSettings:
         return self.model_dir / "current"
 
 
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the ``drift`` command reads: the serving app's own names, without its web-only settings (a
+    report run from a shell must not need, or create, the Flask secret key)."""
+
+    model_dir: Path = DEFAULT_MODEL_DIR
+    prediction_log: Path = DEFAULT_PREDICTION_LOG
+    deploy_secret: bytes | None = field(default=None, repr=False)
+    require_signature: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReportSettings:
+        env = dict(os.environ if env is None else env)
+        try:
+            deploy_secret = artifact.deploy_secret_from_env(env)
+        except artifact.ArtifactError as exc:
+            raise SettingsError(str(exc)) from None
+        return cls(
+            model_dir=Path(env.get("STARGAZER_MODEL_DIR") or DEFAULT_MODEL_DIR),
+            prediction_log=Path(env.get("STARGAZER_PREDICTION_LOG") or DEFAULT_PREDICTION_LOG),
+            deploy_secret=deploy_secret,
+            require_signature=env.get("STARGAZER_ALLOW_UNSIGNED_MODELS", "") not in {"1", "true", "yes"},
+        )
+
+
 def celery_config(settings: ServingSettings) -> dict[str, Any]:
     """Celery's settings (lower-case names, Celery 5), all derived from ServingSettings.
 
