@@ -98,6 +98,7 @@ def deploy_side(workdir: Path) -> Iterator[DeploySide]:
         "deploy_client_user": deploy_user,
         "deploy_client_group": deploy_user,
         "deploy_client_home": str(workdir / "deploy-home"),
+        "deploy_client_secret_file": str(workdir / "etc-deploy" / "deploy_secret"),
         "vault_stargazer_deploy_secret": secret,
         "vault_ray_auth_token": secrets.token_hex(32),
     }
@@ -120,12 +121,10 @@ def deploy_side(workdir: Path) -> Iterator[DeploySide]:
     inv = workdir / "hosts.yml"
     inv.write_text(yaml.safe_dump(inventory))
     play = _development_play(workdir)
-    # Extra vars beat play vars: only the secret's PATH moves into the temp dir; its group stays the play's.
-    override = ["-e", f"stargazer_deploy_secret_file={workdir / 'etc-deploy' / 'deploy_secret'}"]
     try:
-        first = playbook(workdir, "-i", str(inv), *override, str(play))
+        first = playbook(workdir, "-i", str(inv), str(play))
         assert first.returncode == 0, first.output[-4000:]
-        second = playbook(workdir, "-i", str(inv), *override, str(play))
+        second = playbook(workdir, "-i", str(inv), str(play))
         assert second.returncode == 0, second.output[-4000:]
         yield DeploySide(workdir, ray_user, deploy_user, secret, first, second)
     finally:
