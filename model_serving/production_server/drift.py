@@ -112,11 +112,11 @@ class Report:
             lines.append(f"serving model {self.version}: {self.training_rows} training rows; "
                          f"{self.live_requests} live requests from {self.live_from} to {self.live_until}")
         if self.features:
-            lines.append(f"{'feature':<28} {'PSI':>7} {'level':<9} {'KS':>6} {'missing train/live':>19}")
+            lines.append(f"{'feature':<32} {'PSI':>7} {'level':<9} {'KS':>6} {'missing train/live':>19}")
             for f in self.features:
                 ks = "" if f.ks is None else f"{f.ks:.3f}"
                 missing = f"{f.training_missing:.0%} / {f.live_missing:.0%}"
-                lines.append(f"{f.name:<28} {f.psi:>7.3f} {f.level:<9} {ks:>6} {missing:>19}")
+                lines.append(f"{f.name:<32} {f.psi:>7.3f} {f.level:<9} {ks:>6} {missing:>19}")
         return "\n".join(lines)
 
 
@@ -148,13 +148,16 @@ def read_training(release_dir: Path, secret: bytes | None, *, require_signature:
     except artifact.ArtifactError as exc:
         raise DriftError(f"release {release_dir.name}: {exc}") from None
     path = release_dir / snapshot.file
+    where = f"{snapshot.file} of release {release_dir.name}"  # no host path: the page is public
     try:
         if artifact.sha256_of(path) != snapshot.sha256:
-            raise DriftError(f"{path}: sha256 does not match model.json's dataset_snapshot")
+            raise DriftError(f"{where}: sha256 does not match model.json's dataset_snapshot")
         with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
             frame = pd.read_csv(handle, dtype=str, keep_default_na=False)
-    except (OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DriftError(f"{path} cannot be read: {exc}") from None
+    except OSError as exc:
+        raise DriftError(f"{where} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    except (EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DriftError(f"{where} cannot be read: {type(exc).__name__}") from None
     return features.select_input(frame)  # "" is unknown to the feature code, as in a CSV it trains on
 
 
@@ -311,7 +314,7 @@ def report(model_dir: Path, log_path: Path, secret: bytes | None, *, require_sig
     """The drift report of the release ``model_dir/current`` serves against the newest logged requests."""
     release = releases.current_release(model_dir)
     if release is None:
-        raise DriftError(f"no model is served from {model_dir}: nothing to compare with")
+        raise DriftError("no model is served on this host (no current release): nothing to compare with")
     training = read_training(release, secret, require_signature=require_signature)
     if training.empty:
         raise DriftError(f"release {release.name}: its training data has no rows")
