@@ -16,6 +16,11 @@ Repository configuration it sets, and why:
   pushed objects stay loose and unreferenced by reflogs, so post-receive's ``git prune`` really deletes an old
   model's blobs (a pack would keep them until a full repack).
 - ``stargazer.*``: the host's settings, read by the hooks (see ``githooks/settings.py``).
+- ``stargazer.evalset`` and ``stargazer.evalsetsha256`` (``--evalset``): the quality gate's frozen evaluation
+  set and its sha256, checked by pre-receive before each use. The installer refuses a file that is not a
+  readable evaluation set or whose sha256 differs from ``--evalset-sha256``; without ``--evalset`` both keys
+  are removed (no gate). ``stargazer.gate<metric>margin`` / ``floor`` (``--gate-margin`` / ``--gate-floor
+  metric=value``): how much worse than the serving model a pushed one may be, and what the first must reach.
 
 Run as root with a check user (the default), it also sets up the sandbox of the load check
 (``githooks/sandbox_setup.py``): the check user, the root-owned sandbox script and, with ``--owner``, the
@@ -24,11 +29,13 @@ deploy user's one sudo rule; it refuses a check user that could read the secret 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -39,8 +46,11 @@ from githooks.settings import (
     DEFAULT_CHECK_MEMORY_MB,
     DEFAULT_CHECK_TIMEOUT,
     DEFAULT_CHECK_USER,
+    DEFAULT_GATE_FLOORS,
+    DEFAULT_GATE_MARGINS,
     DEFAULT_KEEP,
     DEFAULT_PRUNE_EXPIRE,
+    GATE_KEYS,
 )
 
 HOOKS_SOURCE = Path(__file__).resolve().parent
@@ -85,9 +95,14 @@ def install(
     host_name: str | None,
     owner: str | None,
     probe: bool,
+    evalset: Path | None = None,
+    evalset_sha256: str | None = None,
+    gate_margins: dict[str, float] | None = None,
+    gate_floors: dict[str, float] | None = None,
 ) -> list[str]:
     """Bring ``repo`` to the wanted state; returns what changed (empty when nothing did)."""
     changes: list[str] = []
+    evalset_digest = _check_evalset(evalset, evalset_sha256) if evalset is not None else None
     if not (app_dir / "githooks" / "prereceive.py").is_file():
         raise InstallError(f"{app_dir} is not a stargazer checkout (no githooks/prereceive.py)")
     interpreter = python or app_dir / ".venv" / "bin" / "python"
@@ -139,6 +154,18 @@ def install(
         wanted["stargazer.secretfile"] = str(secret_file)
     if host_name:
         wanted["stargazer.hostname"] = host_name
+    for kind, given, defaults in (("margin", gate_margins, DEFAULT_GATE_MARGINS),
+                                  ("floor", gate_floors, DEFAULT_GATE_FLOORS)):
+        for metric, key in GATE_KEYS.items():
+            wanted[f"stargazer.gate{key}{kind}"] = f"{(given or {}).get(metric, defaults[metric]):g}"
+    if evalset is not None and evalset_digest is not None:
+        wanted["stargazer.evalset"] = str(evalset)
+        wanted["stargazer.evalsetsha256"] = evalset_digest
+    else:
+        for key in ("stargazer.evalset", "stargazer.evalsetsha256"):
+            if _git(repo, "config", "--local", "--get", key):
+                _git(repo, "config", "--local", "--unset", key)
+                changes.append(f"unset {key} (no quality gate)")
     for key, value in wanted.items():
         if _git(repo, "config", "--local", "--get", key) != value:
             _git(repo, "config", "--local", key, value)
@@ -175,6 +202,42 @@ def install(
     except sandbox_setup.SandboxSetupError as exc:
         raise InstallError(str(exc)) from None
     return changes
+
+
+def _check_evalset(path: Path, expected: str | None) -> str:
+    """The eval set's sha256, after checking it is the expected file and a usable evaluation set."""
+    from githooks import gate
+
+    if not path.is_file():
+        raise InstallError(f"evaluation set {path} does not exist")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if expected is not None and digest != expected.strip().lower():
+        raise InstallError(
+            f"evaluation set {path} has sha256 {digest}, not the {expected} it was given with (copy damaged?)"
+        )
+    try:
+        gate.read_evalset(path)
+    except gate.GateError as exc:
+        raise InstallError(f"{path}: {exc}") from None
+    return digest
+
+
+def _gate_values(kind: str) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], dict[str, float]]:
+    """Parse repeated ``--gate-<kind> metric=value`` options into {metric: value}."""
+
+    def parse(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+        parsed: dict[str, float] = {}
+        for item in values:
+            metric, _, raw = item.partition("=")
+            if metric not in GATE_KEYS:
+                raise click.BadParameter(f"{item!r}: the metric must be one of {', '.join(GATE_KEYS)}")
+            try:
+                parsed[metric] = float(raw)
+            except ValueError:
+                raise click.BadParameter(f"{item!r}: the value must be a number") from None
+        return parsed
+
+    return parse
 
 
 def _is_bare_repo(path: Path) -> bool:
@@ -248,6 +311,27 @@ def _chown(owner: str, *roots: Path) -> list[str]:
 )
 @click.option("--prune-expire", default=DEFAULT_PRUNE_EXPIRE, show_default=True)
 @click.option("--host-name", default=None, help="Name in the deploy log. Default: the hostname.")
+@click.option(
+    "--evalset",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The quality gate's frozen evaluation set on this host (evalset-<version>.csv.gz). None: no gate.",
+)
+@click.option("--evalset-sha256", default=None, help="The sha256 the evaluation set must have.")
+@click.option(
+    "--gate-margin",
+    "gate_margins",
+    multiple=True,
+    callback=_gate_values("margin"),
+    help="METRIC=VALUE: how much worse than the serving model a pushed one may score (repeatable).",
+)
+@click.option(
+    "--gate-floor",
+    "gate_floors",
+    multiple=True,
+    callback=_gate_values("floor"),
+    help="METRIC=VALUE: what the first model on the host must reach (mae_log: at most; repeatable).",
+)
 @click.option("--owner", default=None, help="chown the repository and model directory to this user.")
 @click.option(
     "--probe/--no-probe",
@@ -269,6 +353,10 @@ def main(
     host_name: str | None,
     owner: str | None,
     probe: bool,
+    evalset: Path | None,
+    evalset_sha256: str | None,
+    gate_margins: dict[str, float],
+    gate_floors: dict[str, float],
 ) -> None:
     """Create or update the bare deploy repository REPO with stargazer's hooks."""
     changes = install(
@@ -285,6 +373,10 @@ def main(
         host_name=host_name,
         owner=owner,
         probe=probe,
+        evalset=evalset.absolute() if evalset else None,
+        evalset_sha256=evalset_sha256,
+        gate_margins=gate_margins,
+        gate_floors=gate_floors,
     )
     for change in changes:
         click.echo(change)

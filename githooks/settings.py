@@ -20,6 +20,14 @@ in git config: only the path of the file holding it.
 | stargazer.checksandbox   |                                | githooks/check-sandbox of the app        |
 | stargazer.pruneexpire    |                                | 5.minutes.ago (git prune --expire)       |
 | stargazer.hostname       |                                | socket.gethostname()                     |
+| stargazer.evalset        |                                | none: no quality gate                    |
+| stargazer.evalsetsha256  |                                | (required with stargazer.evalset)        |
+| stargazer.gate*margin    |                                | spearman 0.05, maelog 0.05, coverage 0.1 |
+| stargazer.gate*floor     |                                | spearman 0.2, maelog 2.0, coverage 0.2   |
+
+The quality gate (``githooks/gate.py``) compares a pushed model with the serving one on the frozen
+evaluation set ``stargazer.evalset``: a model worse than the serving one by more than a margin is refused, the
+first model on a host must beat the floors (for ``maelog``, a ceiling: lower is better).
 """
 
 from __future__ import annotations
@@ -37,11 +45,24 @@ DEPLOY_REF: Final = "refs/heads/deploy"
 STAGING_PREFIX: Final = "refs/staging/"
 # The commit ``current`` serves: moved by post-receive after a switch succeeded; pushes to it are refused.
 SERVING_REF: Final = "refs/stargazer/serving"
+# A validated candidate the workers score beside ``current`` (post-receive points ``shadow`` at it; deleting
+# the ref clears it). ``deploy --shadow`` pushes it after staging the same commit.
+SHADOW_REF: Final = "refs/stargazer/shadow"
+# Pushed (at the shadow's commit, so no new objects) to ask for the shadow report; post-receive prints the
+# report and deletes the ref again.
+SHADOW_REPORT_REF: Final = "refs/stargazer/shadow-report"
 DEFAULT_KEEP: Final = 5
 DEFAULT_CHECK_TIMEOUT: Final = 60.0
 DEFAULT_CHECK_USER: Final = "stargazer-check"
 DEFAULT_CHECK_MEMORY_MB: Final = 3072  # address space: python + numpy + sklearn reserve ~1.5 GiB of it
 DEFAULT_PRUNE_EXPIRE: Final = "5.minutes.ago"
+#: How much worse than the serving model a pushed one may score on the evaluation set (per metric).
+DEFAULT_GATE_MARGINS: Final = {"spearman": 0.05, "mae_log": 0.05, "coverage": 0.10}
+#: What the first model on a host must reach: Spearman and coverage at least, MAE on log stars at most.
+DEFAULT_GATE_FLOORS: Final = {"spearman": 0.2, "mae_log": 2.0, "coverage": 0.2}
+#: git config key suffix of each metric (git config names allow no underscore).
+GATE_KEYS: Final = {"spearman": "spearman", "mae_log": "maelog", "coverage": "coverage"}
+_SHA256_HEX: Final = frozenset("0123456789abcdef")
 
 
 class SettingsError(ValueError):
@@ -61,6 +82,10 @@ class HookSettings:
     check_sandbox: Path | None = None  # None: the app's own githooks/check-sandbox
     prune_expire: str = DEFAULT_PRUNE_EXPIRE
     host_name: str = field(default_factory=socket.gethostname)
+    evalset: Path | None = None  # None: no evaluation set on this host, so no quality gate
+    evalset_sha256: str | None = None
+    gate_margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GATE_MARGINS))
+    gate_floors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GATE_FLOORS))
 
 
 def git_config(cwd: Path | None = None) -> dict[str, str]:
@@ -111,6 +136,7 @@ def load(environ: Mapping[str, str] | None = None, config: Mapping[str, str] | N
         raise SettingsError(str(exc)) from None
 
     check_user = cfg.get("stargazer.checkuser", DEFAULT_CHECK_USER)
+    evalset, evalset_sha256 = _evalset(cfg)
     return HookSettings(
         app_dir=Path(app_dir),
         model_dir=Path(model_dir),
@@ -123,7 +149,31 @@ def load(environ: Mapping[str, str] | None = None, config: Mapping[str, str] | N
         check_sandbox=Path(cfg["stargazer.checksandbox"]) if cfg.get("stargazer.checksandbox") else None,
         prune_expire=cfg.get("stargazer.pruneexpire") or DEFAULT_PRUNE_EXPIRE,
         host_name=cfg.get("stargazer.hostname") or socket.gethostname(),
+        evalset=evalset,
+        evalset_sha256=evalset_sha256,
+        gate_margins={
+            metric: _number(cfg, f"gate{key}margin", DEFAULT_GATE_MARGINS[metric], integer=False, minimum=0)
+            for metric, key in GATE_KEYS.items()
+        },
+        gate_floors={
+            metric: _number(cfg, f"gate{key}floor", DEFAULT_GATE_FLOORS[metric], integer=False, minimum=-1)
+            for metric, key in GATE_KEYS.items()
+        },
     )
+
+
+def _evalset(cfg: Mapping[str, str]) -> tuple[Path | None, str | None]:
+    """The evaluation set's path and the sha256 it must have: both, or neither (no gate)."""
+    path = cfg.get("stargazer.evalset") or None
+    digest = (cfg.get("stargazer.evalsetsha256") or "").strip().lower() or None
+    if path is None:
+        return None, None
+    if digest is None or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+        raise SettingsError(
+            f"git config stargazer.evalsetsha256 must be the 64-hex sha256 of {path}, "
+            f"got {digest or 'nothing'!r}"
+        )
+    return Path(path), digest
 
 
 def _number(cfg: Mapping[str, str], key: str, default: float, *, integer: bool, minimum: float) -> float:
