@@ -67,8 +67,16 @@ class Release:
         return self.periods[0].pushed_by if self.periods else None
 
     def gate_scores(self) -> list[tuple[str, float]]:
-        """The gate's numbers as (dotted name, value), whatever its nesting: shown as they were recorded."""
-        return _numbers(self.gate or {})
+        """The gate's scores as (dotted name, value): the pushed and the serving model's when it recorded
+        them (``githooks/gate.py``), else every number it recorded, whatever the nesting."""
+        gate = self.gate or {}
+        scored = {key: gate[key] for key in ("pushed", "serving") if isinstance(gate.get(key), dict)}
+        return _numbers(scored or gate)
+
+    @property
+    def gate_decision(self) -> str | None:
+        """passed, first-model, served-before, overridden ... as the gate wrote it."""
+        return _text((self.gate or {}).get("decision"))
 
     def to_json(self) -> dict[str, Any]:
         return {

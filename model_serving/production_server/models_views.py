@@ -2,8 +2,8 @@
 
 The release history (``history.py``) is read afresh on every request: it is one small file. The drift report
 (``drift.py``) parses up to the newest 20,000 logged requests and the training snapshot, so each web process
-keeps its last report for ``DRIFT_CACHE_SECONDS`` (and makes a new one at once when ``current`` moved). The
-page and the PNG of one visit therefore show the same report.
+keeps its last report and its PNG for ``DRIFT_CACHE_SECONDS`` (and makes a new one at once when ``current``
+moved). The page and the PNG of one visit therefore show the same report.
 
 Shapes: docs/production_server.md ("Release history and drift").
 """
@@ -32,6 +32,7 @@ class _Cached:
     release: str | None
     made: float
     report: drift.Report
+    png: bytes | None = None  # drawn on the first request for the figure (matplotlib: ~1 s or more)
 
 
 class DriftCache:
@@ -41,14 +42,27 @@ class DriftCache:
         self._lock = threading.Lock()
         self._cached: _Cached | None = None
 
-    def get(self, settings: ServingSettings) -> drift.Report:
+    def _current(self, settings: ServingSettings) -> _Cached:
+        """Call with the lock held."""
         release = _release_target(settings)
+        cached = self._cached
+        if not (cached is not None and cached.release == release
+                and time.monotonic() - cached.made <= DRIFT_CACHE_SECONDS):
+            cached = self._cached = _Cached(release, time.monotonic(), _make_report(settings))
+        return cached
+
+    def get(self, settings: ServingSettings) -> drift.Report:
         with self._lock:
-            cached = self._cached
-            if (cached is None or cached.release != release
-                    or time.monotonic() - cached.made > DRIFT_CACHE_SECONDS):
-                cached = self._cached = _Cached(release, time.monotonic(), _make_report(settings))
-            return cached.report
+            return self._current(settings).report
+
+    def png(self, settings: ServingSettings) -> bytes:
+        from model_serving.production_server.drift_plot import drift_png  # matplotlib: only when asked
+
+        with self._lock:
+            cached = self._current(settings)
+            if cached.png is None:
+                cached.png = drift_png(cached.report)
+            return cached.png
 
 
 def _release_target(settings: ServingSettings) -> str | None:
@@ -70,23 +84,21 @@ def _settings() -> ServingSettings:
     return current_app.config["STARGAZER"]
 
 
-def _drift_report() -> drift.Report:
-    cache: DriftCache = current_app.extensions["stargazer_drift"]
-    return cache.get(_settings())
+def _drift_cache() -> DriftCache:
+    return current_app.extensions["stargazer_drift"]
 
 
 @bp.get("/models")
 def models_page() -> str:
     past = history.build(_settings().model_dir)
-    return render_template("models.html", history=past, drift=_drift_report(), metrics=history.SHOWN_METRICS,
+    return render_template("models.html", history=past, drift=_drift_cache().get(_settings()),
+                           metrics=history.SHOWN_METRICS,
                            thresholds=drift.THRESHOLDS_TEXT)
 
 
 @bp.get("/models/drift.png")
 def drift_png() -> Response:
-    from model_serving.production_server.drift_plot import drift_png as draw  # matplotlib: only when asked
-
-    response = Response(draw(_drift_report()), mimetype="image/png")
+    response = Response(_drift_cache().png(_settings()), mimetype="image/png")
     response.headers["Cache-Control"] = f"private, max-age={int(DRIFT_CACHE_SECONDS)}"
     return response
 
@@ -98,7 +110,7 @@ def models_json() -> Response:
 
 @bp.get("/api/v1/models/drift")
 def drift_json() -> Response:
-    return jsonify(_drift_report().to_json())
+    return jsonify(_drift_cache().get(_settings()).to_json())
 
 
 def init_app(app: Flask) -> None:

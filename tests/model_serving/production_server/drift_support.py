@@ -38,6 +38,7 @@ def version_with_training_data(root: Path, secret: bytes, *, rows: int = TRAININ
     The model itself is a constant (drift never runs it); the training rows are the synthetic dataset's.
     """
     frame = synthetic_dataset(rows, seed=seed)
+    root.mkdir(parents=True, exist_ok=True)
     dataset = root / f"repos-{seed}.csv"
     dataset.write_bytes(render_csv(json_rows(frame)))
     metrics = holdout or {"r2_log": 0.5, "r2": 0.4, "mae": 1.0, "rmse": 1.5, "spearman": 0.7}

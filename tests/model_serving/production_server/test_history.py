@@ -166,12 +166,14 @@ def test_gate_scores_and_an_override_reason_are_shown_when_recorded(tmp_path: Pa
     entries = [
         {"time": "2026-11-02T10:00:00.000000Z", "event": "deploy", "version": "20261101T120000Z-0000000a",
          "previous": None, "actor": "ann@dev", "user": "stargazer-deploy", "commit": "a" * 40,
-         "holdout": HOLDOUT[0], "gate": {"pushed": {"spearman": 0.7, "mae_log": 0.9, "coverage": 0.8},
-                                         "floor_passed": True}},
+         "holdout": HOLDOUT[0], "gate": {"evalset": "evalset-v1.csv", "rows": 200, "decision": "first-model",
+                                         "pushed": {"spearman": 0.7, "mae_log": 0.9, "coverage": 0.8}}},
         {"time": "2026-11-03T10:00:00.000000Z", "event": "deploy", "version": "20261102T120000Z-0000000b",
          "previous": "20261101T120000Z-0000000a", "actor": "bob@dev", "user": "stargazer-deploy",
          "commit": "b" * 40, "holdout": HOLDOUT[1],
-         "gate": {"pushed": {"spearman": 0.61}, "serving": {"spearman": 0.7}},
+         "gate": {"evalset": "evalset-v1.csv", "rows": 200, "decision": "overridden",
+                  "pushed": {"spearman": 0.61}, "serving_version": "20261101T120000Z-0000000a",
+                  "serving": {"spearman": 0.7}},
          "override_reason": "hotfix: the old model cannot read the new license field"},
     ]
     lines = [json.dumps(e) for e in entries]
@@ -196,6 +198,8 @@ def test_gate_scores_and_an_override_reason_are_shown_when_recorded(tmp_path: Pa
     html = client.get("/models").get_data(as_text=True)
     assert "hotfix: the old model cannot read the new license field" in _row(html, newest.version)
     assert "pushed.spearman 0.610" in _row(html, newest.version)
+    assert '<span class="verdict">overridden</span>' in _row(html, newest.version)
+    assert "rows 200" not in html  # the eval set's size is no score
     assert "pushed.coverage 0.800" in _row(html, oldest.version)
     assert '<td class="override">—</td>' in _row(html, oldest.version)
     assert "1 line(s) of the deploy log could not be read" in html
