@@ -30,7 +30,7 @@ class CmdlineWatch:
     processes of interest ran at all and were seen, so an empty `leaks` means something.
     """
 
-    secrets: dict[str, str]
+    secrets: dict[str, str] = field(repr=False)
     markers: tuple[str, ...] = ()
     interval: float = 0.1
     leaks: list[Sighting] = field(default_factory=list, init=False)

@@ -32,7 +32,8 @@ from tests.playbooks.nshost import NamespaceHost
 from tests.playbooks.supervisord import stop_supervisord
 from tests.support import REPO_ROOT, require_executable
 
-pytestmark = pytest.mark.integration
+# pytest-timeout counts the module fixture (two converges of up to 900 s each) in the first test.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2 * 900 + 600)]
 
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
