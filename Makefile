@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv system-deps test test-fast demo rehearsal rehearsal-down bench serve serve-stop lint clean
+.PHONY: all venv system-deps test test-fast demo demo-stop rehearsal rehearsal-down bench serve serve-stop lint clean
 
 all: test
 
@@ -29,9 +29,14 @@ test: system-deps venv
 test-fast: venv
 	$(PY) -m pytest -m "not integration"
 
-## demo: the main job end to end on this machine (simulator -> collect -> train -> serve)
+## demo: the operator's path on this machine: ansible-playbook site.yml (inventory/demo.yml, every tier here),
+## then collect from the GitHub simulator, Ray Tune on the Ray head, deploy by git push, serve; logs in var/demo/
 demo: system-deps venv
-	@bash scripts/demo.sh
+	@$(PY) scripts/demo.py run
+
+## demo-stop: stop everything the demo started (its supervisord: simulator, Ray head, serving stack)
+demo-stop: venv
+	@$(PY) scripts/demo.py stop
 
 ## rehearsal: the whole fleet on this machine (6 namespace hosts with sshd): site.yml twice, collect, Ray Tune
 ## on 3 nodes, deploy by git push, predictions over HTTPS, status.yml, fault drills; then torn down.
@@ -47,12 +52,12 @@ rehearsal-down: venv
 bench: system-deps venv
 	@bash scripts/bench.sh
 
-## serve / serve-stop: local production stack (RabbitMQ, Celery worker, gunicorn, nginx)
+## serve / serve-stop: the demo's fleet through Ansible, serving what was deployed (else the newest trained model)
 serve: system-deps venv
-	$(PY) -m model_serving.production_server.local start
+	@$(PY) scripts/demo.py serve
 
 serve-stop: venv
-	$(PY) -m model_serving.production_server.local stop
+	@$(PY) scripts/demo.py stop
 
 lint: venv
 	$(VENV)/bin/ruff check .
