@@ -21,10 +21,22 @@ moved it is never undone; the next push of that version runs both hooks again.
 
 Workers notice the new ``current`` themselves (a stat before each task), so nothing here needs the broker.
 Pushes of staging refs only print that the version is staged.
+
+Shadow refs (``deploy --shadow``/``--promote``, docs/deploy.md "Shadow scoring"): a push of
+``refs/stargazer/shadow`` installs that commit's release and points the ``shadow`` link at it (atomically,
+like ``current``, which it never touches); deleting the ref removes the link; a push of
+``refs/stargazer/shadow-report`` (at the shadow's own commit) prints this host's shadow report as one
+``stargazer: shadow-report {json}`` line and deletes the ref again.
+
+Why the report travels as hook output of a push: the deploy key can only run git (``git-shell``), and these
+hooks already run as the account that owns the model directory and its shadow log. A report request costs one
+push of an existing commit (no objects sent, none accepted: pre-receive takes only the shadow's commit); it
+needs no new SSH command, no HTTP endpoint, no credential, and no account that can do more than push.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,7 +46,16 @@ from typing import Any, TextIO
 
 from githooks import gitcmd
 from githooks.prereceive import PREFIX, Update, extract, parse_updates
-from githooks.settings import DEPLOY_REF, SERVING_REF, STAGING_PREFIX, HookSettings, SettingsError, load
+from githooks.settings import (
+    DEPLOY_REF,
+    SERVING_REF,
+    SHADOW_REF,
+    SHADOW_REPORT_REF,
+    STAGING_PREFIX,
+    HookSettings,
+    SettingsError,
+    load,
+)
 
 
 class SwitchFailed(Exception):
@@ -102,6 +123,8 @@ def _install(
             locked=True,
         )
     gitcmd.git("update-ref", "-m", f"serving {release.name}", SERVING_REF, tip)
+    if gitcmd.rev_parse(SHADOW_REF) == tip:  # promoted: install_release dropped the shadow link with it
+        gitcmd.git("update-ref", "-d", SHADOW_REF, tip)
     entry = releases.read_deploy_log(settings.model_dir)[-1]
     kept = len(releases.list_releases(settings.model_dir))
     return release, entry, kept
@@ -126,15 +149,87 @@ def put_back(attempted: str) -> str:
         return f"{DEPLOY_REF} could NOT be put back ({exc})"
 
 
+def set_shadow(settings: HookSettings) -> str:
+    """Under the release lock: install the commit ``refs/stargazer/shadow`` names NOW as the shadow."""
+    from model_serving import releases
+
+    with releases.release_lock(settings.model_dir):
+        tip = gitcmd.rev_parse(SHADOW_REF)
+        if tip is None:
+            return f"{PREFIX} {SHADOW_REF} no longer exists on {settings.host_name}: shadow left as is"
+        with tempfile.TemporaryDirectory(prefix=".extract-", dir=settings.model_dir) as work:
+            extract(Update("0" * len(tip), tip, SHADOW_REF), Path(work))
+            release = releases.install_shadow(Path(work), settings.model_dir, move=True, locked=True)
+        serving = releases.current_version(settings.model_dir)
+    return (f"{PREFIX} shadow set on {settings.host_name}: shadow -> {release.name} "
+            f"(scored beside {serving}, never answered with)")
+
+
+def shadow_report_line(settings: HookSettings) -> str:
+    """This host's shadow report, one JSON line (``deploy`` parses it)."""
+    from model_serving import releases
+    from model_serving.production_server import shadow_log, shadow_report
+
+    version = releases.shadow_version(settings.model_dir)
+    since = releases.shadow_since(settings.model_dir)
+    entries = (shadow_log.read(shadow_log.path_for(settings.model_dir), shadow_version=version, since=since)
+               if version is not None and since is not None else iter(()))
+    report = shadow_report.build(entries, shadow_version=version, since=since, host=settings.host_name,
+                                 serving_version=releases.current_version(settings.model_dir))
+    return f"{PREFIX} shadow-report {json.dumps(report, separators=(',', ':'))}"
+
+
+def handle_shadow(updates: list[Update], stderr: TextIO) -> int:
+    """Shadow set / cleared / report asked for; 1 when a shadow could not be set (the ref is then removed)."""
+    shadow = [u for u in updates if u.ref == SHADOW_REF]
+    reports = [u for u in updates if u.ref == SHADOW_REPORT_REF and not gitcmd.is_zero(u.new)]
+    if not shadow and not reports:
+        return 0
+    from model_serving import releases
+
+    try:
+        settings = load()
+    except SettingsError as exc:
+        print(f"{PREFIX} ERROR: shadow NOT handled: {exc}", file=stderr, flush=True)
+        return 1
+    status = 0
+    for update in shadow[-1:]:
+        if gitcmd.is_zero(update.new):
+            was = releases.clear_shadow(settings.model_dir)
+            print(f"{PREFIX} shadow cleared on {settings.host_name} (was {was})", file=stderr, flush=True)
+            continue
+        try:
+            print(set_shadow(settings), file=stderr, flush=True)
+        except Exception as exc:  # say so, and take the ref back so that ``ls-remote`` tells the truth
+            status = 1
+            try:
+                gitcmd.git("update-ref", "-d", SHADOW_REF, update.new)
+                undone = f"{SHADOW_REF} removed"
+            except gitcmd.GitError as git_exc:
+                undone = f"{SHADOW_REF} could NOT be removed ({git_exc})"
+            print(f"{PREFIX} ERROR: shadow NOT set: {_describe(exc)}; {undone}", file=stderr, flush=True)
+    for update in reports[-1:]:
+        try:
+            print(shadow_report_line(settings), file=stderr, flush=True)
+        except Exception as exc:
+            status = 1
+            print(f"{PREFIX} ERROR: shadow report failed: {_describe(exc)}", file=stderr, flush=True)
+        finally:  # gone again, so the next request is a ref update that runs this hook
+            subprocess.run(["git", "update-ref", "-d", SHADOW_REPORT_REF, update.new], capture_output=True,
+                           check=False)
+    return status
+
+
 def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
     updates = parse_updates(stdin)
     for update in updates:
         if update.ref.startswith(STAGING_PREFIX) and not gitcmd.is_zero(update.new):
             version = update.ref[len(STAGING_PREFIX) :]
             print(f"{PREFIX} staged {version} (validated, not switched)", file=stderr, flush=True)
+    shadow_status = handle_shadow(updates, stderr)
     deploys = [u for u in updates if u.ref == DEPLOY_REF and not gitcmd.is_zero(u.new)]
     if not deploys:
-        return 0
+        return shadow_status
     try:
         try:
             settings = load()

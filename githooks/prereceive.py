@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import TextIO
 
 from githooks import gitcmd
-from githooks.settings import DEPLOY_REF, STAGING_PREFIX, HookSettings, SettingsError, load
+from githooks.settings import (
+    DEPLOY_REF,
+    SHADOW_REF,
+    SHADOW_REPORT_REF,
+    STAGING_PREFIX,
+    HookSettings,
+    SettingsError,
+    load,
+)
 
 PREFIX = "stargazer:"
 
@@ -84,7 +92,13 @@ def ref_problem(update: Update) -> str | None:
         if not VERSION_PATTERN.match(name):
             return f"staging ref must be refs/staging/<version>, got {update.ref}"
         return None
-    return f"only {DEPLOY_REF} and {STAGING_PREFIX}<version> accept pushes on this host"
+    if update.ref == SHADOW_REF:
+        return None  # judged like a deploy: post-receive points ``shadow`` (never ``current``) at it
+    if update.ref == SHADOW_REPORT_REF:
+        if update.new != gitcmd.rev_parse(SHADOW_REF):
+            return f"{SHADOW_REPORT_REF} accepts only the commit of {SHADOW_REF} (a report request)"
+        return None
+    return f"only {DEPLOY_REF}, {STAGING_PREFIX}<version> and {SHADOW_REF} accept pushes on this host"
 
 
 def extract(update: Update, into: Path) -> None:
@@ -121,7 +135,7 @@ def cheap_checks(update: Update, directory: Path, settings: HookSettings) -> Can
     if update.ref.startswith(STAGING_PREFIX) and update.ref[len(STAGING_PREFIX) :] != manifest.version:
         raise artifact.ArtifactError(f"staging ref names {update.ref} but model.json is {manifest.version}")
     staged = gitcmd.rev_parse(f"{STAGING_PREFIX}{manifest.version}")
-    needs_load = not (update.ref == DEPLOY_REF and staged == update.new)
+    needs_load = not (update.ref in (DEPLOY_REF, SHADOW_REF) and staged == update.new)
     if not needs_load:
         artifact.check_compatible(manifest)  # the child, which would do it, does not run on this path
     return Candidate(update, directory, manifest.version, needs_load)
@@ -132,11 +146,14 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
     problems: list[str] = []
     pending: list[Update] = []
     for update in updates:
-        if update.ref.startswith(STAGING_PREFIX) and gitcmd.is_zero(update.new):
-            continue  # removing a staging ref is cleanup, always allowed
+        removable = update.ref.startswith(STAGING_PREFIX) or update.ref in (SHADOW_REF, SHADOW_REPORT_REF)
+        if removable and gitcmd.is_zero(update.new):
+            continue  # removing a staging ref or a report request is cleanup, the shadow ref stops the shadow
         problem = ref_problem(update)
         if problem:
             problems.append(f"{PREFIX} refused {update.label}: {problem}")
+        elif update.ref == SHADOW_REPORT_REF:
+            continue  # a report request carries no new object (the shadow's own commit): nothing to judge
         else:
             pending.append(update)
     if not pending:

@@ -4,6 +4,8 @@ Layout under ``$STARGAZER_MODEL_DIR``::
 
     releases/<version>/model.joblib, model.json   one directory per installed version (files read-only)
     current -> releases/<version>                 relative symlink, the version being served
+    shadow -> releases/<version>                  relative symlink, a candidate the workers also score (never
+                                                  answered with; ``deploy --shadow``, see shadow.py)
     deploy-log.jsonl                              one JSON line per activation (who, when, what, previous)
     .releases.lock                                flock held while installing/switching/pruning
 
@@ -46,6 +48,7 @@ from model_serving import artifact
 
 RELEASES_DIR: Final = "releases"
 CURRENT_LINK: Final = "current"
+SHADOW_LINK: Final = "shadow"
 DEPLOY_LOG: Final = "deploy-log.jsonl"
 LOCK_FILE: Final = ".releases.lock"
 DEFAULT_KEEP: Final = 5
@@ -85,6 +88,29 @@ def current_version(model_dir: Path) -> str | None:
     """The version being served (the release directory's name), or None."""
     release = current_release(model_dir)
     return release.name if release is not None else None
+
+
+def shadow_release(model_dir: Path) -> Path | None:
+    """The release directory ``shadow`` points to, or None when no shadow is set."""
+    link = model_dir / SHADOW_LINK
+    if not link.is_symlink():
+        return None
+    target = link.resolve()
+    return target if target.is_dir() else None
+
+
+def shadow_version(model_dir: Path) -> str | None:
+    """The version being scored in the shadow of ``current``, or None."""
+    release = shadow_release(model_dir)
+    return release.name if release is not None else None
+
+
+def shadow_since(model_dir: Path) -> float | None:
+    """When the ``shadow`` link was last switched (its own mtime: the link is replaced, never edited)."""
+    try:
+        return (model_dir / SHADOW_LINK).lstat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def list_releases(model_dir: Path) -> list[Path]:
@@ -141,6 +167,8 @@ def install_release(
         target = _place_release(version_dir, releases, manifest, move=move)
         previous = current_version(model_dir)
         _switch_current(model_dir, target)
+        if shadow_version(model_dir) == target.name:  # promoted: it is no candidate any more
+            _clear_link(model_dir, SHADOW_LINK)
         _mark_activated(releases, target)
         pruned = _prune(model_dir, keep)
         entry: dict[str, Any] = {
@@ -160,6 +188,36 @@ def install_release(
         }
         _append_log(model_dir, entry)
         return target
+
+
+def install_shadow(version_dir: Path, model_dir: Path, *, move: bool = False, locked: bool = False) -> Path:
+    """Install ``version_dir`` next to the served release and point ``shadow`` at it; ``current`` untouched.
+
+    The same placement as :func:`install_release` (temp name, sha256 checked, read-only files, fsynced) and
+    the same atomic link switch, so a worker reads either the old shadow, the new one or none. Nothing is
+    appended to the deploy log: a shadow serves nobody (the deploy log is the history of what was served).
+    Pruning never removes the shadow's release.
+    """
+    manifest = artifact.read_manifest(version_dir)
+    with contextlib.ExitStack() as stack:
+        if not locked:
+            stack.enter_context(release_lock(model_dir))
+        releases = model_dir / RELEASES_DIR
+        releases.mkdir(parents=True, exist_ok=True)
+        _remove_stale_incoming(releases)
+        target = _place_release(version_dir, releases, manifest, move=move)
+        _switch_link(model_dir, SHADOW_LINK, target)
+        return target
+
+
+def clear_shadow(model_dir: Path, *, locked: bool = False) -> str | None:
+    """Remove the ``shadow`` link (the release stays until pruned); returns the version it pointed to."""
+    with contextlib.ExitStack() as stack:
+        if not locked:
+            stack.enter_context(release_lock(model_dir))
+        previous = shadow_version(model_dir)
+        _clear_link(model_dir, SHADOW_LINK)
+        return previous
 
 
 def ensure_current(
@@ -230,15 +288,25 @@ def _place_release(version_dir: Path, releases: Path, manifest: artifact.Manifes
 
 
 def _switch_current(model_dir: Path, target: Path) -> None:
-    link = model_dir / CURRENT_LINK
+    _switch_link(model_dir, CURRENT_LINK, target)
+
+
+def _switch_link(model_dir: Path, name: str, target: Path) -> None:
+    link = model_dir / name
     if link.exists() and not link.is_symlink():
         raise ReleaseError(f"{link} exists and is not a symlink: move it away first")
-    tmp = model_dir / f".{CURRENT_LINK}.{os.getpid()}.tmp"
+    tmp = model_dir / f".{name}.{os.getpid()}.tmp"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     os.symlink(Path(RELEASES_DIR) / target.name, tmp)  # relative: the model dir can be moved or mounted
     os.replace(tmp, link)
     _fsync_path(model_dir)
+
+
+def _clear_link(model_dir: Path, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (model_dir / name).unlink()
+        _fsync_path(model_dir)
 
 
 def _mark_activated(releases: Path, target: Path) -> None:
@@ -249,10 +317,10 @@ def _mark_activated(releases: Path, target: Path) -> None:
 
 
 def _prune(model_dir: Path, keep: int) -> list[str]:
-    current = current_version(model_dir)
+    kept = {current_version(model_dir), shadow_version(model_dir)}
     pruned: list[str] = []
     for release in list_releases(model_dir)[keep:]:
-        if release.name == current:
+        if release.name in kept:
             continue
         _remove_tree(release)
         pruned.append(release.name)

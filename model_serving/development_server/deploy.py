@@ -275,11 +275,11 @@ def _report(phase: str, answers: Sequence[HostAnswer]) -> None:
         click.echo(f"  {answer.remote}: {verdict}: {answer.summary()}")
 
 
-def serving_commit(repo: DeployRepo, remote: str, *, timeout: float) -> str | None:
-    """The commit a host's ``current`` serves (its ``refs/stargazer/serving``), or None when unknown."""
+def serving_commit(repo: DeployRepo, remote: str, *, timeout: float, ref: str = SERVING_REF) -> str | None:
+    """The commit a host's ``current`` serves (its ``refs/stargazer/serving``, or ``ref``), or None."""
     try:
         result = subprocess.run(
-            ["git", f"--git-dir={repo.path}", "ls-remote", remote, SERVING_REF],
+            ["git", f"--git-dir={repo.path}", "ls-remote", remote, ref],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -322,24 +322,9 @@ def deploy(
     switch = [f"+{commit}:{DEPLOY_REF}"]
     staging_ref = f"{STAGING_PREFIX}{version}"
     if len(remotes) > 1:
-        staged = push_all(repo, remotes, [f"+{commit}:{staging_ref}"], timeout=timeout, actor=actor)
-        _report("phase 1/2: validate on every host (push refs/staging/<version>)", staged)
-        refused = [a for a in staged if not a.ok]
-        if refused:
-            accepted = [a.remote for a in staged if a.ok]
-            if accepted:
-                push_all(repo, accepted, [f":{staging_ref}"], timeout=timeout, actor=actor)
-            said_no = [a.remote for a in refused if any("refused" in line for line in a.lines)]
-            # A host that is down or cut off mid-push gives no verdict: say so, with git's last words.
-            silent = [a for a in refused if a.remote not in said_no]
-            reasons = [f"{', '.join(said_no)} refused {version}"] if said_no else []
-            if silent:
-                names = ", ".join(a.remote for a in silent)
-                reasons.append(f"{names} did not accept {version} ({silent[0].summary()})")
-            raise DeployError(
-                f"no host switched: {'; '.join(reasons)}"
-                + (f" (staging ref removed from {', '.join(accepted)})" if accepted else "")
-            )
+        stage(repo, commit=commit, version=version, remotes=remotes, timeout=timeout, actor=actor,
+              phase="phase 1/2: validate on every host (push refs/staging/<version>)",
+              outcome="no host switched")
         switch.append(f":{staging_ref}")
     answers = push_all(repo, remotes, switch, timeout=timeout, actor=actor)
     confirm_serving(repo, answers, commit, timeout=timeout)
@@ -355,6 +340,42 @@ def deploy(
         )
     repo.git("update-ref", "-m", f"deploy {version} to {', '.join(remotes)}", DEPLOY_REF, commit)
     click.echo(f"deployed {version} to {len(remotes)} host(s): {', '.join(remotes)}")
+
+
+def stage(
+    repo: DeployRepo,
+    *,
+    commit: str,
+    version: str,
+    remotes: Sequence[str],
+    timeout: float,
+    actor: str,
+    phase: str,
+    outcome: str,
+) -> None:
+    """Phase 1: push ``refs/staging/<version>`` everywhere; on any refusal remove it again and raise.
+
+    ``outcome`` starts the error line ("no host switched", "no shadow set").
+    """
+    staging_ref = f"{STAGING_PREFIX}{version}"
+    staged = push_all(repo, remotes, [f"+{commit}:{staging_ref}"], timeout=timeout, actor=actor)
+    _report(phase, staged)
+    refused = [a for a in staged if not a.ok]
+    if refused:
+        accepted = [a.remote for a in staged if a.ok]
+        if accepted:
+            push_all(repo, accepted, [f":{staging_ref}"], timeout=timeout, actor=actor)
+        said_no = [a.remote for a in refused if any("refused" in line for line in a.lines)]
+        # A host that is down or cut off mid-push gives no verdict: say so, with git's last words.
+        silent = [a for a in refused if a.remote not in said_no]
+        reasons = [f"{', '.join(said_no)} refused {version}"] if said_no else []
+        if silent:
+            names = ", ".join(a.remote for a in silent)
+            reasons.append(f"{names} did not accept {version} ({silent[0].summary()})")
+        raise DeployError(
+            f"{outcome}: {'; '.join(reasons)}"
+            + (f" (staging ref removed from {', '.join(accepted)})" if accepted else "")
+        )
 
 
 def choose_commit(
@@ -423,6 +444,18 @@ def _split_remotes(values: Sequence[str]) -> list[str]:
     help="Local bare deploy repository (created on first use).",
 )
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Per push.")
+@click.option("--shadow", "shadow_minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stage the version and score every live request with it beside the served one for MINUTES "
+                   "(never answered with), then print the shadow report.")
+@click.option("--shadow-requests", type=click.IntRange(min=1), default=None,
+              help="Shadow until N requests were scored by both models (with --shadow: whichever is first).")
+@click.option("--promote", is_flag=True, help="Switch every host to the version they shadow (phase 2).")
+@click.option("--if-shadow-within", "shadow_within", default=None, metavar="NAME=VALUE,...",
+              help="With --promote: promote only if every host's shadow report is within these thresholds "
+                   "(e.g. max_abs_log_diff_p90=0.3,min_rank_agreement=0.8).")
+@click.option("--shadow-stop", is_flag=True, help="Stop shadow scoring on every host (nothing is switched).")
+@click.option("--poll", "poll_seconds", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
+              help="Seconds between progress reports while shadowing.")
 def deploy_command(
     target: str | None,
     version: str | None,
@@ -431,10 +464,22 @@ def deploy_command(
     models_dir: Path,
     repo_path: Path,
     timeout: float,
+    shadow_minutes: float | None = None,
+    shadow_requests: int | None = None,
+    promote: bool = False,
+    shadow_within: str | None = None,
+    shadow_stop: bool = False,
+    poll_seconds: float = 15.0,
 ) -> None:
     """Deploy a model version (TARGET: a version or a model-<version> tag) to every production host."""
     if target and version:
         raise DeployError("give the version once: either TARGET or --version")
+    from model_serving.development_server import shadow_run
+
+    plan = shadow_run.Plan.from_options(
+        minutes=shadow_minutes, requests=shadow_requests, promote=promote, within=shadow_within,
+        stop=shadow_stop, poll=poll_seconds, rollback=rollback, target=target or version,
+    )
     try:
         secret = artifact.deploy_secret_from_env()
     except artifact.ArtifactError as exc:
@@ -447,9 +492,17 @@ def deploy_command(
             raise DeployError(
                 f"no production remote: pass --remote or `git -C {repo_path} remote add NAME URL`"
             )
+        if plan.promote or plan.stop:
+            shadow_run.promote_or_stop(repo, plan, remotes=chosen, timeout=timeout, actor=_actor())
+            return
         commit, name = choose_commit(
             repo, target or version, rollback=rollback, models_dir=models_dir, secret=secret
         )
+        if plan.shadowing:
+            click.echo(f"shadow {name} (commit {commit[:10]}, tag {TAG_PREFIX}{name}) on {', '.join(chosen)}")
+            shadow_run.run(repo, plan, commit=commit, version=name, remotes=chosen, timeout=timeout,
+                           actor=_actor())
+            return
         click.echo(f"deploy {name} (commit {commit[:10]}, tag {TAG_PREFIX}{name}) to {', '.join(chosen)}")
         deploy(repo, commit=commit, version=name, remotes=chosen, timeout=timeout, actor=_actor())
 

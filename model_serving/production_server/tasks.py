@@ -20,7 +20,7 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from flask import current_app
 
 from model_serving import features
-from model_serving.production_server import metrics
+from model_serving.production_server import metrics, shadow
 from model_serving.production_server.model_store import ModelStore, ModelUnavailable, store_for
 from model_serving.production_server.settings import ServingSettings
 
@@ -59,14 +59,18 @@ def predict_batch(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not rows:  # every item failed its lookup: the answer still names the model version
         return {"model_version": model.version, "predictions": [], "pid": os.getpid()}
     try:
+        scoring_started = time.perf_counter()
         if model.compiled is not None:  # built once per loaded model by the store: no DataFrame, no sklearn
             point, low, high = model.compiled.predict_rows(rows)
         else:
             point, low, high = features.predict_with_interval(model.pipeline, pd.DataFrame.from_records(rows))
+        scoring_seconds = time.perf_counter() - scoring_started
     except SoftTimeLimitExceeded:
         metrics.WORKER_TASKS.labels(task="predict_batch", outcome="timeout").inc()
         return {"error": "prediction exceeded the worker's time limit", "code": "timeout",
                 "model_version": model.version}
+    # When a shadow is set, a thread of this process scores the same rows with it; the answer never waits.
+    shadow.submit_quietly(current_app.config["STARGAZER"], rows, model.version, point, scoring_seconds)
     metrics.WORKER_TASKS.labels(task="predict_batch", outcome="success").inc()
     metrics.WORKER_TASK_SECONDS.observe(time.perf_counter() - started)
     return {
