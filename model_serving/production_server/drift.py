@@ -84,6 +84,27 @@ class FeatureDrift:
                          for b in self.bins]}
 
 
+@dataclass(frozen=True)
+class Window:
+    """A slice of the live requests, in time order: when drift began, not only whether it is there now."""
+
+    started: str
+    ended: str
+    requests: int
+    max_psi: float
+    worst: str
+    shifted: int
+
+    @property
+    def level(self) -> Level:
+        return level_of(self.max_psi)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from": self.started, "until": self.ended, "requests": self.requests,
+                "max_psi": round(self.max_psi, 4), "level": self.level, "most_drifted": self.worst,
+                "shifted_features": self.shifted}
+
+
 @dataclass
 class Report:
     verdict: Verdict
@@ -95,6 +116,7 @@ class Report:
     live_until: str | None = None
     live_versions: dict[str, int] = field(default_factory=dict)
     features: list[FeatureDrift] = field(default_factory=list)  # most drifted first
+    trend: list[Window] = field(default_factory=list)  # oldest first
 
     def most_drifted(self, count: int = 4) -> list[FeatureDrift]:
         return [f for f in self.features if f.psi >= STABLE_BELOW][:count] or self.features[:count]
@@ -104,7 +126,8 @@ class Report:
                 "model_version": self.version, "training_rows": self.training_rows,
                 "live_requests": self.live_requests, "live_from": self.live_from,
                 "live_until": self.live_until,
-                "live_versions": self.live_versions, "features": [f.to_json() for f in self.features]}
+                "live_versions": self.live_versions, "features": [f.to_json() for f in self.features],
+                "trend": [w.to_json() for w in self.trend]}
 
     def to_text(self) -> str:
         lines = [self.headline, f"thresholds: {THRESHOLDS_TEXT}"]
@@ -117,6 +140,11 @@ class Report:
                 ks = "" if f.ks is None else f"{f.ks:.3f}"
                 missing = f"{f.training_missing:.0%} / {f.live_missing:.0%}"
                 lines.append(f"{f.name:<32} {f.psi:>7.3f} {f.level:<9} {ks:>6} {missing:>19}")
+        if self.trend:
+            lines.append("over time (oldest first): from, until, requests, largest PSI (level, feature)")
+            for w in self.trend:
+                lines.append(f"  {w.started} {w.ended} {w.requests:>6} {w.max_psi:>7.3f} "
+                             f"({w.level}, {w.worst})")
         return "\n".join(lines)
 
 
@@ -280,13 +308,43 @@ def compare_categorical(name: str, training: pd.Series, live: pd.Series) -> Feat
 
 def compare(training_raw: pd.DataFrame, live_raw: pd.DataFrame) -> list[FeatureDrift]:
     """PSI (and KS) of every model feature, the most drifted first."""
-    train, live = model_features(training_raw), model_features(live_raw)
+    return compare_features(model_features(training_raw), model_features(live_raw))
+
+
+def compare_features(train: pd.DataFrame, live: pd.DataFrame) -> list[FeatureDrift]:
+    """``compare`` on frames of model features (computed once, then sliced by ``trend``)."""
     found = [compare_numeric(n, train[n], live[n]) for n in features.numeric_feature_names()]
     found += [compare_categorical(n, train[n], live[n]) for n in features.CATEGORY_COLUMNS]
     return sorted(found, key=lambda f: (-f.psi, f.name))
 
 
-def headline(verdict: Verdict, drifts: list[FeatureDrift], requests: int, needed: int) -> str:
+def trend(train: pd.DataFrame, live: pd.DataFrame, times: list[str], *, min_requests: int,
+          windows: int = 6) -> list[Window]:
+    """The live requests cut into up to ``windows`` equal slices in time order (each >= ``min_requests``)."""
+    count = min(windows, len(live) // min_requests)
+    if count < 2:
+        return []
+    bounds = np.linspace(0, len(live), count + 1).astype(int)
+    found: list[Window] = []
+    for start, end in itertools.pairwise(bounds):
+        drifts = compare_features(train, live.iloc[start:end].reset_index(drop=True))
+        found.append(Window(times[start], times[end - 1], int(end - start), drifts[0].psi, drifts[0].name,
+                            sum(1 for d in drifts if d.level == "shifted")))
+    return found
+
+
+def shifted_since(windows: list[Window]) -> str | None:
+    """Start of the run of shifted windows that reaches now, when older windows were not shifted."""
+    if not windows or windows[-1].level != "shifted":
+        return None
+    first = len(windows) - 1
+    while first > 0 and windows[first - 1].level == "shifted":
+        first -= 1
+    return windows[first].started if first > 0 else None
+
+
+def headline(verdict: Verdict, drifts: list[FeatureDrift], requests: int, needed: int,
+             windows: list[Window] | None = None) -> str:
     shifted = [f for f in drifts if f.level == "shifted"]
     moderate = [f for f in drifts if f.level == "moderate"]
 
@@ -295,8 +353,10 @@ def headline(verdict: Verdict, drifts: list[FeatureDrift], requests: int, needed
         return shown + (f" and {len(items) - 3} more" if len(items) > 3 else "")
 
     if verdict == "retrain":
+        since = shifted_since(windows or [])
         return (f"RETRAIN: time to collect fresh data and retrain: {len(shifted)} of {len(drifts)} features "
-                f"shifted (PSI > {SHIFTED_ABOVE}): {named(shifted)}; over the last {requests} requests.")
+                f"shifted (PSI > {SHIFTED_ABOVE}): {named(shifted)}; over the last {requests} requests."
+                + (f" Shifted since about {since}." if since else ""))
     if verdict == "watch":
         return (f"WATCH: no need to retrain yet, collect fresh data soon: {len(moderate)} of {len(drifts)} "
                 f"features moderately shifted (PSI {STABLE_BELOW}-{SHIFTED_ABOVE}): {named(moderate)}; "
@@ -325,10 +385,12 @@ def report(model_dir: Path, log_path: Path, secret: bytes | None, *, require_sig
                     live_versions={str(k): int(v) for k, v in pd.Series(versions, dtype=object)
                                    .value_counts().items()})
     if len(live) >= min_requests:
-        result.features = compare(training, live)
+        train_features, live_features = model_features(training), model_features(live)
+        result.features = compare_features(train_features, live_features)
+        result.trend = trend(train_features, live_features, times, min_requests=min_requests)
         levels = {f.level for f in result.features}
         result.verdict = "retrain" if "shifted" in levels else "watch" if "moderate" in levels else "stable"
-    result.headline = headline(result.verdict, result.features, len(live), min_requests)
+    result.headline = headline(result.verdict, result.features, len(live), min_requests, result.trend)
     return result
 
 

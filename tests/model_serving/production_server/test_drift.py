@@ -83,9 +83,28 @@ def test_the_newest_requests_decide(served: tuple[Path, str], tmp_path: Path) ->
     model_dir, version = served
     log = tmp_path / "predictions.jsonl"
     write_requests(log, shifted_requests(400), version)
-    write_requests(log, unshifted_requests(300), version)
+    write_requests(log, unshifted_requests(300), version, start=datetime(2026, 11, 3, tzinfo=UTC))
     assert _report(model_dir, log, max_requests=300).verdict == "stable"
-    assert _report(model_dir, log, max_requests=700).verdict == "retrain"
+    both = _report(model_dir, log, max_requests=700)
+    assert both.verdict == "retrain"
+    # Over time: three windows of ~233 requests, oldest first; the last one is no longer shifted (a window
+    # is smaller than the whole, so its noise may reach "moderate").
+    assert [w.level == "shifted" for w in both.trend] == [True, True, False]
+    assert sum(w.requests for w in both.trend) == 700
+    assert "Shifted since" not in both.headline  # it is not shifted now, at the end of the stream
+
+
+def test_the_report_says_since_when_requests_are_shifted(served: tuple[Path, str], tmp_path: Path) -> None:
+    model_dir, version = served
+    log = tmp_path / "predictions.jsonl"
+    write_requests(log, unshifted_requests(400), version)
+    write_requests(log, shifted_requests(400), version, start=datetime(2026, 11, 5, tzinfo=UTC))
+    report = _report(model_dir, log)
+    assert [w.level == "shifted" for w in report.trend] == [False, False, True, True]
+    assert report.trend[2].started.startswith("2026-11-05T00:00:00")
+    assert report.headline.endswith(f"Shifted since about {report.trend[2].started}.")
+    assert "over time (oldest first)" in report.to_text()
+    assert report.to_json()["trend"][2]["level"] == "shifted"
 
 
 def test_few_requests_give_no_verdict_and_torn_lines_are_skipped(served: tuple[Path, str],
