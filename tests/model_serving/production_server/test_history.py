@@ -258,3 +258,53 @@ def test_the_models_page_in_chromium_through_nginx(
                 browser.close()
     finally:
         stack.stop()
+
+
+@pytest.mark.integration
+def test_the_gates_scores_and_an_override_reason_from_real_pushes(tmp_path: Path) -> None:
+    """A host with a frozen evaluation set: a good first model, then a worse one pushed with an override."""
+    import re
+
+    from data_collection.dataset import write_dataset
+    from model_serving.development_server.evalset import evalset_command
+    from tests.githooks.versions import shuffled_pipeline, write
+    from tests.model_fixture import synthetic_dataset
+
+    require_executable("git", "/usr/bin/git")
+
+    def rows(frame: object) -> list[dict]:
+        return [{k: ("" if v is None else str(v)) for k, v in r.items()} for r in frame.to_dict("records")]
+
+    write_dataset(rows(synthetic_dataset(200, 0)), tmp_path / "train.csv", {"source": "test"})
+    write_dataset(rows(synthetic_dataset(400, 11)), tmp_path / "collected.csv", {"source": "test"})
+    made = CliRunner().invoke(evalset_command, ["--from", str(tmp_path / "collected.csv"), "--exclude",
+                                                str(tmp_path / "train.csv"), "--out", str(tmp_path)],
+                              catch_exceptions=False)
+    assert made.exit_code == 0, made.output
+    sha256 = re.search(r"^sha256 ([0-9a-f]{64})$", made.output, re.MULTILINE).group(1)
+    [evalset] = tmp_path.glob("evalset-*.csv.gz")
+    host = install_host(tmp_path, "h-gated", write_secret(tmp_path / "deploy_secret", SECRET),
+                        extra=["--evalset", str(evalset), "--evalset-sha256", sha256])
+    models = tmp_path / "models"
+    good, worse = write(fitted_pipeline(0), models, 0), write(shuffled_pipeline(1), models, 1)
+    reason = "on-call accepts the regression until the 12:00 retrain"
+    _deploy("--version", good.name, models=models, repo=tmp_path / "deploy.git", host=host)
+    _deploy("--version", worse.name, "--override-gate", reason, models=models, repo=tmp_path / "deploy.git",
+            host=host)
+    log = host.log()
+
+    client = _app(host.model_dir, tmp_path).test_client()
+    newest, first = client.get("/api/v1/models").get_json()["releases"]
+    assert (newest["version"], first["version"]) == (worse.name, good.name)
+    assert newest["override_reason"] == reason and first["override_reason"] is None
+    assert newest["gate"] == log[1]["gate"] and first["gate"] == log[0]["gate"]
+    assert first["gate"]["decision"] == "first-model" and newest["gate"]["decision"] == "overridden"
+
+    html = client.get("/models").get_data(as_text=True)
+    worse_row, good_row = _row(html, worse.name), _row(html, good.name)
+    assert reason in worse_row and '<td class="override">—</td>' in good_row
+    assert '<span class="verdict">overridden</span>' in worse_row
+    for name in ("spearman", "mae_log", "coverage"):  # the pushed and the serving model's, as recorded
+        assert f"pushed.{name} {log[1]['gate']['pushed'][name]:.3f}" in worse_row
+        assert f"serving.{name} {log[1]['gate']['serving'][name]:.3f}" in worse_row
+        assert f"pushed.{name} {log[0]['gate']['pushed'][name]:.3f}" in good_row
