@@ -16,6 +16,7 @@ history must not be the thing that breaks when the history is damaged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,7 +164,7 @@ def build(model_dir: Path) -> History:
         release.serving = release.version == serving
         if release.periods and not release.serving and release.periods[0].ended is None:
             # The log's newest activation is not what ``current`` serves (switched by hand): say it ended.
-            release.periods[0] = Period(**{**release.periods[0].__dict__, "ended": "unknown"})
+            release.periods[0] = dataclasses.replace(release.periods[0], ended="unknown")
         if release.holdout is None and release.installed:
             release.holdout = _manifest_holdout(directory)
     host = next((str(e["host"]) for e in reversed(entries) if e.get("host")), None)
