@@ -24,6 +24,7 @@ which prints one JSON line on stdout (``{"ok": true, ...}`` or ``{"ok": false, "
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -256,11 +257,11 @@ def check(version_dir: Path, evalset: Path | None = None, serving: Path | None =
     from model_serving import artifact, features
 
     started = time.perf_counter()
-    frame = None
+    evaluation = None
     if evalset is not None:
         artifact.validate_version(version_dir, None, require_signature=False)  # refused before any scoring
-        frame = gate.read_evalset(evalset)
-        print(json.dumps({"serving": _serving_scores(serving, frame)}), flush=True)
+        evaluation = gate.read_evalset(evalset)
+        print(json.dumps({"serving": _serving_scores(serving, evaluation)}), flush=True)
     pipeline, manifest = artifact.load_version(version_dir, None, require_signature=False)
     loaded = time.perf_counter()
     rows = json.loads(SAMPLE_FILE.read_text(encoding="utf-8"))
@@ -287,14 +288,14 @@ def check(version_dir: Path, evalset: Path | None = None, serving: Path | None =
         "predict_seconds": round(time.perf_counter() - loaded, 3),
         "uid": os.getuid(),
     }
-    if frame is not None:
+    if evaluation is not None:
         try:
-            scores = gate.score(pipeline, frame)
+            scores = gate.score(pipeline, evaluation)
         except Exception as exc:  # a foreign model failing on real rows is a refusal, said in one line
             raise artifact.ArtifactError(
                 f"model cannot predict the evaluation set: {type(exc).__name__}: {exc}"
             ) from None
-        report["gate_pushed"] = {**scores.to_json(), "rows": scores.rows}
+        report["gate_pushed"] = dataclasses.asdict(scores)
     return report
 
 
@@ -309,7 +310,7 @@ def _serving_scores(serving: Path | None, frame: Any) -> dict[str, Any]:
         scores = gate.score(pipeline, frame)
     except Exception as exc:  # an unusable serving model must not block the push of its replacement
         return {"serving_error": _one_line(f"{type(exc).__name__}: {exc}")}
-    return {"serving": {**scores.to_json(), "rows": scores.rows}, "serving_version": version}
+    return {"serving": dataclasses.asdict(scores), "serving_version": version}
 
 
 def receive(stream: IO[bytes], into: Path) -> Received:

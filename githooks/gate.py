@@ -63,6 +63,7 @@ class Scores:
     rows: int
 
     def to_json(self) -> dict[str, float]:
+        """The three numbers as the deploy log keeps them (4 decimals; the child reports them unrounded)."""
         return {name: round(getattr(self, name), 4) for name in METRICS}
 
     @classmethod

@@ -44,7 +44,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from githooks import gitcmd
+from githooks import gate, gitcmd
 from githooks.prereceive import PREFIX, Update, extract, parse_updates
 from githooks.settings import (
     DEPLOY_REF,
@@ -112,6 +112,8 @@ def _install(
         details = {"commit": tip, "ref": DEPLOY_REF}
         if tip != pushed.new:
             details["pushed_commit"] = pushed.new  # a later push won the race; its version is installed
+        git_dir = Path(gitcmd.git("rev-parse", "--absolute-git-dir").strip())
+        details.update(gate.log_fields(gate.read_record(git_dir, tip)))  # scores and override reason
         release = releases.install_release(
             Path(work),
             settings.model_dir,

@@ -12,7 +12,12 @@ For each pushed commit, in this order, stopping at its first problem (one line p
    network, time and memory limits; ``githooks.check_model``, run with the interpreter and code of
    ``STARGAZER_APP_DIR``, so "the serving code" is literal): ``feature_version``,
    ``input_columns`` and the sklearn version match the serving code's (checked before unpickling, by
-   ``artifact.load_version``), then the model loads and predicts a canned sample.
+   ``artifact.load_version``), then the model loads and predicts a canned sample;
+6. the quality gate (``githooks/gate.py``), when the host has an evaluation set: the same child scores the
+   pushed model and the serving one on it; a model worse than the serving one by more than the host's margins
+   (or, first on the host, below its floors) is refused, unless the pusher gives
+   ``-o stargazer.override-gate=<reason>``. The scores (and the reason) are kept for post-receive, which
+   writes them into the deploy log.
 A deploy commit that this host already accepted as ``refs/staging/<version>`` skips the load and prediction:
 phase 2 of a deploy must switch all hosts quickly, and the same bytes passed them minutes ago on this very
 host (steps 1-4 and the compatibility check are repeated in this process: they are cheap).
@@ -33,7 +38,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from githooks import gitcmd
 from githooks.settings import (
@@ -45,6 +50,10 @@ from githooks.settings import (
     SettingsError,
     load,
 )
+
+if TYPE_CHECKING:
+    from githooks.check_model import GateInputs
+    from githooks.gate import Verdict
 
 PREFIX = "stargazer:"
 
@@ -67,6 +76,7 @@ class Candidate:
     update: Update
     directory: Path
     version: str
+    sha256: str
     needs_load_check: bool
 
 
@@ -138,7 +148,7 @@ def cheap_checks(update: Update, directory: Path, settings: HookSettings) -> Can
     needs_load = not (update.ref in (DEPLOY_REF, SHADOW_REF) and staged == update.new)
     if not needs_load:
         artifact.check_compatible(manifest)  # the child, which would do it, does not run on this path
-    return Candidate(update, directory, manifest.version, needs_load)
+    return Candidate(update, directory, manifest.version, manifest.sha256, needs_load)
 
 
 def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
@@ -164,8 +174,15 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
     except SettingsError as exc:
         return _finish([*problems, f"{PREFIX} refused: host misconfigured: {exc}"], [], stderr)
 
+    from githooks import gate
     from githooks.check_model import SANDBOX_SCRIPT, Sandbox, run_check
     from model_serving import artifact
+
+    try:
+        override = gate.override_reason(gitcmd.push_options(dict(os.environ)))
+    except gate.GateError as exc:
+        return _finish([*problems, f"{PREFIX} refused: {exc}"], [], stderr)
+    gate_inputs, gate_off = _gate_inputs(settings)
 
     sandbox = Sandbox(
         user=settings.check_user,
@@ -190,20 +207,112 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
         workers = max(1, min(len(to_load), os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = pool.map(
-                lambda c: run_check(c.directory, sandbox=sandbox, timeout=settings.check_timeout),
+                lambda c: run_check(
+                    c.directory,
+                    sandbox=sandbox,
+                    timeout=settings.check_timeout,
+                    gate_inputs=gate_inputs if gate_off is None else None,
+                ),
                 to_load,
             )
             checked = dict(zip((id(c) for c in to_load), results, strict=True))
+        records: dict[str, dict] = {}
+        served_before = _served_sha256s(settings) if to_load and gate_off is None else set()
         for candidate in candidates:
             label = f"{candidate.update.label} model {candidate.version}"
             result = checked.get(id(candidate))
             if result is None:
                 accepted.append(f"{PREFIX} accepted {label} on {settings.host_name} (validated at staging)")
-            elif result.ok:
-                accepted.append(f"{PREFIX} accepted {label} on {settings.host_name}: {result.message}")
-            else:
+                continue
+            if not result.ok:
                 problems.append(f"{PREFIX} refused {candidate.update.label}: {result.message}")
+                continue
+            if gate_off is not None:
+                if gate_inputs is not None and override is None:  # configured but unusable: refuse
+                    problems.append(f"{PREFIX} refused {candidate.update.label}: quality gate: {gate_off}")
+                    continue
+                note, record = _without_gate(gate_off, override, gate_inputs is not None)
+            else:
+                reported = result.details.get("gate") or {}
+                verdict = _judge(candidate, reported, settings, served_before, override)
+                if not verdict.accepted:
+                    problems.append(f"{PREFIX} refused {candidate.update.label}: {verdict.message}")
+                    continue
+                note, record = verdict.message, verdict.record
+            records[candidate.update.new] = record
+            accepted.append(f"{PREFIX} accepted {label} on {settings.host_name}: {result.message}; {note}")
+        if not problems:
+            git_dir = Path(gitcmd.git("rev-parse", "--absolute-git-dir").strip())
+            for commit, record in records.items():
+                if record:
+                    gate.write_record(git_dir, commit, record)
+                else:
+                    gate.remove_record(git_dir, commit)
     return _finish(problems, accepted, stderr)
+
+
+def _gate_inputs(settings: HookSettings) -> tuple[GateInputs | None, str | None]:
+    """(what the check needs to score, None) when the gate runs; else (inputs or None, why it does not).
+
+    An eval set that fails its sha256 keeps its inputs in the answer: the caller refuses (unless overridden).
+    """
+    from githooks import gate
+    from githooks.check_model import GateInputs
+    from model_serving import releases
+
+    if settings.evalset is None or settings.evalset_sha256 is None:
+        return None, "no quality gate (no evaluation set on this host)"
+    inputs = GateInputs(settings.evalset, releases.current_release(settings.model_dir))
+    try:
+        gate.verify_evalset(settings.evalset, settings.evalset_sha256)
+    except gate.GateError as exc:
+        return inputs, str(exc)
+    return inputs, None
+
+
+def _without_gate(reason: str, override: str | None, configured: bool) -> tuple[str, dict]:
+    """The accepted line's note and the record when no scores were computed."""
+    if override is None:
+        return reason, {}
+    note = f"quality gate OVERRIDDEN ({override}): {reason}" if configured else reason
+    return note, {"decision": "overridden" if configured else "off", "skipped": reason,
+                  "override_reason": override}
+
+
+def _served_sha256s(settings: HookSettings) -> set[str]:
+    """Every model this host has served (its deploy log): pushing one again is a rollback."""
+    from model_serving import releases
+
+    try:
+        entries = releases.read_deploy_log(settings.model_dir)
+    except (OSError, ValueError):
+        return set()
+    return {str(entry.get("sha256")) for entry in entries if isinstance(entry, dict)}
+
+
+def _judge(
+    candidate: Candidate, reported: dict, settings: HookSettings, served: set[str], override: str | None
+) -> Verdict:
+    from githooks import gate
+
+    try:
+        pushed = gate.Scores.from_json(reported.get("pushed") or {})
+        serving = gate.Scores.from_json(reported["serving"]) if reported.get("serving") else None
+    except gate.GateError as exc:
+        return gate.Verdict(False, f"quality gate: {exc}", {})
+    assert settings.evalset is not None
+    return gate.decide(
+        pushed,
+        serving,
+        pushed_version=candidate.version,
+        serving_version=reported.get("serving_version"),
+        serving_error=reported.get("serving_error"),
+        evalset=settings.evalset.name,
+        margins=settings.gate_margins,
+        floors=settings.gate_floors,
+        served_before=candidate.sha256 in served,
+        override=override,
+    )
 
 
 def _finish(problems: list[str], accepted: list[str], stderr: TextIO) -> int:

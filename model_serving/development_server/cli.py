@@ -187,6 +187,9 @@ def _register_deploy() -> None:
 
     main.add_command(deploy_command, "deploy")
     main.add_command(rollback_command, "rollback")
+    from model_serving.development_server.evalset import evalset_command  # the quality gate's eval set
+
+    main.add_command(evalset_command, "evalset")
 
 
 _register_deploy()

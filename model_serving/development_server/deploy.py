@@ -83,6 +83,7 @@ class DeployRepo:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.push_options: list[str] = []  # more ``-o key=value`` for every push of a run (--override-gate)
 
     def git(self, *args: str, input_text: str | None = None, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(
@@ -228,6 +229,7 @@ def push(repo: DeployRepo, remote: str, refspecs: Sequence[str], *, timeout: flo
         "--porcelain",
         "--push-option",
         f"actor={actor}",
+        *(word for option in repo.push_options for word in ("--push-option", option)),
         remote,
         *refspecs,
     ]
@@ -444,6 +446,13 @@ def _split_remotes(values: Sequence[str]) -> list[str]:
     help="Local bare deploy repository (created on first use).",
 )
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Per push.")
+@click.option(
+    "--override-gate",
+    "override_gate",
+    metavar="REASON",
+    default=None,
+    help="Deploy even if a host's quality gate refuses the model; REASON goes into every host's deploy log.",
+)
 @click.option("--shadow", "shadow_minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stage the version and score every live request with it beside the served one for MINUTES "
                    "(never answered with), then print the shadow report.")
@@ -464,6 +473,7 @@ def deploy_command(
     models_dir: Path,
     repo_path: Path,
     timeout: float,
+    override_gate: str | None = None,
     shadow_minutes: float | None = None,
     shadow_requests: int | None = None,
     promote: bool = False,
@@ -485,6 +495,12 @@ def deploy_command(
     except artifact.ArtifactError as exc:
         raise DeployError(str(exc)) from None
     repo = DeployRepo(repo_path)
+    if override_gate is not None:
+        from githooks.gate import OVERRIDE_OPTION
+
+        if not override_gate.strip():
+            raise DeployError("--override-gate needs a reason (it goes into the deploy log)")
+        repo.push_options.append(f"{OVERRIDE_OPTION}={override_gate}")
     with repo.lock():
         repo.ensure()
         chosen = _split_remotes(remotes) or repo.remotes()

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +66,10 @@ def write_secret(path: Path, value: str) -> Path:
     return path
 
 
-def install_host(root: Path, name: str, secret_file: Path, *, keep: int = 5, probe: bool = False) -> Host:
-    """Run the real installer (githooks/install.sh), as Ansible does."""
+def install_host(
+    root: Path, name: str, secret_file: Path, *, keep: int = 5, probe: bool = False, extra: Sequence[str] = ()
+) -> Host:
+    """Run the real installer (githooks/install.sh), as Ansible does (``extra``: more installer options)."""
     repo, model_dir = root / name / "models.git", root / name / "var-models"
     result = subprocess.run(
         [
@@ -87,6 +89,7 @@ def install_host(root: Path, name: str, secret_file: Path, *, keep: int = 5, pro
             "--host-name",
             name,
             "--probe" if probe else "--no-probe",
+            *extra,
         ],
         capture_output=True,
         text=True,

@@ -26,6 +26,18 @@ def fitted_pipeline(seed: int, *, rows: int = 200, n_estimators: int = 8) -> obj
     return pipeline
 
 
+def shuffled_pipeline(seed: int, *, rows: int = 200, n_estimators: int = 8) -> object:
+    """The same pipeline fitted on the same rows with their stars shuffled: an honestly worse model (it
+    learns the star distribution, not which repository has which)."""
+    data = synthetic_dataset(rows, seed)
+    target = features.target_of(data).sample(frac=1.0, random_state=seed + 1000).reset_index(drop=True)
+    pipeline = features.build_pipeline(
+        RandomForestRegressor(n_estimators=n_estimators, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    )
+    pipeline.fit(features.select_input(data), target)
+    return pipeline
+
+
 def write(pipeline: object, models_dir: Path, index: int) -> Path:
     """Write ``pipeline`` as a version created ``index`` minutes after START (so names sort by index)."""
     return artifact.write_version(
