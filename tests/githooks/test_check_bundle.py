@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from githooks import check_model
 from model_serving import artifact, features
-from tests.model_fixture import _fake_metrics, synthetic_dataset
+from tests.model_fixture import _fake_metrics, build_tiny_version, synthetic_dataset
 from tests.support import REPO_ROOT
 
 
@@ -60,3 +60,57 @@ def test_the_bundle_round_trips_and_a_cut_snapshot_is_refused(tmp_path: Path) ->
     (tmp_path / "cut").mkdir()
     with pytest.raises(ValueError, match="ends inside the dataset snapshot"):
         check_model.receive(io.BytesIO(cut), tmp_path / "cut")
+
+
+def _evalset(path: Path) -> Path:
+    """An evaluation set as the evalset command writes it: dataset columns, gzipped, unseen names."""
+    import gzip
+
+    from data_collection.dataset import render_csv
+
+    frame = synthetic_dataset(60, 21)
+    frame["full_name"] = [f"held-out/repo{i}" for i in range(len(frame))]
+    rows = [{k: ("" if v is None else str(v)) for k, v in r.items()} for r in frame.to_dict("records")]
+    path.write_bytes(gzip.compress(render_csv(rows)))
+    return path
+
+
+def test_the_gate_bundle_round_trips_and_the_child_scores_both_models(tmp_path: Path) -> None:
+    import joblib
+
+    from githooks import gate
+
+    pushed = _version_with_snapshot(tmp_path / "models")
+    serving = build_tiny_version(tmp_path / "serving", n_estimators=4, seed=5)
+    evalset = _evalset(tmp_path / "evalset-1.csv.gz")
+    inputs = check_model.GateInputs(evalset, serving)
+    bundle = tmp_path / "bundle"
+    check_model.write_bundle(pushed, bundle, inputs)
+    (tmp_path / "received").mkdir()
+    received = check_model.receive(io.BytesIO(bundle.read_bytes()), tmp_path / "received")
+    assert received.evalset is not None and received.evalset.read_bytes() == evalset.read_bytes()
+    assert received.serving is not None
+    for name in (artifact.MANIFEST_FILE, artifact.MODEL_FILE):
+        assert (received.serving / name).read_bytes() == (serving / name).read_bytes(), name
+    model = artifact.MODEL_FILE
+    assert (received.version_dir / model).read_bytes() == (pushed / model).read_bytes()
+
+    sandbox = check_model.Sandbox(user=None, python=Path(sys.executable), app_dir=REPO_ROOT, memory_mb=4096)
+    result = check_model.run_check(pushed, sandbox=sandbox, timeout=120, gate_inputs=inputs)
+    assert result.ok, result.message
+    frame = gate.read_evalset(evalset)
+    for key, version in (("pushed", pushed), ("serving", serving)):
+        expected = gate.score(joblib.load(version / artifact.MODEL_FILE), frame)
+        assert gate.Scores.from_json(result.details["gate"][key]) == expected, key
+    assert result.details["gate"]["serving_version"] == serving.name
+
+
+def test_a_bundle_with_half_a_serving_model_is_refused(tmp_path: Path) -> None:
+    version = _version_with_snapshot(tmp_path / "models")
+    bundle = tmp_path / "bundle"
+    check_model.write_bundle(version, bundle)
+    header, _, rest = bundle.read_bytes().partition(b"\n")
+    forged = header + b" 10 5 0\n" + rest  # an eval set and a serving model.json, but no serving model
+    (tmp_path / "r").mkdir()
+    with pytest.raises(ValueError, match="half a serving model"):
+        check_model.receive(io.BytesIO(forged), tmp_path / "r")
