@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -278,22 +280,29 @@ def all_command() -> None:
     finally:
         total = round(time.monotonic() - started, 1)
         click.echo(f"rehearsal {'FAILED' if failed else 'passed'} in {total:.1f} s")
-        if failed or settings.keep:
-            if settings.root.exists():
-                record._merge(settings.root / "timings.json", "total", total)
+        if settings.root.exists():
+            record._merge(settings.root / "timings.json", "total", total)
+        if settings.keep:
             click.echo(
                 f"fleet left up: inventory {settings.root / 'hosts.yml'}; `make rehearsal-down` removes it"
             )
         else:
-            timings = settings.root / "timings.json"
-            keep = (timings.read_text() if timings.exists() else "{}", record.results(settings.root))
-            do_down(settings)
-            _save_outside(settings.root, keep, total)
+            _down_keeping_records(settings)
 
 
-def _save_outside(root: Path, kept: tuple[str, dict], total: float) -> None:
-    """After teardown, timings.json and results.json stay (in an otherwise removed directory)."""
-    root.mkdir(parents=True, exist_ok=True)
-    timings = json.loads(kept[0]) | {"total": total}
-    (root / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
-    (root / "results.json").write_text(json.dumps(kept[1], indent=2) + "\n")
+#: What a torn-down rehearsal leaves for reading (``make rehearsal-down`` removes it too).
+RECORDS = ("timings.json", "results.json", "log")
+
+
+def _down_keeping_records(settings: Settings) -> None:
+    """Tear the fleet down; the timings, results and logs stay in an otherwise removed directory."""
+    root = settings.root
+    with tempfile.TemporaryDirectory(prefix="rehearsal-records-") as scratch:
+        for name in RECORDS:
+            if (root / name).exists():
+                shutil.move(str(root / name), scratch)
+        do_down(settings)
+        root.mkdir(parents=True, exist_ok=True)
+        for name in RECORDS:
+            if (Path(scratch) / name).exists():
+                shutil.move(str(Path(scratch) / name), str(root / name))

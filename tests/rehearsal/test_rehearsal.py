@@ -126,4 +126,4 @@ def test_teardown_leaves_nothing_behind(rehearsal: Rehearsal) -> None:
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     assert f"{rehearsal.prefix}-" not in links
     assert not list(Path("/tmp").glob(f"{rehearsal.prefix}-*-ray"))
-    assert sorted(p.name for p in rehearsal.root.iterdir()) == ["results.json", "timings.json"]
+    assert sorted(p.name for p in rehearsal.root.iterdir()) == ["log", "results.json", "timings.json"]
