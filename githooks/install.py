@@ -313,11 +313,10 @@ def _chown(owner: str, *roots: Path) -> list[str]:
 @click.option("--host-name", default=None, help="Name in the deploy log. Default: the hostname.")
 @click.option(
     "--evalset",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="The quality gate's frozen evaluation set on this host (evalset-<version>.csv.gz). None: no gate.",
+    default="",
+    help="The quality gate's frozen evaluation set on this host (evalset-<version>.csv.gz); '' = no gate.",
 )
-@click.option("--evalset-sha256", default=None, help="The sha256 the evaluation set must have.")
+@click.option("--evalset-sha256", default="", help="The sha256 the evaluation set must have ('' = any).")
 @click.option(
     "--gate-margin",
     "gate_margins",
@@ -353,8 +352,8 @@ def main(
     host_name: str | None,
     owner: str | None,
     probe: bool,
-    evalset: Path | None,
-    evalset_sha256: str | None,
+    evalset: str,
+    evalset_sha256: str,
     gate_margins: dict[str, float],
     gate_floors: dict[str, float],
 ) -> None:
@@ -373,8 +372,8 @@ def main(
         host_name=host_name,
         owner=owner,
         probe=probe,
-        evalset=evalset.absolute() if evalset else None,
-        evalset_sha256=evalset_sha256,
+        evalset=Path(evalset).absolute() if evalset else None,
+        evalset_sha256=evalset_sha256 or None,
         gate_margins=gate_margins,
         gate_floors=gate_floors,
     )
