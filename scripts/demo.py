@@ -41,7 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "inventory" / "demo.yml"
 PLAYBOOKS = ROOT / "playbooks"
 BIN = Path(sys.executable).parent
-LOGS = ROOT / "var" / "demo" / "logs"
 STAGES = 5
 SIMULATOR_PROGRAM = "stargazer-github-simulator"
 
@@ -64,25 +63,31 @@ class Sizes:
 class Host:
     """The all-in-one host as inventory/demo.yml describes it (the one source of its paths and ports)."""
 
+    inventory: Path
     vars: dict[str, Any]
 
     @classmethod
     def load(cls, path: Path = INVENTORY) -> Host:
         inventory = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return cls(inventory["all"]["hosts"]["localhost"])
+        return cls(path.resolve(), inventory["all"]["hosts"]["localhost"])
 
     def get(self, name: str) -> Any:
         """A host variable, with the two templates the inventory uses for paths resolved."""
         value = self.vars[name]
         if not isinstance(value, str):
             return value
-        resolved = value.replace("{{ inventory_dir | dirname }}", str(INVENTORY.parent.parent))
+        resolved = value.replace("{{ inventory_dir | dirname }}", str(self.inventory.parent.parent))
         if "{{ demo_root }}" in resolved:
             resolved = resolved.replace("{{ demo_root }}", str(self.get("demo_root")))
         return resolved
 
     def path(self, name: str) -> Path:
         return Path(self.get(name))
+
+    @property
+    def logs(self) -> Path:
+        """The stages' logs: var/demo/logs/."""
+        return self.path("demo_root") / "logs"
 
     @property
     def user(self) -> str:
@@ -120,9 +125,9 @@ class Host:
         return self.path("githooks_repo_dir")
 
 
-def log_path(name: str) -> Path:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    return LOGS / f"{name}.log"
+def log_path(host: Host, name: str) -> Path:
+    host.logs.mkdir(parents=True, exist_ok=True)
+    return host.logs / f"{name}.log"
 
 
 def shown(path: Path) -> str:
@@ -173,12 +178,12 @@ def run_logged(argv: Sequence[str], log: Path, *, cwd: Path, env: dict[str, str]
 RECAP = re.compile(r"^\s*[0-9.]+s localhost\s+:\s+ok=\d+\s+changed=(\d+)\s", re.M)
 
 
-def converge() -> None:
-    stage = Stage(1, "converge", f"ansible-playbook -i {shown(INVENTORY)} site.yml (all tiers here)")
-    log = log_path("converge")
+def converge(host: Host) -> None:
+    stage = Stage(1, "converge", f"ansible-playbook -i {shown(host.inventory)} site.yml (all tiers here)")
+    log = log_path(host, "converge")
     env = dict(os.environ, ANSIBLE_CONFIG=str(PLAYBOOKS / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_FORCE_COLOR="0", PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    text = run_logged([str(BIN / "ansible-playbook"), "-i", str(INVENTORY), "site.yml"], log,
+    text = run_logged([str(BIN / "ansible-playbook"), "-i", str(host.inventory), "site.yml"], log,
                       cwd=PLAYBOOKS, env=env, what="ansible-playbook site.yml")
     recap = RECAP.findall(text.rsplit("PLAY RECAP", 1)[-1])
     changed = recap[-1] if recap else "?"
@@ -237,7 +242,7 @@ def collect(host: Host, sizes: Sizes) -> Path:
     key = collection_key(host, sizes)
     stage = Stage(2, "collect", f"repositories with >= {sizes.min_stars} stars (top {sizes.max_repos}) "
                                 f"from the GitHub simulator")
-    log = log_path("collect")
+    log = log_path(host, "collect")
     if dataset.exists() and meta_file.exists() and stamp.exists() and stamp.read_text().strip() == key:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         stage.done(f"reused {shown(dataset)}: {meta['rows']} rows")
@@ -306,7 +311,7 @@ def train(host: Host, dataset: Path, sizes: Sizes) -> str:
             return str(previous["version"])
     host_part, _, port = ray_address.rpartition(":")
     wait_for_port(host_part, int(port), 180, "the Ray head")
-    log = log_path("train")
+    log = log_path(host, "train")
     stargazer_run(host, ["-m", "model_serving.development_server", "train", "--data", "data/repos.csv",
                          "--trials", str(sizes.trials), "--out", "models/", "--seed", str(sizes.seed)],
                   log, "training")
@@ -325,7 +330,7 @@ def train(host: Host, dataset: Path, sizes: Sizes) -> str:
 def deploy(host: Host, version: str, number: int = 4) -> None:
     stage = Stage(number, "deploy", f"git push {version} to {shown(host.deploy_repo)} (pre-receive checks, "
                                     "post-receive switches)")
-    log = log_path("deploy")
+    log = log_path(host, "deploy")
     stargazer_run(host, ["-m", "model_serving.development_server", "deploy", "--version", version,
                          "--remote", str(host.deploy_repo)], log, "deploy")
     current = host.path("stargazer_model_dir") / "current"
@@ -385,7 +390,7 @@ def farewell(host: Host, examples: list[str]) -> None:
     click.echo(f"Open the form: {host.url}{tls}")
     if examples:
         click.echo(f"Names to try: {', '.join(examples)}")
-    click.echo(f"Logs: {shown(LOGS)}/ (stages), {shown(host.path('stargazer_log_dir'))}/ (services). "
+    click.echo(f"Logs: {shown(host.logs)}/ (stages), {shown(host.path('stargazer_log_dir'))}/ (services). "
                "Stop everything: make demo-stop")
 
 
@@ -403,6 +408,13 @@ def timed(run: Callable[[], None]) -> None:
     click.echo(f"Done in {time.monotonic() - started:.0f} s.")
 
 
+INVENTORY_OPTION = click.option(
+    "--inventory", "inventory", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=INVENTORY, show_default=True,
+    help="All-in-one inventory (tests use a copy with their own paths and ports).",
+)
+
+
 @click.group()
 def main() -> None:
     """The demo: every tier of the fleet on this machine, configured by Ansible."""
@@ -413,15 +425,16 @@ def main() -> None:
 @click.option("--max-repos", type=click.IntRange(1), default=4000, show_default=True)
 @click.option("--trials", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-def run_command(min_stars: int, max_repos: int, trials: int, seed: int) -> None:
+@INVENTORY_OPTION
+def run_command(min_stars: int, max_repos: int, trials: int, seed: int, inventory: Path) -> None:
     """Converge, collect, train, deploy, serve."""
     require_root()
     sizes = Sizes(min_stars=min_stars, max_repos=max_repos, trials=trials, seed=seed)
+    host = Host.load(inventory)
 
     def everything() -> None:
-        click.echo(f"stargazer demo: the operator's path on this machine (stage logs in {shown(LOGS)}/)")
-        converge()
-        host = Host.load()
+        click.echo(f"stargazer demo: the operator's path on this machine (stage logs in {shown(host.logs)}/)")
+        converge(host)
         dataset = collect(host, sizes)
         version = train(host, dataset, sizes)
         deploy(host, version)
@@ -431,13 +444,14 @@ def run_command(min_stars: int, max_repos: int, trials: int, seed: int) -> None:
 
 
 @main.command("serve")
-def serve_command() -> None:
+@INVENTORY_OPTION
+def serve_command(inventory: Path) -> None:
     """Converge, deploy the newest trained model if none is served yet, and wait until it answers."""
     require_root()
+    host = Host.load(inventory)
 
     def serving() -> None:
-        converge()
-        host = Host.load()
+        converge(host)
         current = host.path("stargazer_model_dir") / "current"
         models = host.home / "models"
         trained = sorted(p.name for p in models.glob("*") if (p / "model.json").exists())
@@ -454,10 +468,11 @@ def serve_command() -> None:
 
 
 @main.command("stop")
-def stop_command() -> None:
+@INVENTORY_OPTION
+def stop_command(inventory: Path) -> None:
     """Stop the demo's supervisord and every program it runs (simulator, Ray head, serving stack)."""
     require_root()
-    host = Host.load()
+    host = Host.load(inventory)
     config = host.supervisor_config
     pidfile = host.path("supervisor_pidfile")
     if not config.exists() or not pidfile.exists():
