@@ -132,7 +132,9 @@ def test_three_deploys_and_a_rollback_in_the_api(pushed: PushedHost, tmp_path: P
 @pytest.mark.integration
 def test_three_deploys_and_a_rollback_on_the_page(pushed: PushedHost, tmp_path: Path) -> None:
     v0, v1, v2 = pushed.versions
-    page = _app(pushed.host.model_dir, tmp_path).test_client().get("/models")
+    client = _app(pushed.host.model_dir, tmp_path).test_client()
+    assert 'href="/models"' in client.get("/").get_data(as_text=True)  # every page links the history
+    page = client.get("/models")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "Models served on h-history" in html
