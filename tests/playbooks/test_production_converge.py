@@ -159,6 +159,8 @@ def converged(workdir: Path, ns_host: NamespaceHost, vault) -> Iterator[Converge
         stop_supervisord(paths["supervisor"] / "supervisord.pid")
         subprocess.run(["userdel", user], capture_output=True, check=False)
         subprocess.run(["groupdel", user], capture_output=True, check=False)
+        # The githooks role gave this throwaway deploy user a sudo rule for the load-check sandbox.
+        Path(f"/etc/sudoers.d/stargazer-check-{user}").unlink(missing_ok=True)
 
 
 def test_first_converge_builds_and_second_changes_nothing(converged: Converged) -> None:
