@@ -208,3 +208,25 @@ def test_the_installer_refuses_an_evaluation_set_it_was_not_given(
     assert f"set stargazer.evalsetsha256={world.sha256}" in good.stdout
     dropped = subprocess.run(base, capture_output=True, text=True, check=False, timeout=120)
     assert "unset stargazer.evalset (no quality gate)" in dropped.stdout
+
+
+def test_two_hosts_gate_in_phase_one_and_log_the_override_on_both(
+    world: GateWorld, tmp_path: Path, secret_file: Path, deploy
+) -> None:
+    hosts = [world.host(tmp_path, name, secret_file) for name in ("gate-a", "gate-b")]
+    first = deploy("--version", world.good.name, models=world.models, remotes=hosts)
+    assert first.exit_code == 0, first.output
+    assert first.output.count("quality gate passed: first model on this host") == 2  # in phase 1 (staging)
+    refused = deploy("--version", world.worse.name, models=world.models, remotes=hosts)
+    assert refused.exit_code == 1 and "no host switched" in refused.output
+    assert refused.output.count("quality gate: worse than the serving model") == 2
+
+    overridden = deploy(
+        "--version", world.worse.name, "--override-gate", REASON, models=world.models, remotes=hosts
+    )
+    assert overridden.exit_code == 0, overridden.output
+    for host in hosts:  # phase 2 switched with the verdict each host gave the staged commit in phase 1
+        first_entry, entry = host.log()
+        assert first_entry["gate"]["decision"] == "first-model"
+        assert entry["override_reason"] == REASON and entry["gate"]["decision"] == "overridden"
+        assert host.current() == world.worse.name
