@@ -298,7 +298,8 @@ def test_whole_push_rejected_and_nothing_switched(refused_push: dict) -> None:
     deploy_line = next(line for line in lines if line.startswith("stargazer: refused refs/heads/deploy"))
     assert "model.json is not signed" in deploy_line
     main_line = next(line for line in lines if line.startswith("stargazer: refused refs/heads/main"))
-    assert "only refs/heads/deploy and refs/staging/<version> accept pushes" in main_line
+    assert ("only refs/heads/deploy, refs/staging/<version> and refs/stargazer/shadow accept pushes"
+            in main_line)
     assert all("\n" not in line for line in lines)
     assert SECRET not in result.stderr and OTHER_SECRET not in result.stderr
     # Nothing moved: current, the log, the refs; and git dropped the quarantined objects.
