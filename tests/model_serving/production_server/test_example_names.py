@@ -1,5 +1,5 @@
 """The form's example names: GitHub's own by default, the operator's list (the demo: the simulator's
-repositories) when STARGAZER_EXAMPLE_REPOSITORIES is set, none when it is set empty, and a bad entry refused."""
+repositories) when STARGAZER_EXAMPLE_REPOSITORIES is set, none when it is set empty, a bad entry refused."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def test_the_operator_list_is_read_in_order_and_an_empty_one_shows_none(tmp_path
 
 
 def test_a_name_that_is_not_owner_slash_name_is_refused_in_one_line(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match=r"STARGAZER_EXAMPLE_REPOSITORIES must list owner/name, got 'flask'"):
+    message = r"STARGAZER_EXAMPLE_REPOSITORIES must list owner/name, got 'flask'"
+    with pytest.raises(SettingsError, match=message):
         _settings(tmp_path, STARGAZER_EXAMPLE_REPOSITORIES="pallets/flask,flask")
 
 
