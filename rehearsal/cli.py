@@ -117,7 +117,8 @@ def do_pipeline(settings: Settings) -> None:
             f"{trained['version']}, {trained['trials']} trials on {', '.join(trained['trial_nodes'])}"
         )
     with record.stage(root, "deploy", "git push over SSH in two phases to both production hosts") as summary:
-        out = pipeline.deploy(fleet, record.log_path(root, "deploy")).stdout
+        version = record.results(root)["train"]["version"]
+        out = pipeline.deploy(fleet, version, record.log_path(root, "deploy")).stdout
         record.note(root, "deploy", out.strip().splitlines())
         summary["text"] = out.strip().splitlines()[-1]
     with record.stage(
@@ -209,7 +210,7 @@ def do_drills(settings: Settings) -> None:
         record.note(root, "drill_production_lost", lost)
         summary["text"] = lost["message"]
     with record.stage(root, "redeploy", "the same deploy with both hosts back: both switch") as summary:
-        out = pipeline.deploy(fleet, record.log_path(root, "redeploy")).stdout
+        out = pipeline.deploy(fleet, result["version"], record.log_path(root, "redeploy")).stdout
         record.note(root, "redeploy", out.strip().splitlines())
         summary["text"] = out.strip().splitlines()[-1]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rehearsal import hosts, remote
-from rehearsal.pipeline import Fleet, deploy_command
+from rehearsal.pipeline import Fleet, deploy_command, hand_over
 
 
 def _cmdlines(ns: str) -> list[str]:
@@ -120,6 +120,7 @@ def production_lost_during_deploy(
     Phase 1 must refuse to switch anywhere and say so; the other host keeps serving what it served."""
     before = {key: _serving(fleet, key) for key in ("p1", "p2")}
     out = log.with_suffix(".deploy.out")
+    hand_over(fleet, version, log)
     command = f"{deploy_command(fleet, version)} > {shlex.quote(str(out))} 2>&1"
     proc = _background_root(fleet, "dev", command, log)
     ns = hosts.namespace(fleet.prefix, victim)

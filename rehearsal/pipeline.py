@@ -99,24 +99,38 @@ def train(fleet: Fleet, log: Path, trials: int) -> dict[str, Any]:
     }
 
 
-def deploy_command(fleet: Fleet, target: str = "") -> str:
+def hand_over(fleet: Fleet, version: str, log: Path) -> None:
+    """The operator (root) hands a trained version to the deploy account: training wrote it 0700 as Ray's
+    account, which the deploy account cannot read (and must not share a group with)."""
+    deployer = hosts.account(fleet.prefix, "deploy")
+    source = fleet.tree("dev") / "home" / "models" / version
+    target = fleet.tree("dev") / "deploy" / "models"
+    command = (
+        f"install -d -o {deployer} -g {deployer} -m 0700 {shlex.quote(str(target))} && "
+        f"cp -a {shlex.quote(str(source))} {shlex.quote(str(target))}/ && "
+        f"chown -R {deployer}:{deployer} {shlex.quote(str(target / version))}"
+    )
+    remote.run(fleet.root, fleet.network.address("dev"), command, log=log)
+
+
+def deploy_command(fleet: Fleet, version: str) -> str:
     """The deploy as the operator runs it on the development host: as the deploy account with the settings
-    Ansible wrote for it (secret file, deploy repository, remotes), on the models training handed over."""
+    Ansible wrote for it (secret file, deploy repository, remotes), on the version handed over to it."""
     home = fleet.tree("dev") / "deploy"
-    models = fleet.tree("dev") / "home" / "models"
     inner = (
         f"set -a; . {shlex.quote(str(home / 'deploy.env'))}; set +a; cd {shlex.quote(str(home))} && "
         f"{fleet.python('dev')} -m model_serving.development_server deploy"
-        f" --models {shlex.quote(str(models))}"
-        + (f" {shlex.quote(target)}" if target else "")
+        f" --models models {shlex.quote(version)}"
     )
     return f"runuser -u {hosts.account(fleet.prefix, 'deploy')} -- bash -c {shlex.quote(inner)}"
 
 
-def deploy(fleet: Fleet, log: Path, *, check: bool = True, timeout: float = 600):
-    """``deploy`` by git push over SSH to every production remote (two phases: validate, then switch)."""
+def deploy(fleet: Fleet, version: str, log: Path, *, timeout: float = 600):
+    """Hand ``version`` over, then ``deploy`` it by git push over SSH to every production remote (two
+    phases: validate everywhere, then switch everywhere)."""
+    hand_over(fleet, version, log)
     return remote.run(
-        fleet.root, fleet.network.address("dev"), deploy_command(fleet), log=log, check=check, timeout=timeout
+        fleet.root, fleet.network.address("dev"), deploy_command(fleet, version), log=log, timeout=timeout
     )
 
 
