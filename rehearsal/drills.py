@@ -71,7 +71,8 @@ def ray_worker_lost(fleet: Fleet, log: Path, trials: int, victim: str = "w2") ->
     out = log.with_suffix(".train.out")
     command = (
         f"{fleet.python('dev')} -m model_serving.development_server train --data data/repos.csv "
-        f"--trials {trials} --folds 3 --min-nodes 3 --seed 11 --skip-screening --out models "
+        f"--trials {trials} --folds 3 --min-nodes 3 --no-reuse-actors --seed 11 --skip-screening "
+        f"--out models "
         f"> {out} 2>&1"
     )
     proc = _background(fleet, "dev", command, log)

@@ -76,11 +76,15 @@ def ray_nodes(fleet: Fleet, log: Path) -> tuple[int, str]:
 
 
 def train(fleet: Fleet, log: Path, trials: int) -> dict[str, Any]:
-    """Screening and Ray Tune across the head and both workers (waits for 3 nodes), then the final fit."""
+    """Screening and Ray Tune across the head and both workers (waits for 3 nodes), then the final fit.
+
+    ``--no-reuse-actors``: with one CPU per node, every trial then takes a slot of its own, so the first three
+    run one per node; a reused actor on the head may otherwise take every trial while the workers' actors
+    are still starting."""
     out = fleet.on(
         "dev",
         f"{fleet.python('dev')} -m model_serving.development_server train --data data/repos.csv "
-        f"--trials {trials} --folds 3 --min-nodes 3 --seed 7 --out models",
+        f"--trials {trials} --folds 3 --min-nodes 3 --no-reuse-actors --seed 7 --out models",
         log,
         timeout=1200,
     ).stdout
