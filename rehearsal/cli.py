@@ -84,6 +84,8 @@ def do_converge(settings: Settings) -> None:
             changed = {n: recap[n]["changed"] for n in names}
             counts[name] = changed
             record.note(root, f"{name}_changed", changed)
+            if attempt == 1:
+                hosts.unlock_for_keys(settings.prefix)
             if attempt == 2 and any(changed.values()):
                 busy = ", ".join(f"{n}={c}" for n, c in changed.items() if c)
                 raise record.StageFailed(f"the second converge changed something: {busy}")
