@@ -9,7 +9,6 @@ production host's pre-receive checking the model), never for a fixed time.
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import time
 from collections.abc import Callable
@@ -49,19 +48,16 @@ def _is_trial(cmdline: str) -> bool:
     return cmdline.startswith("ray::ImplicitFunc") or cmdline.startswith("ray::cv_trial")
 
 
-def _background(fleet: Fleet, key: str, command: str, log: Path) -> subprocess.Popen:
-    return _background_root(fleet, key, remote.as_service(fleet.root, fleet.prefix, key, command), log)
+def _background(fleet: Fleet, key: str, command: str, out: Path) -> subprocess.Popen:
+    return _background_root(fleet, key, remote.as_service(fleet.root, fleet.prefix, key, command), out)
 
 
-def _background_root(fleet: Fleet, key: str, wrapped: str, log: Path) -> subprocess.Popen:
-    handle = log.open("a")
-    handle.write(f"$ ssh root@{fleet.network.address(key)} {wrapped}\n")
-    handle.flush()
+def _background_root(fleet: Fleet, key: str, wrapped: str, out: Path) -> subprocess.Popen:
+    """``wrapped`` over SSH, its output into ``out`` here (the host's account cannot write the log dir)."""
+    handle = out.open("w")
     return subprocess.Popen(
         [*remote.ssh_argv(fleet.root, fleet.network.address(key)), wrapped],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        text=True,
+        stdout=handle, stderr=subprocess.STDOUT, text=True,
     )
 
 
@@ -72,10 +68,9 @@ def ray_worker_lost(fleet: Fleet, log: Path, trials: int, victim: str = "w2") ->
     command = (
         f"{fleet.python('dev')} -m model_serving.development_server train --data data/repos.csv "
         f"--trials {trials} --folds 3 --min-nodes 3 --no-reuse-actors --seed 11 --skip-screening "
-        f"--out models "
-        f"> {out} 2>&1"
+        f"--out models"
     )
-    proc = _background(fleet, "dev", command, log)
+    proc = _background(fleet, "dev", command, out)
     ns = hosts.namespace(fleet.prefix, victim)
     try:
         wait_for_process(ns, _is_trial, "Ray Tune trial", proc)
@@ -122,8 +117,7 @@ def production_lost_during_deploy(
     before = {key: _serving(fleet, key) for key in ("p1", "p2")}
     out = log.with_suffix(".deploy.out")
     hand_over(fleet, version, log)
-    command = f"{deploy_command(fleet, version)} > {shlex.quote(str(out))} 2>&1"
-    proc = _background_root(fleet, "dev", command, log)
+    proc = _background_root(fleet, "dev", deploy_command(fleet, version), out)
     ns = hosts.namespace(fleet.prefix, victim)
     started = time.monotonic()
     try:
