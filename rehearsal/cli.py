@@ -202,7 +202,11 @@ def do_drills(settings: Settings) -> None:
         )
         if run.returncode != 0:
             raise record.StageFailed(run.failure())
-        nodes, _ = pipeline.ray_nodes(fleet, record.log_path(root, "restore-w2"))
+        deadline = time.monotonic() + 180  # the worker joins once supervisord has started it
+        while (nodes := pipeline.ray_nodes(fleet, record.log_path(root, "restore-w2"))[0]) < 3:
+            if time.monotonic() > deadline:
+                raise record.StageFailed(f"only {nodes} Ray nodes 180 s after the worker came back")
+            time.sleep(2)
         summary["text"] = f"{nodes} Ray nodes active"
     with record.stage(
         root, "drill-deploy", "a production host lost during deploy; nothing switches"
