@@ -110,7 +110,7 @@ def test_a_production_host_lost_during_deploy_switches_nothing(rehearsal: Rehear
 def test_status_passes_when_up_and_names_a_stopped_celery_worker(rehearsal: Rehearsal) -> None:
     up = rehearsal.results["status_all_up"]
     assert up["exit"] == 0 and " DOWN " not in up["table"]
-    for service in ("ray nodes", "queue celery", "celery stargazer-celery", "gunicorn", "nginx", "model",
+    for service in ("ray nodes", "queue stargazer", "celery stargazer-celery", "gunicorn", "nginx", "model",
                     "disk", "memory", "stargazer-ray-head", "stargazer-ray-worker"):
         assert service in up["table"], service
     down = rehearsal.results["status_celery_stopped"]
