@@ -134,7 +134,8 @@ def model_rows(versions: dict[str, str]) -> dict[str, list[dict[str, str]]]:
 def status_table(rows_by_host: dict[str, list[dict[str, str]]]) -> str:
     """One aligned table, one row per host and service."""
     lines = [
-        (host, r["service"], r["state"], r["detail"]) for host, rows in rows_by_host.items() for r in rows
+        (host, r["service"], r["state"], r["detail"])
+        for host, rows in sorted(rows_by_host.items()) for r in rows
     ]
     header = ("HOST", "SERVICE", "STATE", "DETAIL")
     widths = [max(len(str(x[i])) for x in [header, *lines]) for i in range(3)]
