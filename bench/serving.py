@@ -47,8 +47,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from model_serving import artifact, compiled_forest, features, releases  # noqa: E402
-from model_serving.production_server.services import group_members  # noqa: E402
-from model_serving.production_server.stack import Stack, StackConfig  # noqa: E402
+from model_serving.process_stack.services import group_members  # noqa: E402
+from model_serving.process_stack.stack import Stack, StackConfig  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results"
 BENCH_VAR = REPO_ROOT / "var" / "bench-model"

@@ -43,8 +43,8 @@ sys.path.insert(0, str(BENCH))
 import serving as serving_bench  # noqa: E402
 
 from model_serving import artifact, features, releases  # noqa: E402
+from model_serving.process_stack.stack import Stack, StackConfig  # noqa: E402
 from model_serving.production_server import shadow_log, shadow_report  # noqa: E402
-from model_serving.production_server.stack import Stack, StackConfig  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results"
 SHADOW_VAR = REPO_ROOT / "var" / "bench-model" / "shadow-models"

@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from model_serving.production_server.services import Nginx, self_signed_certificate
+from model_serving.process_stack.services import Nginx, self_signed_certificate
 from tests.playbooks.ansible_run import PLAYBOOKS, playbook
 from tests.support import REPO_ROOT, free_port, require_executable
 
@@ -207,7 +207,7 @@ SITE_SPECIFIC = {"nginx_user", "nginx_listen", "nginx_https_listen", "nginx_tls_
 def test_local_stack_defaults_mirror_the_nginx_role_defaults() -> None:
     import jinja2
 
-    from model_serving.production_server.services import NGINX_DEFAULTS
+    from model_serving.process_stack.services import NGINX_DEFAULTS
 
     role = yaml.safe_load((ROLES / "nginx" / "defaults" / "main.yml").read_text())
     assert set(NGINX_DEFAULTS) <= set(role), "services.NGINX_DEFAULTS names a variable the role does not have"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from model_serving.production_server.services import self_signed_certificate
+from model_serving.process_stack.services import self_signed_certificate
 from tests.playbooks.ansible_run import PLAYBOOKS, Result, playbook
 from tests.support import require_executable
 

@@ -15,7 +15,7 @@ import pytest
 
 from data_collection.schema import DATASET_COLUMNS
 from model_serving import artifact, releases
-from model_serving.production_server.stack import Stack, StackConfig
+from model_serving.process_stack.stack import Stack, StackConfig
 from tests.model_fixture import build_tiny_version, synthetic_dataset
 from tests.support import free_port, require_executable
 

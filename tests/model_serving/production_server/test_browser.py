@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model_serving.production_server.stack import Stack
+from model_serving.process_stack.stack import Stack
 from tests.support import REPO_ROOT, require, require_executable
 
 from . import stack_fixtures

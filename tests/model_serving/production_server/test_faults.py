@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from model_serving import artifact, releases
-from model_serving.production_server.services import RabbitMQ
+from model_serving.process_stack.services import RabbitMQ
 from tests.model_serving.production_server.conftest import (
     DEPLOY_SECRET,
     AppFactory,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from model_serving.production_server.stack import Stack
+from model_serving.process_stack.stack import Stack
 from tests.model_serving.production_server import stack_fixtures
 
 signed_model = stack_fixtures.signed_model

@@ -12,14 +12,13 @@ simulator, short lookup TTLs and non-default task time limits. On it:
   outcomes, the served model version;
 - the result page's bar chart is in the table's rank order.
 
-Around it: nginx's upstream keep-alive and proxy timeout (a toy upstream), ``make serve``'s fallback to the
-embedded broker when RabbitMQ cannot be installed, and a few in-process checks (Celery wiring, wording).
+Around it: nginx's upstream keep-alive and proxy timeout (a toy upstream), and a few in-process checks (Celery
+wiring, wording).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -35,7 +34,6 @@ from typing import Any, ClassVar
 
 import pytest
 import requests
-from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -43,12 +41,12 @@ from data_collection.settings import Settings as GitHubSettings
 from data_collection.simulator import SimulatorServer
 from data_collection.simulator.stats import ANONYMOUS
 from model_serving import artifact
-from model_serving.production_server import create_app, local, metrics
+from model_serving.process_stack.services import CeleryWorker, Nginx
+from model_serving.process_stack.stack import Stack
+from model_serving.production_server import create_app, metrics
 from model_serving.production_server.lookup import LookupFailed, RepositoryLookup
-from model_serving.production_server.services import CeleryWorker, Nginx, group_members, port_open
 from model_serving.production_server.settings import ServingSettings
-from model_serving.production_server.stack import Stack
-from tests.support import free_port, require_executable
+from tests.support import require_executable
 
 from . import stack_fixtures
 from .conftest import AppFactory, Models, WorkerFactory, install, wait_until
@@ -494,52 +492,6 @@ def test_nginx_keeps_upstream_connections_alive_and_times_out_as_json(tmp_path: 
         server.shutdown()
         server.server_close()
 
-
-# ------------------------------------------------------------------------------------------------------------
-# make serve without RabbitMQ: the embedded broker, and it says so
-# ------------------------------------------------------------------------------------------------------------
-
-
-def test_make_serve_falls_back_to_the_embedded_broker_when_rabbitmq_cannot_be_installed(
-    tmp_path: Path, signed_model: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stack_fixtures.require_stack_tools()
-    var = tmp_path / "var"
-    port = free_port()
-    for name, value in {"VAR": var, "STACK_DIR": var / "stack", "LOCAL_SECRET_FILE": var / "deploy_secret",
-                        "BROKER_PASSWORD_FILE": var / "stack" / "broker_password"}.items():
-        monkeypatch.setattr(local, name, value)
-    monkeypatch.setattr(local, "rabbitmq_available", lambda: False)  # not installed ...
-    monkeypatch.setattr(local.os, "geteuid", lambda: 1000)  # ... and no root to install it
-    for name in ("STARGAZER_BROKER", "STARGAZER_BROKER_URL", "STARGAZER_RESULT_BACKEND", "STARGAZER_QUEUE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("STARGAZER_HTTP_PORT", str(port))
-    monkeypatch.setenv("STARGAZER_MODEL_DIR", str(signed_model[0]))
-    monkeypatch.setenv("STARGAZER_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("STARGAZER_DEPLOY_SECRET", stack_fixtures.DEPLOY_SECRET.decode())
-    monkeypatch.setenv("STARGAZER_CELERY_CONCURRENCY", "1")
-    monkeypatch.setenv("STARGAZER_GUNICORN_WORKERS", "1")
-    monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{free_port()}")
-
-    runner = CliRunner()
-    groups: list[int] = []
-    try:
-        started = runner.invoke(local.cli, ["start", "--timeout", "60"])
-        assert started.exit_code == 0, started.output
-        assert "falling back to the EMBEDDED broker (kombu filesystem transport" in started.output
-        assert "not for production" in started.output and f"ready: http://127.0.0.1:{port}/" in started.output
-        answer = requests.post(f"http://127.0.0.1:{port}/api/v1/predict",
-                               json={"repositories": five_rows()}, timeout=30)
-        assert answer.status_code == 200 and answer.json()["model_version"] == signed_model[1]
-        state = json.loads((var / "stack" / "stack.json").read_text())
-        assert state["broker"] is None and state["config"]["broker"] == "embedded"
-        groups = [json.loads(p.read_text())["pid"] for p in (var / "stack").rglob("*.pid.json")]
-        assert len(groups) == 3  # celery, gunicorn, nginx: no RabbitMQ
-    finally:
-        stopped = runner.invoke(local.cli, ["stop"])
-    assert stopped.exit_code == 0 and "stopped:" in stopped.output
-    assert all(group_members(pgid) == [] for pgid in groups)
-    assert not port_open("127.0.0.1", port)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from data_collection.dataset import render_csv
 from data_collection.settings import Settings as GitHubSettings
 from data_collection.simulator import SimulatorServer
 from model_serving import artifact, releases
+from model_serving.process_stack.stack import Stack
 from model_serving.production_server.lookup import RepositoryLookup
-from model_serving.production_server.stack import Stack
 from tests.model_fixture import build_tiny_version
 
 from .stack_fixtures import DEPLOY_SECRET, five_rows, require_stack_tools, start_stack

@@ -15,8 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from data_collection.simulator import SimulatorServer
+from model_serving.process_stack.services import RabbitMQ
 from model_serving.production_server import model_store
-from model_serving.production_server.services import RabbitMQ
 from tests.model_serving.production_server.conftest import AppFactory, Models, Workers, install
 from tests.model_serving.production_server.helpers import READYZ_DETAIL, csrf_token, form_data, json_rows
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from model_serving.production_server import services
-from model_serving.production_server.services import ManagedProcess, Nginx, PidRecord, RabbitMQ, ServiceError
+from model_serving.process_stack import services
+from model_serving.process_stack.services import ManagedProcess, Nginx, PidRecord, RabbitMQ, ServiceError
 from tests.support import free_port, require_executable
 
 # ----------------------------------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ def test_die_with_parent_leaves_nothing_when_the_starter_is_killed(tmp_path: Pat
 import sys, time
 sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
 from pathlib import Path
-from model_serving.production_server.services import ManagedProcess
+from model_serving.process_stack.services import ManagedProcess
 
 class Sleeper(ManagedProcess):
     name = "sleeper"

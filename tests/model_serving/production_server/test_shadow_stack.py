@@ -22,8 +22,8 @@ from click.testing import CliRunner
 
 from model_serving import artifact, releases
 from model_serving.development_server.deploy import deploy_command
+from model_serving.process_stack.stack import Stack
 from model_serving.production_server import shadow, shadow_log, shadow_report
-from model_serving.production_server.stack import Stack
 from tests.githooks.conftest import SECRET, Host, install_host, write_secret
 from tests.githooks.versions import make_versions
 from tests.model_serving.production_server.conftest import wait_until

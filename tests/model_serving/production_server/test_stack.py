@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from model_serving.production_server.services import Gunicorn, http_get
-from model_serving.production_server.stack import Stack
+from model_serving.process_stack.services import Gunicorn, http_get
+from model_serving.process_stack.stack import Stack
 
 from . import stack_fixtures
 from .stack_fixtures import five_rows

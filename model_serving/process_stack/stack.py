@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from model_serving.production_server.services import (
+from model_serving.process_stack.services import (
     CeleryWorker,
     Gunicorn,
     ManagedProcess,

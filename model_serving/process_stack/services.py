@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.j2"
-GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn.conf.py"
+GUNICORN_CONF = REPO_ROOT / "model_serving" / "production_server" / "gunicorn.conf.py"
 CELERY_APP = "model_serving.production_server.make_celery"
 WSGI_APP = "model_serving.production_server.wsgi:app"
 
@@ -408,7 +408,7 @@ class RabbitMQ(ManagedProcess):
         conf.write_text(
             "\n".join(
                 [
-                    "# Written by model_serving/production_server/services.py; seeds the first boot only.",
+                    "# Written by model_serving/process_stack/services.py; seeds the first boot only.",
                     f"default_vhost = {self.vhost}",
                     f"default_user = {self.user}",
                     f"default_pass = {self.password}",
@@ -886,7 +886,7 @@ __all__ = [
 
 
 def _main(argv: Sequence[str]) -> int:  # pragma: no cover - manual smoke test
-    """``python -m model_serving.production_server.services rabbitmq DIR``: start a node, print its URL."""
+    """``python -m model_serving.process_stack.services rabbitmq DIR``: start a node, print its URL."""
     if len(argv) != 2 or argv[0] != "rabbitmq":
         print("usage: services.py rabbitmq STATE_DIR", file=sys.stderr)
         return 2
