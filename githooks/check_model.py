@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
@@ -219,26 +220,23 @@ def _kill(child: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _last_json_line(text: str) -> dict[str, Any] | None:
-    for line in reversed(text.strip().splitlines()):
+def _json_objects(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The lines that are JSON objects; the child's other output (warnings, tracebacks) is passed over."""
+    for line in lines:
         try:
             value = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(value, dict):
-            return value
-    return None
+            yield value
+
+
+def _last_json_line(text: str) -> dict[str, Any] | None:
+    return next(_json_objects(reversed(text.strip().splitlines())), None)
 
 
 def _first_json_line(text: str) -> dict[str, Any] | None:
-    for line in text.strip().splitlines():
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
+    return next(_json_objects(text.strip().splitlines()), None)
 
 
 def _one_line(text: str) -> str:

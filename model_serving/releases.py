@@ -75,13 +75,17 @@ def release_lock(model_dir: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def current_release(model_dir: Path) -> Path | None:
-    """The release directory ``current`` points to, or None when nothing is installed yet."""
-    link = model_dir / CURRENT_LINK
+def _linked_release(link: Path) -> Path | None:
+    """The release directory a symlink points to, or None when the link or its target is missing."""
     if not link.is_symlink():
         return None
     target = link.resolve()
     return target if target.is_dir() else None
+
+
+def current_release(model_dir: Path) -> Path | None:
+    """The release directory ``current`` points to, or None when nothing is installed yet."""
+    return _linked_release(model_dir / CURRENT_LINK)
 
 
 def current_version(model_dir: Path) -> str | None:
@@ -92,11 +96,7 @@ def current_version(model_dir: Path) -> str | None:
 
 def shadow_release(model_dir: Path) -> Path | None:
     """The release directory ``shadow`` points to, or None when no shadow is set."""
-    link = model_dir / SHADOW_LINK
-    if not link.is_symlink():
-        return None
-    target = link.resolve()
-    return target if target.is_dir() else None
+    return _linked_release(model_dir / SHADOW_LINK)
 
 
 def shadow_version(model_dir: Path) -> str | None:
