@@ -33,9 +33,12 @@ class Run:
 
     def failure(self) -> str:
         """The first failed task's host and message, in one line."""
-        for line in self.output.splitlines():
+        lines = self.output.splitlines()
+        for index, line in enumerate(lines):
             if line.startswith(("fatal:", "failed:")):
-                return line[:400]
+                following = (x.strip() for x in lines[index + 1 : index + 80])
+                detail = next((x for x in following if x.startswith(("msg:", "stderr:"))), "")
+                return f"{line.strip()} {detail}"[:500]
         return f"ansible-playbook exited {self.returncode}"
 
 
