@@ -55,6 +55,10 @@ def rehearsal() -> Iterator[Rehearsal]:
             text=True, timeout=BUDGET_SECONDS + 300, check=False,
         )
         read = lambda name: json.loads((root / name).read_text()) if (root / name).exists() else {}  # noqa: E731
+        if proc.returncode != 0 and (root / "log").exists():
+            # The stage logs say why; they would go with the teardown below.
+            kept = REPO_ROOT / "test-artifacts" / f"rehearsal-{prefix}"
+            shutil.copytree(root / "log", kept, dirs_exist_ok=True)
         yield Rehearsal(prefix, root, proc.returncode, proc.stdout + proc.stderr, read("results.json"),
                         read("timings.json"))
     finally:
