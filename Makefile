@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv system-deps test test-fast demo demo-stop rehearsal rehearsal-down bench serve serve-stop lint clean
+.PHONY: all venv system-deps test test-rehearsal test-fast demo demo-stop rehearsal rehearsal-down bench serve serve-stop lint clean
 
 all: test
 
@@ -23,7 +23,11 @@ system-deps:
 ## test: the whole suite (unit + integration with real RabbitMQ, nginx, gunicorn, Ray, git, ansible, chromium)
 test: system-deps venv
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not rehearsal"
+
+## test-rehearsal: make rehearsal end to end as a test (six namespace hosts; about 14 minutes)
+test-rehearsal: system-deps venv
+	$(PY) -m pytest -m rehearsal
 
 ## test-fast: unit tests only (no services started)
 test-fast: venv

@@ -27,7 +27,7 @@ from tests.support import REPO_ROOT, require_executable, require_root
 #: The whole run must stay under the issue's 20 minutes; the pytest timeout leaves room for teardown.
 BUDGET_SECONDS = 20 * 60
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(BUDGET_SECONDS + 600)]
+pytestmark = [pytest.mark.integration, pytest.mark.rehearsal, pytest.mark.timeout(BUDGET_SECONDS + 600)]
 
 
 @dataclass
