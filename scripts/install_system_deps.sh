@@ -12,6 +12,8 @@ declare -A need=(
   [git]=/usr/bin/git
   [supervisor]=/usr/bin/supervisord
   [sudo]=/usr/bin/sudo
+  [openssl]=/usr/bin/openssl
+  [util-linux]=/usr/bin/unshare
 )
 missing=()
 for pkg in "${!need[@]}"; do
