@@ -76,7 +76,7 @@ def _count(value: str) -> int | None:
 
 
 def rows_from_1000rep(path: Path) -> list[dict[str, Any]]:
-    """Adapter of the other team's CSV to the dataset contract (DESIGN.md §1).
+    """Adapter of the other team's CSV to the dataset contract (docs/contracts.md §1).
 
     Their ``type`` column is 1.0 for every row (users included), so owner_type is unknown; there are no
     topics, homepage, discussions/template/fork flags or enrichment: those stay empty (unknown), never

@@ -1,6 +1,6 @@
 """Tuning speed: Ray Tune vs scikit-learn's GridSearchCV on the same configurations and folds, and Ray's
 scaling from one node on one core to two nodes on two cores (each node pinned to its core with taskset;
-DESIGN.md §7).
+docs/contracts.md §7).
 
 Both searches run the SAME Pipeline (features -> encoding -> RF on log1p stars), the same 8 Random Forest
 configurations in the same order, the same 3 shuffled folds of the same training part, and must find the same

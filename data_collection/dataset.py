@@ -1,4 +1,5 @@
-"""Writing and reading the dataset file (DESIGN.md §1): atomic CSV + `<name>.meta.json`, strict validation.
+"""Writing and reading the dataset file (docs/contracts.md §1): atomic CSV + `<name>.meta.json`, strict
+validation.
 
 WHY atomic: training and `make demo` read `data/repos.csv` while a collection may be rewriting it; a reader
 must see the old file or the new one, never half of one. We write a temp file in the same directory, fsync

@@ -1,4 +1,4 @@
-"""GitHub repository JSON (search items or /repos answers) -> one dataset row per DESIGN.md §1.
+"""GitHub repository JSON (search items or /repos answers) -> one dataset row per docs/contracts.md §1.
 
 Rows are plain dicts of Python values (int, bool, str, None) keyed by `schema.DATASET_COLUMNS`; the dataset
 writer turns them into CSV text. `watchers_count`/`watchers` are GitHub's aliases of the target and are simply

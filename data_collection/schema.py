@@ -1,4 +1,5 @@
-"""The dataset contract (DESIGN.md §1): the one place that names the columns, their order and their types.
+"""The dataset contract (docs/contracts.md §1): the one place that names the columns, their order and their
+types.
 
 data_collection writes it, training reads it, features.py and the serving API validate against it.
 Change a column here and nowhere else, and raise SCHEMA_VERSION.

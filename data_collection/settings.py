@@ -1,4 +1,4 @@
-"""Configuration of data_collection, read from the environment in this one place (DESIGN.md §6).
+"""Configuration of data_collection, read from the environment in this one place (docs/contracts.md §6).
 
 Tokens are read here and handed to the token pool only: nothing else reads `GITHUB_TOKENS`, so there is a
 single place to audit for leaks.

@@ -1,4 +1,4 @@
-"""pre-receive: refuse any push that must not become the served model (DESIGN.md §4).
+"""pre-receive: refuse any push that must not become the served model (docs/contracts.md §4).
 
 Accepted refs: ``refs/heads/deploy`` (switched by post-receive) and ``refs/staging/<version>`` (phase 1 of a
 multi-host deploy: validated here, switched by nobody). Everything else is refused.

@@ -4,7 +4,8 @@ Why git config first: a push over SSH runs the hooks with an almost empty enviro
 local transport runs them with the PUSHER's environment. Either way the host's own settings must decide, so
 the installer records them in the repository itself (``git config stargazer.modeldir ...``: the values of
 ``STARGAZER_APP_DIR``, ``STARGAZER_MODEL_DIR`` and ``STARGAZER_DEPLOY_SECRET_FILE`` for this host). The
-DESIGN.md §6 variables are the fallback for a repository set up by hand. The secret itself is never stored
+docs/contracts.md §6 variables are the fallback for a repository set up by hand. The secret itself is never
+stored
 in git config: only the path of the file holding it.
 
 | git config key (first)   | environment variable (else)    | default                                  |

@@ -1,4 +1,4 @@
-"""The model artifact contract (DESIGN.md §3-4): write, read, sign, verify and load one model version.
+"""The model artifact contract (docs/contracts.md §3-4): write, read, sign, verify and load one model version.
 
 Training writes versions here, the deploy command signs them, the git hooks validate them and the Celery
 workers load them: all through this module, so the rules live in one place.

@@ -1,4 +1,4 @@
-"""Raw dataset columns -> model features, shared by training and serving (DESIGN.md §2).
+"""Raw dataset columns -> model features, shared by training and serving (docs/contracts.md §2).
 
 Why one module: the two public projects this system replaces fitted their scaler outside the model and
 served without it. Here every transformation lives inside ONE scikit-learn ``Pipeline`` that takes the raw
@@ -67,7 +67,8 @@ INPUT_COLUMN_NAMES: Final[tuple[str, ...]] = (
     "collected_at",
 )
 
-#: The manifest's ``input_columns`` (DESIGN.md §3): name and dtype of every raw column the model reads.
+#: The manifest's ``input_columns`` (docs/contracts.md §3): name and dtype of every raw column the model
+#: reads.
 INPUT_COLUMNS: Final[tuple[dict[str, DType], ...]] = tuple(
     {"name": name, "dtype": DATASET_DTYPES[name]} for name in INPUT_COLUMN_NAMES
 )

@@ -1,4 +1,5 @@
-"""Releases on a serving host: install a version, switch ``current`` atomically, prune, log (DESIGN.md §4).
+"""Releases on a serving host: install a version, switch ``current`` atomically, prune, log
+(docs/contracts.md §4).
 
 Layout under ``$STARGAZER_MODEL_DIR``::
 
@@ -223,7 +224,8 @@ def clear_shadow(model_dir: Path, *, locked: bool = False) -> str | None:
 def ensure_current(
     models_dir: Path, model_dir: Path, *, keep: int = DEFAULT_KEEP, actor: str = "make serve"
 ) -> Path | None:
-    """``make serve``'s rule (DESIGN.md §6): keep an existing ``current``, else install the newest version.
+    """``make serve``'s rule (docs/contracts.md §6): keep an existing ``current``, else install the newest
+    version.
 
     Returns the current release directory, or None when there is neither a ``current`` nor any local version.
     """

@@ -7,7 +7,8 @@ membership does not); `ssh` admits SSH from the orchestration host's group when 
 `ssh_cidr`; `admin` lets `ssh_cidr` reach the orchestration host; `web` is the only group open to the world,
 on what nginx serves (443, and 80 only to redirect to it), and only production hosts are in it. Model
 delivery is a `git push` over SSH from the development host to each production host's private address
-(DESIGN.md §4), which neither `ssh` nor `internal` admits: `deployer` (development only, no rules of its own)
+(docs/contracts.md §4), which neither `ssh` nor `internal` admits: `deployer` (development only, no rules of
+its own)
 names the pushing host and `deploy` (production only) admits SSH from it, so a Ray worker still cannot reach
 a production sshd. Egress stays Neutron's default.
 """

@@ -1,6 +1,7 @@
 """The rehearsal's machines: one network namespace per host on a bridge, each with its own sshd.
 
-Only the network is isolated: files, users and PIDs are this machine's (ENVIRONMENT.md), so each host's
+Only the network is isolated: files, users and PIDs are this machine's (docs/contracts.md, "This machine"),
+so each host's
 trees live under ``<root>/hosts/<key>/`` (the inventory points every path of the roles there) and each host
 has its own service account. Everything here is found again from the prefix alone: namespaces
 ``<prefix>-<key>``, the bridge ``<prefix>-br``, accounts ``<prefix>-<key>``, Ray temp dirs

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the demo start for real, when they are missing.
-# Runs apt only as root; otherwise says what is missing and carries on (tests then fail or skip as DESIGN §7 says).
+# Runs apt only as root; otherwise says what is missing and carries on (tests then fail or skip as docs/contracts.md §7 says).
 set -euo pipefail
 declare -A need=(
   [rabbitmq-server]=/usr/sbin/rabbitmq-server

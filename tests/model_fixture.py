@@ -20,7 +20,8 @@ LICENSES = ["mit", "apache-2.0", "gpl-3.0", None]
 
 
 def synthetic_dataset(rows: int = 300, seed: int = 0) -> pd.DataFrame:
-    """Rows with every dataset column (DESIGN.md §1), stars correlated with forks/commits/contributors."""
+    """Rows with every dataset column (docs/contracts.md §1), stars correlated with
+    forks/commits/contributors."""
     rng = np.random.default_rng(seed)
     collected = pd.Timestamp("2026-11-01T00:00:00Z")
     age_days = rng.integers(30, 5000, rows)

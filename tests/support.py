@@ -1,4 +1,5 @@
-"""Helpers shared by the test packages: service requirements (DESIGN.md §7), ports, shared data paths."""
+"""Helpers shared by the test packages: service requirements (docs/contracts.md §7), ports, shared data
+paths."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Development server: dataset -> screened, Ray-Tune-tuned, honestly evaluated, versioned model (DESIGN §2-3).
+"""Development server: dataset -> screened, Ray-Tune-tuned, honestly evaluated, versioned model
+(docs/contracts.md §2-3).
 
 Modules, one job each: ``settings`` (environment), ``data`` (load + check a training dataset), ``protocol``
 (held-out split, folds, metrics, cross-validation), ``cluster`` (join or start Ray), ``screening`` (model

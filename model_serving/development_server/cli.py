@@ -28,7 +28,7 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
             "data",
             type=click.Path(path_type=Path),
             required=True,
-            help="Dataset CSV (DESIGN.md §1).",
+            help="Dataset CSV (docs/contracts.md §1).",
         ),
         click.option(
             "--seed",

@@ -11,7 +11,7 @@ first use) holds branch ``deploy``; each commit holds ONE version (``model.jobli
 ``model.json`` at the root) and is tagged ``model-<version>``. Production hosts are its git remotes
 (``git -C var/deploy.git remote add prod1 git@host:/srv/git/models.git``) or ``--remote`` names/URLs.
 
-Design choices (DESIGN.md §4; see docs/deploy.md):
+Design choices (docs/contracts.md §4; see docs/deploy.md):
 
 - Each deploy commit is a ROOT commit (no parent). Every deploy, rollbacks included, is therefore a forced
   update of ``deploy`` on the hosts, and an old version's blobs become unreachable there once it is replaced,

@@ -1,4 +1,4 @@
-"""The evaluation protocol: held-out split first, then shared K folds, then metrics (DESIGN.md §3).
+"""The evaluation protocol: held-out split first, then shared K folds, then metrics (docs/contracts.md §3).
 
 Why it is written out: both public projects this system replaces fitted their scaler before the split and
 picked hyper-parameters on the test set. Here the held-out part is cut FIRST (seeded), only its complement is

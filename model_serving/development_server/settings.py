@@ -1,4 +1,5 @@
-"""Configuration of the development server, read from the environment in this one place (DESIGN.md §6).
+"""Configuration of the development server, read from the environment in this one place
+(docs/contracts.md §6).
 
 Why a module and not scattered ``os.environ`` reads: the CLI, the Ray helpers and the tests then agree on
 what each variable means and on its default.

@@ -1,4 +1,4 @@
-"""The production server's Flask app (DESIGN.md §5): form, result page, JSON API, health and metrics.
+"""The production server's Flask app (docs/contracts.md §5): form, result page, JSON API, health and metrics.
 
 ``create_app`` is the factory (Flask tutorial style): nothing runs at import time. Configuration comes from
 ``settings.ServingSettings.from_env()`` unless a test passes ``test_config`` (it may hold a ready

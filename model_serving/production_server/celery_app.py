@@ -2,7 +2,8 @@
 
 Every task runs inside the Flask app's context, so tasks read the same ``ServingSettings`` the web process
 reads (``current_app.config["STARGAZER"]``). Celery's configuration lives under ``app.config["CELERY"]``
-and is built by ``settings.celery_config`` from the project's environment variables (DESIGN.md §6), not from
+and is built by ``settings.celery_config`` from the project's environment variables (docs/contracts.md §6),
+not from
 Celery's own names.
 """
 

@@ -1,6 +1,7 @@
 """Errors of the whole request, in the shape the caller reads: JSON for the API, a page for the browser.
 
-DESIGN §5: ``{"error": "<one line>", "details": {...}}`` with 400, 413, 415, 429, 503 or 504 for the API (and
+docs/contracts.md §5: ``{"error": "<one line>", "details": {...}}`` with 400, 413, 415, 429, 503 or 504 for
+the API (and
 for health routes); a short HTML page for the form. Tracebacks never reach a client.
 """
 

@@ -1,4 +1,4 @@
-"""Validation of what clients send (DESIGN.md §5): the JSON API's items and the form's rows meet here.
+"""Validation of what clients send (docs/contracts.md §5): the JSON API's items and the form's rows meet here.
 
 Why one module: the form and the API must accept and refuse the same things, and the row a worker receives
 must be a clean dataset row of §1 (JSON types, ISO 8601 UTC times, ``|``-joined topics) whichever door it came

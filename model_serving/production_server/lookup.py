@@ -1,7 +1,8 @@
 """``owner/name`` -> a dataset row of §1: from the served model's dataset, the cache, or GitHub in few calls.
 
 Why it looks like the collector: the row must be built exactly as training rows were, so a repository gives
-the same features at serving as at training (DESIGN §2). The repository JSON goes through ``normalize_item``;
+the same features at serving as at training (docs/contracts.md §2). The repository JSON goes through
+``normalize_item``;
 the enrichment columns come from the collector's own code: one GraphQL query per batch of names for commits,
 releases and user owners' followers (``data_collection.graphql``), and the collector's one-request REST counts
 (``data_collection.enrich.fetch_count``: contributors with ``anon=true``, and everything GraphQL could not

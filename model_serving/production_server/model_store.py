@@ -1,6 +1,6 @@
 """The model of one Celery worker process: loaded once, reloaded between tasks when ``current`` moves.
 
-Why this shape (DESIGN.md §4-5):
+Why this shape (docs/contracts.md §4-5):
 - A 45-140 MB pipeline loaded per task (or per thread) multiplies memory and latency, so each worker process
   holds exactly one, loaded at ``worker_process_init`` (or lazily by the first task, for the solo pool).
 - The deploy hook only switches the ``current`` symlink; it has no broker credentials and restarts nothing.

@@ -1,6 +1,7 @@
 """What a prediction request does, shared by the form and the JSON API: look up, dispatch, rank, log.
 
-The web process never unpickles a model (DESIGN §5): it sends one ``predict_batch`` task through RabbitMQ
+The web process never unpickles a model (docs/contracts.md §5): it sends one ``predict_batch`` task through
+RabbitMQ
 and waits for the answer with a timeout. Every failure of the whole request becomes a ``ServiceError``
 carrying the HTTP status and one line (503: no broker or no model; 504: no answer in time); an item that
 cannot be predicted (unknown repository) is a per-item error and the others are still answered.

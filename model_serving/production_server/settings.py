@@ -1,4 +1,4 @@
-"""Configuration of the production server, read from the environment in this one place (DESIGN.md §6).
+"""Configuration of the production server, read from the environment in this one place (docs/contracts.md §6).
 
 The web app, the Celery config and the workers all take their values from ``ServingSettings``, so an operator
 has one table to read (docs/production_server.md) and one place to audit for secrets. Celery's own settings
@@ -31,7 +31,8 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_BROKER_URL: Final = "amqp://stargazer:stargazer@127.0.0.1:5672/stargazer"
 DEFAULT_MODEL_DIR: Final = REPO_ROOT / "var" / "production"
 DEFAULT_PREDICTION_LOG: Final = REPO_ROOT / "var" / "predictions.jsonl"
-#: The JSON API's body limit (DESIGN §5: a body over 1 MB is a 413). nginx's client_max_body_size matches.
+#: The JSON API's body limit (docs/contracts.md §5: a body over 1 MB is a 413). nginx's client_max_body_size
+#: matches.
 MAX_BODY_BYTES: Final = 1024 * 1024
 MAX_REPOSITORIES: Final = 100
 #: GitHub calls per client per hour: a tenth of one token's hourly quota (5,000).
@@ -163,7 +164,7 @@ class ServingSettings:
     #: Celery's soft / hard time limits of one predict_batch (the soft one raises inside the task).
     task_soft_time_limit: float = 8.0
     task_hard_time_limit: float = 12.0
-    #: /readyz: a worker must answer the ping within this many seconds (DESIGN §5: 2 s).
+    #: /readyz: a worker must answer the ping within this many seconds (docs/contracts.md §5: 2 s).
     ready_timeout: float = 2.0
     #: Broker reachability probe of /readyz.
     broker_probe_timeout: float = 1.0

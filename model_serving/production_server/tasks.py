@@ -44,7 +44,7 @@ def model_store(settings: ServingSettings | None = None) -> ModelStore:
 
 @shared_task(name=PREDICT_TASK, acks_late=True, reject_on_worker_lost=True)
 def predict_batch(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Predict stars for dataset rows (DESIGN §1 columns; absent = unknown), in the order given.
+    """Predict stars for dataset rows (docs/contracts.md §1 columns; absent = unknown), in the order given.
 
     Answer: ``{"model_version", "predictions": [[point, p10, p90], ...]}``, or ``{"error", "code",
     "model_version"}`` when no model is usable or the prediction ran out of time.
@@ -89,7 +89,7 @@ def ping() -> dict[str, Any]:
 
 @worker_process_init.connect
 def _load_model_at_process_start(**_: Any) -> None:
-    """Load the model once per worker process, before its first task (DESIGN §5)."""
+    """Load the model once per worker process, before its first task (docs/contracts.md §5)."""
     flask_app = getattr(current_celery_app, "flask_app", None)
     if flask_app is None:
         return

@@ -91,7 +91,7 @@ def test_cli_progress_bar_shows_repositories_and_quota_per_token(sim, tmp_path):
     assert all(a < 100_000 and b < 100_000 for a, b in left[-1:])  # real counts from the headers, both tokens
     assert any(re.search(r"search quota token#1=(\d+|\?) token#2=(\d+|\?)", f) for f in frames)
     assert not any(t in result.stderr + result.stdout for t in TOKENS)
-    # the sidecar carries every key of DESIGN.md §1, and its sha256 is the CSV's
+    # the sidecar carries every key of docs/contracts.md §1, and its sha256 is the CSV's
     meta = json.loads((tmp_path / "repos.csv.meta.json").read_text())
     assert {"schema_version", "query", "min_stars", "slices", "rows", "collected_started_at",
             "collected_finished_at", "api_calls", "sha256"} <= set(meta)

@@ -1,6 +1,7 @@
 """A throwaway test host: a network namespace with its own address, reached over real SSH.
 
-Only the network is isolated (files, PIDs and users are shared with this machine, ENVIRONMENT.md), so
+Only the network is isolated (files, PIDs and users are shared with this machine, docs/contracts.md, "This
+machine"), so
 the playbooks under test get every path pointed at a temporary directory through the test inventory.
 Everything this module starts is stopped by PID: the sshd it spawned, then every process left in the
 namespace (`ip netns pids`), then the namespace itself.

@@ -283,7 +283,8 @@ def test_security_groups_open_exactly_those_ports_between_fleet_members(
         rules = {r for r in fake.ingress_rules(group["name"]) if r[4] is not None}  # from a remote group
         if rules:
             between_members[group["name"]] = rules
-    # SSH from the development host to production (git push of models, DESIGN.md §4) is the only other one
+    # SSH from the development host to production (git push of models, docs/contracts.md §4) is the only
+    # other one
     assert between_members.pop("sg-deploy") == {("tcp", 22, 22, None, "sg-deployer")}
     assert set(between_members) == {"sg-internal"}, between_members
     internal = between_members["sg-internal"]

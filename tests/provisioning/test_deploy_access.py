@@ -1,4 +1,4 @@
-"""SSH for model delivery (development -> production, DESIGN.md §4) and how an existing fleet gets it.
+"""SSH for model delivery (development -> production, docs/contracts.md §4) and how an existing fleet gets it.
 
 The deploy command pushes over SSH to each production host's private address; the `ssh` group admits SSH
 only from the orchestration host or `ssh_cidr`, so the fleet has a `deploy` group (production) that admits

@@ -1,4 +1,4 @@
-"""Form and API round trips through a real RabbitMQ and a real Celery worker process (DESIGN §5).
+"""Form and API round trips through a real RabbitMQ and a real Celery worker process (docs/contracts.md §5).
 
 The Flask app runs in the test process; the broker and the worker are real, so every answer here was
 predicted by a worker that loaded the signed model from ``STARGAZER_MODEL_DIR/current``.
