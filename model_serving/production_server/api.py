@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from model_serving.production_server.errors import error_response
 from model_serving.production_server.inputs import InputError, parse_request
 from model_serving.production_server.lookup_gate import BudgetSpent, UseLookupDoor, predict_guarded
-from model_serving.production_server.service import ServiceError
+from model_serving.production_server.prediction import PredictionError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -69,6 +69,6 @@ def predict_json() -> Response:
         response = error_response(429, str(exc), {"retry_after": exc.retry_after, "needed_calls": exc.needed})
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    except ServiceError as exc:
+    except PredictionError as exc:
         return error_response(exc.status, str(exc), exc.details)
     return jsonify(outcome.to_json())

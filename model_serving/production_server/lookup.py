@@ -162,7 +162,7 @@ class _GraphAnswer:
 
 
 class RepositoryLookup:
-    """One per web process (clients hold sockets: created after gunicorn forks, see ``views.lookup_for``)."""
+    """One per web process: clients hold sockets, so it is made after gunicorn forks (``lookup_for``)."""
 
     def __init__(
         self,

@@ -29,7 +29,7 @@ from model_serving.production_server.budget import BudgetSpent, GitHubBudget
 from model_serving.production_server.client_address import client_address, via_proxy
 from model_serving.production_server.inputs import RequestItem
 from model_serving.production_server.known import KnownRepositories
-from model_serving.production_server.service import Outcome, predict
+from model_serving.production_server.prediction import Outcome, predict
 
 #: The general door of each kind -> its lookup door (nginx.conf.j2 gives the latter the lookup zone).
 LOOKUP_DOORS: Final = {"/api/v1/predict": "/api/v1/lookup", "/predict": "/lookup"}
@@ -90,8 +90,8 @@ def budget_for(app: Flask) -> GitHubBudget:
 
 
 def predict_guarded(app: Flask, items: Sequence[RequestItem], *, fresh: bool) -> Outcome:
-    """``service.predict`` behind the door and budget rules (module docstring); raises UseLookupDoor,
-    BudgetSpent or ServiceError."""
+    """``prediction.predict`` behind the door and budget rules (module docstring); raises UseLookupDoor,
+    BudgetSpent or PredictionError."""
     settings = app.config["STARGAZER"]
     lookup = lookup_for(app)
     names = [item.full_name for item in items if item.lookup and item.full_name]

@@ -23,7 +23,7 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import Flask
 
-from model_serving.production_server.service import BROKER_ERRORS, reset_result_consumer
+from model_serving.production_server.prediction import BROKER_ERRORS, reset_result_consumer
 from model_serving.production_server.settings import ServingSettings
 from model_serving.production_server.tasks import ping
 

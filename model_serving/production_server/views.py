@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template
 
 from model_serving.production_server.forms import PredictForm
 from model_serving.production_server.lookup_gate import BudgetSpent, UseLookupDoor, predict_guarded
-from model_serving.production_server.service import ItemResult, ServiceError
+from model_serving.production_server.prediction import ItemResult, PredictionError
 
 bp = Blueprint("views", __name__)
 
@@ -78,7 +78,7 @@ def predict_page() -> tuple[str, int] | Response:
     except BudgetSpent as exc:
         page = render_template("index.html", form=form, service_error=str(exc))
         return Response(page, status=429, headers={"Retry-After": str(exc.retry_after)})
-    except ServiceError as exc:
+    except PredictionError as exc:
         return render_template("index.html", form=form, service_error=str(exc)), exc.status
     # Rows described by hand have no name: call them as the form did, so five of them stay distinguishable.
     numbers = [n for n, row in enumerate(form.rows.entries, start=1) if not row.form.is_empty()]

@@ -9,7 +9,7 @@ from data_collection.settings import Settings as GitHubSettings
 from data_collection.simulator import SimulatorServer
 from model_serving.production_server.inputs import RequestItem
 from model_serving.production_server.lookup import RepositoryLookup
-from model_serving.production_server.service import _resolve
+from model_serving.production_server.prediction import _resolve
 
 
 def _lookup(url: str, token: str) -> RepositoryLookup:

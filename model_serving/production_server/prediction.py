@@ -1,10 +1,10 @@
 """What a prediction request does, shared by the form and the JSON API: look up, dispatch, rank, log.
 
-The web process never unpickles a model (docs/contracts.md §5): it sends one ``predict_batch`` task through
-RabbitMQ
-and waits for the answer with a timeout. Every failure of the whole request becomes a ``ServiceError``
-carrying the HTTP status and one line (503: no broker or no model; 504: no answer in time); an item that
-cannot be predicted (unknown repository) is a per-item error and the others are still answered.
+The web process never unpickles a model (docs/contracts.md §5): it sends one ``predict_batch`` task
+through RabbitMQ and waits for the answer with a timeout. Every failure of the whole request becomes a
+``PredictionError`` carrying the HTTP status and one line (503: no broker or no model; 504: no answer in
+time); an item that cannot be predicted (unknown repository) is a per-item error and the others are still
+answered.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 BROKER_ERRORS: tuple[type[BaseException], ...] = (OperationalError, KombuError, ConnectionError, OSError)
 
 
-class ServiceError(Exception):
+class PredictionError(Exception):
     """The whole request failed: ``status`` for HTTP, one-line message, optional details."""
 
     def __init__(self, status: int, message: str, details: dict[str, Any] | None = None) -> None:
@@ -129,44 +129,44 @@ def _resolve(items: Sequence[RequestItem], lookup: RepositoryLookup, *, fresh: b
 
 
 def _dispatch(rows: list[dict[str, Any]], settings: ServingSettings) -> dict[str, Any]:
-    """Send predict_batch and wait; every way it can fail becomes a ServiceError with a fitting status."""
+    """Send predict_batch and wait; every way it can fail becomes a PredictionError with a fitting status."""
     started = time.perf_counter()
     try:
         async_result = predict_batch.apply_async(args=[rows], expires=settings.task_timeout)
     except BROKER_ERRORS as exc:
         metrics.TASK_OUTCOMES.labels(outcome="broker_error").inc()
         reset_result_consumer(predict_batch.app)
-        raise ServiceError(503, "message broker unreachable: the prediction could not be queued",
+        raise PredictionError(503, "message broker unreachable: the prediction could not be queued",
                            {"reason": type(exc).__name__}) from None
     try:
         answer = async_result.get(timeout=settings.task_timeout, propagate=True)
     except CeleryTimeout:
         metrics.TASK_OUTCOMES.labels(outcome="timeout").inc()
-        raise ServiceError(504, f"no prediction worker answered within {settings.task_timeout:g} s",
+        raise PredictionError(504, f"no prediction worker answered within {settings.task_timeout:g} s",
                            {"timeout_seconds": settings.task_timeout}) from None
     except (TimeLimitExceeded, SoftTimeLimitExceeded):
         # Soft: raised where the task was (e.g. a model load) and not turned into an answer by the task.
         metrics.TASK_OUTCOMES.labels(outcome="timeout").inc()
-        raise ServiceError(504, "the prediction exceeded the worker's time limit") from None
+        raise PredictionError(504, "the prediction exceeded the worker's time limit") from None
     except BROKER_ERRORS as exc:
         metrics.TASK_OUTCOMES.labels(outcome="broker_error").inc()
         reset_result_consumer(predict_batch.app)
-        raise ServiceError(503, "message broker connection lost while waiting for the prediction",
+        raise PredictionError(503, "message broker connection lost while waiting for the prediction",
                            {"reason": type(exc).__name__}) from None
     except Exception as exc:  # the task raised in the worker: a defect, reported without its traceback
         metrics.TASK_OUTCOMES.labels(outcome="task_error").inc()
         log.error("predict_batch failed in the worker: %s: %s", type(exc).__name__, exc)
-        raise ServiceError(500, f"the prediction failed in the worker: {type(exc).__name__}") from None
+        raise PredictionError(500, f"the prediction failed in the worker: {type(exc).__name__}") from None
     finally:
         metrics.TASK_WAIT.observe(time.perf_counter() - started)
     if not isinstance(answer, dict):
         metrics.TASK_OUTCOMES.labels(outcome="task_error").inc()
-        raise ServiceError(500, "the prediction worker answered something unexpected")
+        raise PredictionError(500, "the prediction worker answered something unexpected")
     if "error" in answer:
         code = answer.get("code")
         metrics.TASK_OUTCOMES.labels(outcome="no_model" if code == "no_model" else "timeout").inc()
         status = 503 if code == "no_model" else 504
-        raise ServiceError(status, str(answer["error"]), {"code": code})
+        raise PredictionError(status, str(answer["error"]), {"code": code})
     metrics.TASK_OUTCOMES.labels(outcome="success").inc()
     return answer
 
@@ -204,7 +204,7 @@ def predict(items: Sequence[RequestItem], settings: ServingSettings, lookup: Rep
     version = str(answer.get("model_version"))
     values = answer.get("predictions") or []
     if len(values) != len(to_predict):
-        raise ServiceError(500, "the prediction worker answered the wrong number of predictions")
+        raise PredictionError(500, "the prediction worker answered the wrong number of predictions")
     for result, (point, low, high) in zip(to_predict, values, strict=True):
         result.predicted, result.low, result.high = float(point), float(low), float(high)
     order = sorted(range(len(to_predict)), key=lambda k: -(to_predict[k].predicted or 0.0))
