@@ -24,13 +24,13 @@ import secrets
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench import provenance  # noqa: E402
 from data_collection.dataset import write_dataset  # noqa: E402
 from data_collection.normalize import iso_utc, rows_from_search_pages  # noqa: E402
 from data_collection.schema import DATASET_COLUMNS  # noqa: E402
@@ -41,7 +41,6 @@ from model_serving.development_server.data import load_training_data  # noqa: E4
 SHARED = REPO_ROOT.parent / "shared" / "data"
 RAW_PAGES = SHARED / "Data-Engineering-II-Project" / "raw_api_pages"
 POPULATION_CSV = SHARED / "pred-on-github-population" / "1000repDataNew.csv"
-RESULTS = REPO_ROOT / "bench" / "results"
 
 #: GitHub's license names in 1000repDataNew.csv -> SPDX ids (as the REST API's license.spdx_id gives them).
 LICENSE_SPDX = {
@@ -173,6 +172,7 @@ def main() -> None:
     if not RAW_PAGES.exists() or not POPULATION_CSV.exists():
         print(f"shared data absent ({SHARED}): nothing to measure")
         return
+    started = provenance.capture()
     with tempfile.TemporaryDirectory(prefix="sg-acc-") as tmp:
         work = Path(tmp)
         token = work / "auth_token"
@@ -193,13 +193,11 @@ def main() -> None:
                     evaluate(name, csv_path, work / f"models{index}", trials=args.trials, seed=args.seed)
                 )
     report = {
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "measured_at": started["measured_at"],
         "trials": args.trials,
         "seed": args.seed,
         "results": results,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Accuracy on genuine GitHub data",
         "",
@@ -230,7 +228,7 @@ def main() -> None:
             "",
             r["screening_md"],
         ]
-    (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
+    provenance.write_results("accuracy", report, "\n".join(lines), started)
     print("\n".join(lines))
 
 

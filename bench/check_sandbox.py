@@ -16,12 +16,10 @@ Results: bench/results/check_sandbox.json and bench/results/check_sandbox.md.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -29,11 +27,10 @@ import click
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench import provenance  # noqa: E402
 from githooks import sandbox_setup  # noqa: E402
 from githooks.check_model import Sandbox, run_check  # noqa: E402
 from githooks.settings import DEFAULT_CHECK_MEMORY_MB, DEFAULT_CHECK_USER  # noqa: E402
-
-RESULTS = REPO_ROOT / "bench" / "results"
 
 
 @click.command()
@@ -50,6 +47,7 @@ def main(runs: int) -> None:
         "sandbox": Sandbox(user=DEFAULT_CHECK_USER, **common),
     }
     seconds: dict[str, list[float]] = {name: [] for name in modes}
+    started = provenance.capture()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         [version] = make_versions(Path(scratch), 1)
@@ -62,7 +60,7 @@ def main(runs: int) -> None:
     load_after = os.getloadavg()[0]
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     report = {
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": started["measured_at"],
         "cores": os.cpu_count(),
         "load_average": [round(load_before, 2), round(load_after, 2)],
         "runs": runs,
@@ -70,8 +68,6 @@ def main(runs: int) -> None:
         "median_seconds": medians,
         "sandbox_extra_seconds": round(medians["sandbox"] - medians["no sandbox"], 2),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "check_sandbox.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Load-check sandbox benchmark",
         "",
@@ -88,7 +84,7 @@ def main(runs: int) -> None:
         f"Sandbox cost per check: **{report['sandbox_extra_seconds']:+.2f} s** (median difference).",
         "",
     ]
-    (RESULTS / "check_sandbox.md").write_text("\n".join(lines))
+    provenance.write_results("check_sandbox", report, "\n".join(lines), started)
     click.echo("\n".join(lines))
 
 

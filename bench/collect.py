@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ import pandas as pd
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench import provenance  # noqa: E402
 from data_collection.client import GitHubClient  # noqa: E402
 from data_collection.collector import CollectOptions, collect  # noqa: E402
 from data_collection.dataset import read_dataset  # noqa: E402
@@ -47,7 +47,6 @@ from data_collection.schema import ENRICHMENT_COLUMNS  # noqa: E402
 from data_collection.settings import Settings  # noqa: E402
 from data_collection.simulator import SimulatorServer  # noqa: E402
 
-RESULTS = REPO_ROOT / "bench" / "results"
 TOKENS = ("bench-token-1", "bench-token-2", "bench-token-3")
 #: Real GitHub quotas per token: core requests/hour, searches/minute, GraphQL points/hour.
 REAL = {"core": 5000 / 3600, "search": 30 / 60, "graphql": 5000 / 3600}
@@ -284,6 +283,7 @@ def main(repos: int, seed: int, workers: int, naive_sample: int) -> None:
     truth_sim = SimulatorServer(repos=repos, seed=seed, tokens=TOKENS)  # never started: ground truth only
     expected = len(truth_sim.expected("stars:>=50"))
     proc, url = start_simulator(repos, seed)
+    started = provenance.capture()
     load = os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp:
@@ -299,7 +299,7 @@ def main(repos: int, seed: int, workers: int, naive_sample: int) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     result = {
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "measured_at": started["measured_at"],
         "setup": {
             "repos": repos,
             "seed": seed,
@@ -323,9 +323,7 @@ def main(repos: int, seed: int, workers: int, naive_sample: int) -> None:
             "calls_le_4": smart["calls_per_repo"] <= 4.0,
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "collect.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "collect.md").write_text(markdown(result))
+    provenance.write_results("collect", result, markdown(result), started)
     print(markdown(result))
 
 

@@ -16,7 +16,6 @@ Results: bench/results/deploy.json and bench/results/deploy.md (with the load av
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
@@ -33,10 +32,10 @@ import click
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench import provenance  # noqa: E402
 from model_serving import artifact, features  # noqa: E402
 
 BENCH_VAR = REPO_ROOT / "var" / "bench-deploy"
-RESULTS = REPO_ROOT / "bench" / "results"
 SECRET = "bench-deploy-secret-0123456789abcdef"  # noqa: S105 (a throwaway secret for throwaway hosts)
 PARAMS = {
     "n_estimators": 200,
@@ -136,6 +135,7 @@ def deploy(target: str, models: Path, dev_repo: Path, hosts: list[dict[str, Path
 @click.command()
 @click.option("--deploys", default=3, show_default=True, help="Versions deployed in a row to each setup.")
 def main(deploys: int) -> None:
+    started = provenance.capture()
     load_before = os.getloadavg()
     versions = demo_sized_versions(deploys)
     models = versions[0].parent
@@ -164,7 +164,7 @@ def main(deploys: int) -> None:
     last = sizes[-1]
     report = {
         "name": "deploy",
-        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "when": started["measured_at"],
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "model": {"params": PARAMS, "model_joblib_mib": model_mib},
         "one_host": one_host,
@@ -178,8 +178,6 @@ def main(deploys: int) -> None:
             ),
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "deploy.json").write_text(json.dumps(report, indent=2) + "\n")
     mib = 2**20
     lines = [
         "# Deploy benchmark",
@@ -218,7 +216,7 @@ def main(deploys: int) -> None:
         f"Never pruned / pruned: **{report['ratios']['unpruned_over_pruned_repo_bytes']}x** after {deploys} "
         "deploys (grows by one model per deploy without pruning; stays at one model with it).",
     ]
-    (RESULTS / "deploy.md").write_text("\n".join(lines) + "\n")
+    provenance.write_results("deploy", report, "\n".join(lines), started)
     click.echo("\n".join(lines))
 
 

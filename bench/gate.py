@@ -17,7 +17,6 @@ Results: bench/results/gate.json and bench/results/gate.md: median push time per
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
@@ -25,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -33,10 +31,10 @@ import click
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench import provenance  # noqa: E402
 from bench.deploy import SECRET, demo_sized_versions  # noqa: E402
 from model_serving import artifact  # noqa: E402
 
-RESULTS = REPO_ROOT / "bench" / "results"
 EVAL_ROWS = 500
 
 
@@ -89,6 +87,7 @@ def main(rounds: int) -> None:
     from model_serving.development_server.deploy import DeployRepo
 
     versions = demo_sized_versions(2)
+    started = provenance.capture()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
         root = Path(tmp)
@@ -123,7 +122,7 @@ def main(rounds: int) -> None:
     added = [g - p for g, p in zip(seconds["gated"], seconds["plain"], strict=True)]
     report = {
         "name": "gate",
-        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "when": started["measured_at"],
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after},
         "model": {"model_joblib_mib": [round((v / artifact.MODEL_FILE).stat().st_size / 2**20, 2)
                                        for v in versions]},
@@ -137,8 +136,6 @@ def main(rounds: int) -> None:
         "ratio_gated_over_plain": round(medians["gated"] / medians["plain"], 2),
         "last_accepted_line": lines,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "gate.json").write_text(json.dumps(report, indent=2) + "\n")
     md = [
         "# Quality gate benchmark",
         "",
@@ -164,7 +161,7 @@ def main(rounds: int) -> None:
         f"A gated push says: `{lines['gated'].removeprefix('remote: ')[:400]}`",
         "",
     ]
-    (RESULTS / "gate.md").write_text("\n".join(md))
+    provenance.write_results("gate", report, "\n".join(md), started)
     click.echo("\n".join(md))
 
 

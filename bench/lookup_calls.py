@@ -15,9 +15,7 @@ Results: bench/results/lookup_calls.json and bench/results/lookup_calls.md.
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +24,11 @@ import click
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench import provenance  # noqa: E402
 from data_collection.settings import Settings as GitHubSettings  # noqa: E402
 from data_collection.simulator import SimulatorServer  # noqa: E402
 from model_serving.production_server.lookup import Found, RepositoryLookup  # noqa: E402
 
-RESULTS = REPO_ROOT / "bench" / "results"
 TOKENS = ("bench-lookup-token",)
 
 
@@ -63,11 +61,9 @@ def measure(repos: int, seed: int, graphql: bool) -> dict[str, Any]:
 @click.option("--repos", default=100, show_default=True, help="repositories looked up in one request")
 @click.option("--seed", default=11, show_default=True)
 def main(repos: int, seed: int) -> None:
+    started = provenance.capture()
     runs = [measure(repos, seed, graphql=True), measure(repos, seed, graphql=False)]
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lookup_calls.json").write_text(json.dumps({"time": stamp, "seed": seed, "runs": runs},
-                                                          indent=2) + "\n")
+    stamp = started["measured_at"]
     lines = [
         "# GitHub calls per looked-up repository",
         "",
@@ -82,7 +78,7 @@ def main(repos: int, seed: int) -> None:
         name = "GraphQL batch + 2 REST (production default)" if run["graphql"] else "REST only (no GraphQL)"
         lines.append(f"| {name} | {run['repositories']} | {run['organization_owners']} | {run['calls']} | "
                      f"{run['calls_per_repository']:.2f} | {run['rows_unlike_the_collector']} |")
-    (RESULTS / "lookup_calls.md").write_text("\n".join(lines) + "\n")
+    provenance.write_results("lookup_calls", {"seed": seed, "runs": runs}, "\n".join(lines), started)
     click.echo("\n".join(lines))
 
 

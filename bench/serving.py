@@ -1,7 +1,7 @@
 """Serving benchmark: the whole stack (wrk -> nginx -> gunicorn -> RabbitMQ -> Celery worker -> model) next to
 calling the same prediction code in-process, for 1- and 5-repository requests, with 1 and 2 worker processes.
-In-process, the compiled path a worker runs (``compiled_forest``) is measured next to the scikit-learn path it
-replaced, and a CPU breakdown shows where each spends its time.
+In-process, the compiled path a worker runs (``compiled_pipeline``) is measured next to the scikit-learn path
+it replaced, and a CPU breakdown shows where each spends its time.
 
     .venv/bin/python bench/serving.py [--duration 8] [--connections 1,2,4,8,16,32]
 
@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +45,12 @@ from tqdm import tqdm
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from model_serving import artifact, compiled_forest, features, releases  # noqa: E402
+from bench import provenance  # noqa: E402
+from model_serving import artifact, features, releases  # noqa: E402
 from model_serving.process_stack.services import group_members  # noqa: E402
 from model_serving.process_stack.stack import Stack, StackConfig  # noqa: E402
+from model_serving.production_server import compiled_pipeline  # noqa: E402
 
-RESULTS = REPO_ROOT / "bench" / "results"
 BENCH_VAR = REPO_ROOT / "var" / "bench-model"
 SECRET = b"bench-serving-secret"
 TARGET_RPS = 200.0
@@ -151,7 +151,7 @@ def request_rows(count: int) -> list[dict[str, Any]]:
 
 #: In-process paths: what a worker runs now, and what it ran before (kept measurable side by side).
 PATHS = {
-    "compiled": "compiled (what a worker runs: compiled_forest.predict_rows from the JSON rows)",
+    "compiled": "compiled (what a worker runs: compiled_pipeline.predict_rows from the JSON rows)",
     "scikit-learn": "scikit-learn, two passes (the path served before this change)",
 }
 
@@ -159,9 +159,9 @@ PATHS = {
 def _predictor(pipeline: Any, path: str) -> Any:
     """A callable rows -> (point, low, high) for the given path."""
     if path == "compiled":
-        model = compiled_forest.compile_pipeline(pipeline)
+        model = compiled_pipeline.compile_pipeline(pipeline)
         return model.predict_rows
-    return lambda rows: compiled_forest.reference_predict(pipeline, pd.DataFrame.from_records(rows))
+    return lambda rows: compiled_pipeline.reference_predict(pipeline, pd.DataFrame.from_records(rows))
 
 
 def _inprocess_worker(args: tuple[str, int, float, str]) -> tuple[list[float], float]:
@@ -214,9 +214,9 @@ def cpu_breakdown(version_dir: Path, count: int = 5, repeat: int = 20) -> dict[s
     encoded = np.asarray(pipeline[:-1].transform(X))
     forest = pipeline.named_steps["model"].regressor_
     compile_started = time.process_time()
-    model = compiled_forest.compile_pipeline(pipeline)
+    model = compiled_pipeline.compile_pipeline(pipeline)
     compile_ms = 1000 * (time.process_time() - compile_started)
-    numeric, categories = compiled_forest.fast_features(rows) or ((), ())
+    numeric, categories = compiled_pipeline.fast_features(rows) or ((), ())
     compiled_encoded = model.encode(numeric, categories)
 
     def cpu_ms(call: Any, times: int = repeat) -> float:
@@ -227,7 +227,7 @@ def cpu_breakdown(version_dir: Path, count: int = 5, repeat: int = 20) -> dict[s
         return round(1000 * (time.process_time() - started) / times, 3)
 
     # Verified before timing: every path answers exactly what the reference (the old served code) answers.
-    reference = compiled_forest.reference_predict(pipeline, frame)
+    reference = compiled_pipeline.reference_predict(pipeline, frame)
     for name, got in (("compiled", model.predict_rows(rows)),
                       ("scikit-learn one pass", features.predict_with_interval(pipeline, frame))):
         if not all(np.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(reference, got, strict=True)):
@@ -236,14 +236,14 @@ def cpu_breakdown(version_dir: Path, count: int = 5, repeat: int = 20) -> dict[s
         "compiled: predict_rows from JSON rows (what a worker runs now)": cpu_ms(
             lambda: model.predict_rows(request_rows(count)), 20 * repeat),
         "compiled: fast feature step (fast_features)": cpu_ms(
-            lambda: compiled_forest.fast_features(rows), 20 * repeat),
+            lambda: compiled_pipeline.fast_features(rows), 20 * repeat),
         "compiled: encoder": cpu_ms(lambda: model.encode(numeric, categories), 20 * repeat),
         "compiled: all trees walked at once (forest.per_tree)": cpu_ms(
             lambda: model.forest.per_tree(compiled_encoded), 20 * repeat),
         "compiled: built once per loaded model (compile + verify), ms": round(compile_ms, 1),
-        "scikit-learn, two passes (the path served before; compiled_forest.reference_predict)": cpu_ms(
-            lambda: compiled_forest.reference_predict(pipeline,
-                                                      pd.DataFrame.from_records(request_rows(count)))),
+        "scikit-learn, two passes (the path served before; compiled_pipeline.reference_predict)": cpu_ms(
+            lambda: compiled_pipeline.reference_predict(pipeline,
+                                                        pd.DataFrame.from_records(request_rows(count)))),
         "scikit-learn, one pass (features.predict_with_interval without a compiled model: the fallback)":
             cpu_ms(lambda: features.predict_with_interval(pipeline, pd.DataFrame.from_records(
                 request_rows(count)))),
@@ -491,8 +491,8 @@ def main(duration: float, connections: str, inprocess_seconds: float, model_choi
     counts = [1, 5]
     version_dir, source = bench_model(model_choice)
     manifest = artifact.read_manifest(version_dir)
+    started = provenance.capture()
     load_before = os.getloadavg()[0]
-    RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-serving-", dir=REPO_ROOT / "var") as tmp:
         work = Path(tmp)
         signed = work / "signed" / version_dir.name
@@ -556,7 +556,7 @@ def main(duration: float, connections: str, inprocess_seconds: float, model_choi
             f"{five_sat['p99_ms']:.0f} ms). {bound}" if five_sat else "Target NOT met: no valid run."
         )
     result = {
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "measured_at": started["measured_at"],
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -570,7 +570,7 @@ def main(duration: float, connections: str, inprocess_seconds: float, model_choi
             "size_mb": (version_dir / artifact.MODEL_FILE).stat().st_size / 1e6,
         },
         "settings": {
-            "prediction_path": "compiled_forest (built once per loaded model by the worker's model store)",
+            "prediction_path": "compiled_pipeline (built once per loaded model by the worker's model store)",
             "task_delivery_mode": "transient",
             "wrk_seconds": duration,
             "connections": conns,
@@ -585,8 +585,7 @@ def main(duration: float, connections: str, inprocess_seconds: float, model_choi
         "verdict": verdict,
         "target": {"rps": TARGET_RPS, "p99_ms": TARGET_P99_MS, "met": bool(meeting)},
     }
-    (RESULTS / "serving.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "serving.md").write_text(markdown(result))
+    provenance.write_results("serving", result, markdown(result), started)
     click.echo(markdown(result))
 
 

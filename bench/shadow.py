@@ -28,7 +28,6 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ sys.path.insert(0, str(BENCH))
 
 import serving as serving_bench  # noqa: E402
 
+from bench import provenance  # noqa: E402
 from model_serving import artifact, features, releases  # noqa: E402
 from model_serving.process_stack.stack import Stack, StackConfig  # noqa: E402
 from model_serving.production_server import shadow_log, shadow_report  # noqa: E402
@@ -206,8 +206,7 @@ def main(duration: float, connections: str, rounds: int, render_only: bool) -> N
         saved = json.loads((RESULTS / "shadow.json").read_text())
         saved["comparison"], saved["max_ratio"], saved["verdict"] = compare(
             saved["runs"], saved["settings"]["connections"])
-        (RESULTS / "shadow.json").write_text(json.dumps(saved, indent=2) + "\n")
-        (RESULTS / "shadow.md").write_text(markdown(saved))
+        provenance.write_results("shadow", saved, markdown(saved), saved["provenance"])
         click.echo(markdown(saved))
         return
     if shutil.which("wrk") is None:
@@ -215,8 +214,8 @@ def main(duration: float, connections: str, rounds: int, render_only: bool) -> N
     conns = [int(c) for c in connections.split(",")]
     serving_dir, _ = serving_bench.bench_model("demo-sized")
     candidate_dir = shadow_model()
+    started = provenance.capture()
     load_before = os.getloadavg()[0]
-    RESULTS.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     (REPO_ROOT / "var").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-shadow-", dir=REPO_ROOT / "var") as tmp:
@@ -259,7 +258,7 @@ def main(duration: float, connections: str, rounds: int, render_only: bool) -> N
 
     comparison, worst, verdict = compare(rows, conns)
     result = {
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "measured_at": started["measured_at"],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)},
         "serving_model": serving_dir.name,
@@ -273,8 +272,7 @@ def main(duration: float, connections: str, rounds: int, render_only: bool) -> N
         "valid": not any(r["non_2xx"] or r["errors"] or not r["requests"] for r in rows),
         "verdict": verdict,
     }
-    (RESULTS / "shadow.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "shadow.md").write_text(markdown(result))
+    provenance.write_results("shadow", result, markdown(result), started)
     click.echo(markdown(result))
 
 

@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 from ray import tune  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 
+from bench import provenance  # noqa: E402
 from model_serving.development_server import protocol, tuning  # noqa: E402
 from model_serving.development_server.cluster import ray_session, use_token_file  # noqa: E402
 from model_serving.development_server.settings import Settings  # noqa: E402
@@ -294,13 +295,16 @@ def main() -> None:
         return
     if args.only_scaling:
         report = json.loads((RESULTS / "tuning.json").read_text())
+        scaling_started = provenance.capture()
         report["scaling"] = scaling(args.rows)
+        report["scaling"]["provenance"] = scaling_started
         report["scaling"]["measured_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         report["scaling"]["loadavg_before"] = os.getloadavg()
         write_report(report)
         return
     if args.rounds < MIN_ROUNDS:
         parser.error(f"--rounds must be >= {MIN_ROUNDS} (the report is a median)")
+    started = provenance.capture()
     prepared = prepared_data(args.rows)
     load_before = os.getloadavg()
     measured, _ = compare(prepared, args.rows, args.rounds)
@@ -313,7 +317,8 @@ def main() -> None:
             scale["measured_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     ray_ = statistics.median(measured["raytune_seconds"])
     report = {
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "provenance": started,
+        "measured_at": started["measured_at"],
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "data": {"rows": args.rows, "train_rows": len(prepared.split.train), "folds": FOLDS, "configs": 8},
         "grid": GRID,
@@ -333,8 +338,6 @@ def _rounds(walls: list[float]) -> str:
 
 def write_report(report: dict[str, Any]) -> None:
     """tuning.json and tuning.md, both from the report dict alone (so one part can be re-measured)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tuning.json").write_text(json.dumps(report, indent=2) + "\n")
     cold, warm = report["gridsearchcv_cold_seconds"], report["gridsearchcv_warm_seconds"]
     ray_walls = report["raytune_seconds"]
     ray_ = statistics.median(ray_walls)
@@ -395,7 +398,8 @@ def write_report(report: dict[str, Any]) -> None:
         lines += [
             "## Scaling (each node pinned to its own core with taskset, 1 CPU per node)",
             "",
-            f"Measured {scale.get('measured_at', report['measured_at'])}.",
+            provenance.markdown_line(scale["provenance"]) if "provenance" in scale
+            else f"Measured {scale.get('measured_at', report['measured_at'])}.",
             "",
             "| cluster | wall seconds | trials (busy seconds) per node |",
             "|---|---:|---|",
@@ -412,7 +416,7 @@ def write_report(report: dict[str, Any]) -> None:
             "",
             f"Speed-up {scale['speedup']:.2f}x on 2 nodes (scaling efficiency {scale['efficiency']:.0%}).",
         ]
-    (RESULTS / "tuning.md").write_text("\n".join(lines) + "\n")
+    provenance.write_results("tuning", report, "\n".join(lines), report["provenance"])
     print("\n".join(lines))
 
 
