@@ -4,14 +4,19 @@ Training writes versions here, the deploy command signs them, the git hooks vali
 workers load them: all through this module, so the rules live in one place.
 
 Why signing: a pickle runs code when it is loaded. Production therefore unpickles only a model whose
-manifest carries a valid HMAC-SHA256 signature (made with the deploy secret) and whose ``model.joblib``
-matches the signed sha256. The signature is checked BEFORE anything is unpickled.
+manifest carries a valid Ed25519 signature and whose ``model.joblib`` matches the signed sha256. The signature
+is checked BEFORE anything is unpickled.
+
+Why Ed25519 and not a shared secret: whoever verifies must not be able to sign. Only the deploy account on the
+development host holds the signing key; production hosts (the hooks, the workers that unpickle) hold the
+public key, so code run by a served model finds nothing there that lets it sign another model.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-import hmac
 import json
 import os
 import platform
@@ -23,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # joblib, scikit-learn and model_serving.features are imported inside the functions that use them: the git
@@ -34,8 +41,18 @@ MANIFEST_FILE: Final = "model.json"
 #: The training dataset, gzipped, shipped with the model (listed with its sha256 under ``dataset_snapshot``).
 SNAPSHOT_FILE: Final = "dataset.csv.gz"
 VERSION_PATTERN: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
-SECRET_ENV: Final = "STARGAZER_DEPLOY_SECRET"  # noqa: S105 (a variable name, not a secret)
-SECRET_FILE_ENV: Final = "STARGAZER_DEPLOY_SECRET_FILE"  # noqa: S105 (a variable name)
+#: The signing key (development host, deploy account only): inline or in a file.
+SIGNING_KEY_ENV: Final = "STARGAZER_DEPLOY_SIGNING_KEY"
+SIGNING_KEY_FILE_ENV: Final = "STARGAZER_DEPLOY_SIGNING_KEY_FILE"
+#: The public key that verifies (production hosts: hooks and workers): inline or in a file.
+PUBLIC_KEY_ENV: Final = "STARGAZER_DEPLOY_PUBLIC_KEY"
+PUBLIC_KEY_FILE_ENV: Final = "STARGAZER_DEPLOY_PUBLIC_KEY_FILE"
+#: ``model.json``'s ``signature``: this prefix, then the base64 of the 64-byte Ed25519 signature.
+SIGNATURE_PREFIX: Final = "ed25519:"
+#: The retired shared-secret scheme: such a model is refused by name, never verified.
+RETIRED_HMAC_PREFIX: Final = "hmac-sha256:"
+#: Raw size of an Ed25519 key (signing key seed or public key): 44 characters in base64.
+KEY_BYTES: Final = 32
 
 
 class ArtifactError(Exception):
@@ -241,27 +258,112 @@ def _canonical_bytes(manifest: Manifest) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def compute_signature(manifest: Manifest, secret: bytes) -> str:
-    """HMAC-SHA256 over the canonical JSON of the manifest without its signature field."""
-    if not secret:
-        raise ArtifactError("deploy secret is empty")
-    return "hmac-sha256:" + hmac.new(secret, _canonical_bytes(manifest), hashlib.sha256).hexdigest()
+def compute_signature(manifest: Manifest, signing_key: Ed25519PrivateKey) -> str:
+    """Ed25519 over the canonical JSON of the manifest without its signature field: ``ed25519:<base64>``."""
+    signature = signing_key.sign(_canonical_bytes(manifest))
+    return SIGNATURE_PREFIX + base64.b64encode(signature).decode("ascii")
 
 
-def sign_version(version_dir: Path, secret: bytes) -> Manifest:
+def sign_version(version_dir: Path, signing_key: Ed25519PrivateKey) -> Manifest:
     """Sign a version in place (the deploy command does this; training leaves ``signature`` null)."""
     manifest = read_manifest(version_dir)
     verify_checksum(version_dir, manifest)
-    signed = manifest.model_copy(update={"signature": compute_signature(manifest, secret)})
+    signed = manifest.model_copy(update={"signature": compute_signature(manifest, signing_key)})
     write_manifest(version_dir, signed)
     return signed
 
 
-def verify_signature(manifest: Manifest, secret: bytes) -> None:
-    if not manifest.signature:
+def verify_signature(manifest: Manifest, public_key: bytes) -> None:
+    """Refuse, in one line, a manifest that the holder of the signing key did not sign as it stands.
+
+    ``public_key``: the raw 32 bytes (``parse_public_key``), hashable, so the serving processes key their
+    per-configuration caches with it.
+    """
+    signature = manifest.signature
+    if not signature:
         raise ArtifactError("model.json is not signed")
-    if not hmac.compare_digest(manifest.signature, compute_signature(manifest, secret)):
-        raise ArtifactError("model.json signature does not match (wrong deploy secret or edited manifest)")
+    if signature.startswith(RETIRED_HMAC_PREFIX):
+        raise ArtifactError(
+            "model.json carries a retired HMAC-SHA256 signature: production verifies Ed25519 only "
+            "(sign the version again with deploy)"
+        )
+    if not signature.startswith(SIGNATURE_PREFIX):
+        scheme = signature.partition(":")[0][:20]
+        raise ArtifactError(f"model.json signature scheme {scheme!r} is unknown (expected ed25519)")
+    try:
+        raw = base64.b64decode(signature[len(SIGNATURE_PREFIX) :], validate=True)
+        verifier = Ed25519PublicKey.from_public_bytes(public_key)
+    except (binascii.Error, ValueError):
+        raise ArtifactError("model.json signature or the public key is malformed") from None
+    try:
+        verifier.verify(raw, _canonical_bytes(manifest))
+    except InvalidSignature:
+        raise ArtifactError(
+            "model.json signature does not match (signed with another key or edited manifest)"
+        ) from None
+
+
+def generate_key_pair() -> tuple[str, str]:
+    """A new (signing key, public key), each the base64 of its 32 raw bytes: one line each in the vault."""
+    from cryptography.hazmat.primitives import serialization
+
+    signing_key = Ed25519PrivateKey.generate()
+    seed = signing_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    public = public_key_of(signing_key)
+    return base64.b64encode(seed).decode("ascii"), base64.b64encode(public).decode("ascii")
+
+
+def public_key_of(signing_key: Ed25519PrivateKey) -> bytes:
+    """The raw public key that verifies what ``signing_key`` signs."""
+    return signing_key.public_key().public_bytes_raw()
+
+
+def _key_bytes(text: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != KEY_BYTES:
+        raise ArtifactError(
+            f"the {what} is not the base64 of {KEY_BYTES} bytes (make a pair with "
+            "`python -m model_serving.development_server keygen`)"
+        )
+    return raw
+
+
+def parse_signing_key(text: str) -> Ed25519PrivateKey:
+    """The signing key from its base64 text (``vault_stargazer_deploy_signing_key``)."""
+    return Ed25519PrivateKey.from_private_bytes(_key_bytes(text, "deploy signing key"))
+
+
+def parse_public_key(text: str) -> bytes:
+    """The raw public key from its base64 text (``stargazer_deploy_public_key``)."""
+    return _key_bytes(text, "deploy public key")
+
+
+def _key_text(text: str | None, path: str | Path | None, what: str) -> str | None:
+    if text:
+        return text
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+
+
+def signing_key_from(text: str | None = None, path: str | Path | None = None) -> Ed25519PrivateKey | None:
+    """The signing key given inline, else read from ``path``; None when neither is given."""
+    found = _key_text(text, path, "deploy signing key")
+    return None if found is None else parse_signing_key(found)
+
+
+def public_key_from(text: str | None = None, path: str | Path | None = None) -> bytes | None:
+    """The public key given inline, else read from ``path``; None when neither is given."""
+    found = _key_text(text, path, "deploy public key")
+    return None if found is None else parse_public_key(found)
 
 
 def verify_checksum(version_dir: Path, manifest: Manifest) -> None:
@@ -331,25 +433,27 @@ def check_compatible(manifest: Manifest) -> None:
         )
 
 
-def validate_version(version_dir: Path, secret: bytes | None, *, require_signature: bool = True) -> Manifest:
+def validate_version(
+    version_dir: Path, public_key: bytes | None, *, require_signature: bool = True
+) -> Manifest:
     """Every check that needs no unpickling, in the order that keeps untrusted bytes out of joblib."""
     manifest = read_manifest(version_dir)
     if require_signature:
-        if secret is None:
-            raise ArtifactError("no deploy secret configured: cannot verify the model signature")
-        verify_signature(manifest, secret)
+        if public_key is None:
+            raise ArtifactError("no deploy public key configured: cannot verify the model signature")
+        verify_signature(manifest, public_key)
     verify_checksum(version_dir, manifest)
     check_compatible(manifest)
     return manifest
 
 
 def load_version(
-    version_dir: Path, secret: bytes | None, *, require_signature: bool = True
+    version_dir: Path, public_key: bytes | None, *, require_signature: bool = True
 ) -> tuple[Any, Manifest]:
     """Validate, then unpickle. Returns (pipeline, manifest); raises ArtifactError on any problem."""
     import joblib
 
-    manifest = validate_version(version_dir, secret, require_signature=require_signature)
+    manifest = validate_version(version_dir, public_key, require_signature=require_signature)
     try:
         pipeline = joblib.load(version_dir / MODEL_FILE)
     except Exception as exc:  # a corrupt pickle can raise nearly anything
@@ -357,22 +461,6 @@ def load_version(
     if not hasattr(pipeline, "predict"):
         raise ArtifactError(f"{MODEL_FILE} holds {type(pipeline).__name__}, not a model")
     return pipeline, manifest
-
-
-def deploy_secret_from_env(environ: dict[str, str] | None = None) -> bytes | None:
-    """The deploy secret from STARGAZER_DEPLOY_SECRET or the file named by STARGAZER_DEPLOY_SECRET_FILE."""
-    env = os.environ if environ is None else environ
-    value = env.get(SECRET_ENV)
-    if value:
-        return value.encode("utf-8")
-    path = env.get(SECRET_FILE_ENV)
-    if path:
-        try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ArtifactError(f"cannot read deploy secret file {path}: {exc.strerror}") from None
-        return text.encode("utf-8") or None
-    return None
 
 
 def newest_version(models_dir: Path) -> Path | None:
