@@ -20,12 +20,13 @@ venv: $(STAMP)
 system-deps:
 	@bash scripts/install_system_deps.sh
 
-## test: the whole suite (unit + integration with real RabbitMQ, nginx, gunicorn, Ray, git, ansible, chromium)
+## test: the whole suite (unit + integration with real RabbitMQ, nginx, gunicorn, Ray, git, ansible, chromium),
+## ending with one `make rehearsal` run (six namespace hosts) that the fleet tests read before it is torn down
 test: system-deps venv
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -m "not rehearsal"
+	$(PY) -m pytest
 
-## test-rehearsal: make rehearsal end to end as a test (six namespace hosts; about 14 minutes)
+## test-rehearsal: only the tests of the rehearsed fleet (one `make rehearsal` run, kept up while they read it)
 test-rehearsal: system-deps venv
 	$(PY) -m pytest -m rehearsal
 

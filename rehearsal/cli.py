@@ -1,4 +1,4 @@
-"""``python -m rehearsal {up,converge,pipeline,drills,status,down,all}``: the fleet rehearsal, stage by stage.
+"""``python -m rehearsal {up,preview,converge,pipeline,drills,status,down,all}``: the rehearsal, by stage.
 
 ``all`` is what ``make rehearsal`` runs: every stage in order, then ``down`` unless ``REHEARSAL_KEEP=1``.
 Each stage prints one line; the tools' output goes to ``<root>/log/``.
@@ -60,6 +60,49 @@ def do_up(settings: Settings) -> hosts.Network:
         path = inventory.write(root, settings.prefix, network, settings.repos)
         summary["text"] = f"{subnet}.0/24, inventory {path}"
     return network
+
+
+#: What a first converge makes in a host's own tree; a preview must leave none of it behind.
+_CONVERGE_MADE = ("app", "etc", "home", "log", "run", "state", "supervisor")
+
+
+def do_preview(settings: Settings) -> None:
+    """``site.yml --check --diff`` on the fresh fleet: what an operator reads before the first converge."""
+    root = settings.root
+    inventory.write(root, settings.prefix, _fleet_state(settings), settings.repos)
+    names = [inventory.inventory_name(h.key) for h in hosts.FLEET]
+    what = "site.yml --check --diff on the fresh hosts changes nothing"
+    with record.stage(root, "preview", what) as summary:
+        run = ansible.playbook(root, record.log_path(root, "preview"), "site.yml", "--check", "--diff")
+        if run.returncode != 0:
+            raise record.StageFailed(run.failure())
+        recap = run.recap()
+        missing = [n for n in names if n not in recap]
+        if missing:
+            raise record.StageFailed(f"hosts missing from the PLAY RECAP: {', '.join(missing)}")
+        made = [
+            f"{h.key}/{part}"
+            for h in hosts.FLEET
+            for part in _CONVERGE_MADE
+            if (inventory.host_tree(root, h.key) / part).exists()
+        ]
+        record.note(
+            root,
+            "preview",
+            {
+                "would_change": {n: recap[n]["changed"] for n in names},
+                "made": made,
+                "accounts": hosts.accounts(settings.prefix),
+                "diff_shows": [
+                    marker for marker in ("ssl_certificate", "STARGAZER_APP_DIR=") if marker in run.output
+                ],
+            },
+        )
+        if made:
+            raise record.StageFailed(f"--check made {', '.join(made)}")
+        summary["text"] = "would change " + " ".join(
+            f"{n.removeprefix('rehearsal-')}={recap[n]['changed']}" for n in names
+        )
 
 
 def do_converge(settings: Settings) -> None:
@@ -241,6 +284,12 @@ def up_command() -> None:
     do_up(load_settings())
 
 
+@main.command("preview")
+def preview_command() -> None:
+    """site.yml --check --diff on the fresh hosts: what would change, and nothing changes."""
+    do_preview(load_settings())
+
+
 @main.command("converge")
 def converge_command() -> None:
     """Run site.yml twice; the second run must change nothing."""
@@ -279,6 +328,7 @@ def all_command() -> None:
     failed = True
     try:
         do_up(settings)
+        do_preview(settings)
         do_converge(settings)
         do_pipeline(settings)
         do_drills(settings)

@@ -28,11 +28,16 @@ class CmdlineWatch:
 
     `secrets` ({name: value}) must never appear; `markers` (substrings such as "add_user") record that the
     processes of interest ran at all and were seen, so an empty `leaks` means something.
+
+    With `keep=True` every distinct command line is kept too, for secrets only known once the watched run
+    has made them (the rehearsal writes its own vault): `leaks_of(secrets)` then searches them afterwards.
     """
 
-    secrets: dict[str, str] = field(repr=False)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
     markers: tuple[str, ...] = ()
     interval: float = 0.1
+    keep: bool = False
+    kept: dict[bytes, int] = field(default_factory=dict, init=False, repr=False)
     leaks: list[Sighting] = field(default_factory=list, init=False)
     seen: set[str] = field(default_factory=set, init=False)
     scans: int = field(default=0, init=False)
@@ -54,6 +59,8 @@ class CmdlineWatch:
         own = os.getpid()
         while not self._stop.is_set():
             for pid, cmdline in _cmdlines(own):
+                if self.keep:
+                    self.kept.setdefault(cmdline, pid)
                 for name, needle in needles.items():
                     if needle in cmdline:
                         self.leaks.append(Sighting(name, pid, _redacted(cmdline, needles.values())))
@@ -62,6 +69,17 @@ class CmdlineWatch:
                         self.seen.add(marker)
             self.scans += 1
             self._stop.wait(self.interval)
+
+
+    def leaks_of(self, secrets: dict[str, str]) -> list[Sighting]:
+        """The kept command lines that held any of `secrets` (needs `keep=True`)."""
+        needles = {name: value.encode() for name, value in secrets.items() if value}
+        return [
+            Sighting(name, pid, _redacted(cmdline, needles.values()))
+            for cmdline, pid in self.kept.items()
+            for name, needle in needles.items()
+            if needle in cmdline
+        ]
 
 
 def _cmdlines(skip: int) -> list[tuple[int, bytes]]:

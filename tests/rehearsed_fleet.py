@@ -1,0 +1,150 @@
+"""The rehearsed fleet, one per test session: ``make rehearsal``'s own run, kept up for the tests reading it.
+
+Why one shared fleet: a converge of every tier over SSH is the slowest thing the suite does. The rehearsal
+already previews (``--check --diff``), converges twice, trains on three Ray nodes, deploys and drills, so the
+tests of the playbooks' outcome (tests/playbooks) and of the rehearsal itself (tests/rehearsal) all read
+this one run instead of each converging hosts of their own. ``python -m rehearsal all`` runs exactly as
+``make rehearsal`` runs it, with ``REHEARSAL_KEEP=1`` so the hosts stay up until the session ends, under its
+own prefix, subnet and directory, so it never touches a fleet an operator keeps up.
+
+Tests that use the fleet are moved to the end of the session (``pytest_collection_modifyitems`` below) so
+its processes do not run beside the rest of the suite, and the test marked ``fleet_teardown`` runs last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rehearsal import hosts, inventory
+from tests.playbooks.cmdline_watch import CmdlineWatch
+from tests.support import REPO_ROOT, require_executable, require_root
+
+#: The whole run must stay under the issue's 20 minutes; the pytest timeout of each fleet test leaves room.
+BUDGET_SECONDS = 20 * 60
+#: The rabbitmqctl calls that handle the broker password: the command-line watch must see them run.
+PASSWORD_CALLS = ("add_user", "authenticate_user")
+FIXTURE = "rehearsed_fleet"
+
+
+@dataclass
+class RehearsedFleet:
+    prefix: str
+    root: Path
+    returncode: int
+    output: str
+    results: dict
+    timings: dict
+    #: The vault's values (what must never show in a log, an output or a command line).
+    secrets: dict[str, str] = field(repr=False)
+    watch: CmdlineWatch = field(repr=False)
+    network: hosts.Network | None = None
+    #: Every stage log's text, read before the teardown removes them.
+    logs: dict[str, str] = field(default_factory=dict, repr=False)
+    torn_down: bool = False
+
+    def tree(self, key: str) -> Path:
+        return inventory.host_tree(self.root, key)
+
+    def address(self, key: str) -> str:
+        assert self.network is not None, "the rehearsal never brought its hosts up"
+        return self.network.address(key)
+
+    def exec(self, key: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return hosts.exec_in(self.prefix, key, *argv, check=False, timeout=timeout)
+
+    def supervisorctl(self, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+        conf = self.tree(key) / "supervisor" / "supervisord.conf"
+        return subprocess.run(
+            ["supervisorctl", "-c", str(conf), *args], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def down(self) -> str:
+        """``python -m rehearsal down`` (what ``make rehearsal-down`` runs); once."""
+        if self.torn_down:
+            return ""
+        self.torn_down = True
+        proc = subprocess.run(
+            [sys.executable, "-m", "rehearsal", "down"], cwd=REPO_ROOT, env=_env(self.prefix, self.root),
+            capture_output=True, text=True, timeout=600, check=False,
+        )
+        return proc.stdout + proc.stderr
+
+
+def _env(prefix: str, root: Path) -> dict[str, str]:
+    return {**os.environ, "REHEARSAL_PREFIX": prefix, "REHEARSAL_DIR": str(root), "REHEARSAL_KEEP": "1"}
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _vault_values(root: Path) -> dict[str, str]:
+    vault = root / "group_vars" / "all" / "vault.yml"
+    if not vault.exists():
+        return {}
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-vault"), "view", "--vault-password-file",
+         str(root / ".vault_pass"), str(vault)],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    return {name: str(value) for name, value in (yaml.safe_load(shown) or {}).items()}
+
+
+def _network(root: Path) -> hosts.Network | None:
+    state = _read_json(root / "state.json")
+    return hosts.Network(state["prefix"], state["subnet"]) if state else None
+
+
+@pytest.fixture(scope="session")
+def rehearsed_fleet() -> Iterator[RehearsedFleet]:
+    require_root("network namespaces, sshd and service accounts")
+    for tool in ("ip", "sshd", "supervisord", "nginx", "rabbitmq-server", "git", "openssl"):
+        require_executable(tool, f"/usr/sbin/{tool}", f"/usr/bin/{tool}")
+    prefix = f"sgt{secrets.token_hex(2)}"
+    root = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp"))
+    root.chmod(0o755)  # the hosts' service accounts traverse it
+    fleet: RehearsedFleet | None = None
+    try:
+        # Every process's command line is read the whole run: what `ps` shows any local user.
+        with CmdlineWatch(markers=PASSWORD_CALLS, keep=True, interval=0.2) as watch:
+            proc = subprocess.run(
+                [sys.executable, "-m", "rehearsal", "all"], cwd=REPO_ROOT, env=_env(prefix, root),
+                capture_output=True, text=True, timeout=BUDGET_SECONDS + 300, check=False,
+            )
+        logs = {p.stem: p.read_text(errors="replace") for p in sorted((root / "log").glob("*.log"))}
+        if proc.returncode != 0 and (root / "log").exists():
+            kept = REPO_ROOT / "test-artifacts" / f"rehearsal-{prefix}"
+            shutil.copytree(root / "log", kept, dirs_exist_ok=True)
+        fleet = RehearsedFleet(
+            prefix, root, proc.returncode, proc.stdout + proc.stderr, _read_json(root / "results.json"),
+            _read_json(root / "timings.json"), _vault_values(root), watch, _network(root), logs,
+        )
+        yield fleet
+    finally:
+        if fleet is not None:
+            fleet.down()
+        else:
+            RehearsedFleet(prefix, root, -1, "", {}, {}, {}, CmdlineWatch()).down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fleet tests last and together (the hosts are up only while they run); the teardown test at the end."""
+    def rank(item: pytest.Item) -> int:
+        if FIXTURE not in getattr(item, "fixturenames", ()):
+            return 0
+        return 2 if item.get_closest_marker("fleet_teardown") else 1
+
+    items.sort(key=rank)  # stable: the order within each group is kept
