@@ -124,9 +124,16 @@ def rehearsed_fleet() -> Iterator[RehearsedFleet]:
                 capture_output=True, text=True, timeout=BUDGET_SECONDS + 300, check=False,
             )
         logs = {p.stem: p.read_text(errors="replace") for p in sorted((root / "log").glob("*.log"))}
+        # What the run measured stays readable after the teardown; a failed run's stage logs too.
+        kept = REPO_ROOT / "test-artifacts" / "rehearsal"
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        (kept / "output.txt").write_text(proc.stdout + proc.stderr)
+        for name in ("results.json", "timings.json"):
+            if (root / name).exists():
+                shutil.copy(root / name, kept / name)
         if proc.returncode != 0 and (root / "log").exists():
-            kept = REPO_ROOT / "test-artifacts" / f"rehearsal-{prefix}"
-            shutil.copytree(root / "log", kept, dirs_exist_ok=True)
+            shutil.copytree(root / "log", kept / "log", dirs_exist_ok=True)
         fleet = RehearsedFleet(
             prefix, root, proc.returncode, proc.stdout + proc.stderr, _read_json(root / "results.json"),
             _read_json(root / "timings.json"), _vault_values(root), watch, _network(root), logs,
