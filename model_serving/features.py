@@ -107,7 +107,8 @@ def _to_utc(series: pd.Series) -> pd.Series:
 def flag_value(value: object) -> float:
     """CSV 'true'/'false', JSON booleans and 0/1 become 1.0/0.0; anything else is unknown (NaN).
 
-    One value at a time, so the compiled serving path (model_serving/compiled_forest.py) uses the same rule.
+    One value at a time, so the compiled serving path (production_server/compiled_pipeline.py) uses the same
+    rule.
     """
     if isinstance(value, bool | np.bool_):
         return float(value)
@@ -299,12 +300,12 @@ def predict_with_interval(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Point prediction and the ``low``-``high`` percentile band over the forest's trees, in stars.
 
-    ``compiled``: the pipeline's ``compiled_forest.CompiledModel`` when the caller keeps one (the Celery
+    ``compiled``: the pipeline's ``compiled_pipeline.CompiledModel`` when the caller keeps one (the Celery
     worker builds it once per loaded model): same answers, a fraction of the CPU. Without it, a scikit-learn
     forest is still walked once: the rows are transformed once and every tree predicts once, and the point is
     the mean of those per-tree predictions, accumulated exactly as ``ForestRegressor.predict`` does, then
-    inverted as ``TransformedTargetRegressor.predict`` does (the old path ran the transform and the forest
-    twice). For a regressor without ``estimators_`` (not a forest) the band collapses to the point prediction.
+    inverted as ``TransformedTargetRegressor.predict`` does. For a regressor without ``estimators_`` (not a
+    forest) the band collapses to the point prediction.
     """
     if compiled is not None:
         return compiled.predict_frame(frame, low=low, high=high)

@@ -24,9 +24,9 @@ domain (a time pandas would parse differently, a count given as text, ...) makes
 through ``RepositoryFeatures.transform`` itself; the compiled encoder and forest then take over from there.
 
 Correctness is checked twice: tests compare against the plain pipeline on many rows
-(tests/model_serving/test_compiled_forest.py), and ``compile_pipeline`` itself predicts a set of probe rows
-both ways and refuses to compile (the caller falls back to scikit-learn) when anything differs, so a future
-scikit-learn whose internals moved cannot silently serve different numbers.
+(tests/model_serving/production_server/test_compiled_pipeline.py), and ``compile_pipeline`` itself predicts
+a set of probe rows both ways and refuses to compile (the caller falls back to scikit-learn) when anything
+differs, so a future scikit-learn whose internals moved cannot silently serve different numbers.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ Why this shape (docs/contracts.md §4-5):
   the release changed, loads the new one BETWEEN tasks: no restart, no lost or half-served task.
 - Loading goes through ``artifact.load_version``, which checks the HMAC signature and the sha256 before
   anything is unpickled. The web process never imports this module's loading path.
-- The compiled inference path (``compiled_forest``) is built here, once per loaded model, next to the
+- The compiled inference path (``compiled_pipeline``) is built here, once per loaded model, next to the
   pipeline: a 5-repository prediction then costs well under a millisecond of CPU instead of ~85 ms. A pipeline
   that cannot be compiled (another regressor, or a compiled answer that differs on the probe rows) is served
-  by scikit-learn as before; the store logs why.
+  by scikit-learn; the store logs why.
 - A release that fails to load never replaces a working model: the worker keeps answering with the version it
   has (every answer names it) and reports the failure in ``last_error``; with no usable model at all every
   task answers a one-line error, which the web turns into a 503.
@@ -84,7 +84,7 @@ class LoadedModel:
     source: Path
     key: ReleaseKey
     load_seconds: float
-    #: ``compiled_forest.CompiledModel`` of ``pipeline``, or None when it is served by scikit-learn.
+    #: ``compiled_pipeline.CompiledModel`` of ``pipeline``, or None when it is served by scikit-learn.
     compiled: Any = None
 
     @property
@@ -113,14 +113,14 @@ class ModelStore:
     def __init__(
         self,
         current: Path,
-        secret: bytes | None,
+        public_key: bytes | None,
         *,
         require_signature: bool = True,
         on_load: Callable[[str | None, str | None, bool], None] | None = None,
     ) -> None:
         """``on_load(old_version, new_version, ok)`` is called after every load attempt (metrics hook)."""
         self.current = current
-        self.secret = secret
+        self.public_key = public_key
         self.require_signature = require_signature
         self.model: LoadedModel | None = None
         self.last_error: str | None = None
@@ -177,7 +177,7 @@ class ModelStore:
         started = time.perf_counter()
         source = Path(os.path.realpath(self.current))
         try:
-            pipeline, manifest = load_release(source, self.secret, require_signature=self.require_signature)
+            pipeline, manifest = load_release(source, self.public_key, require_signature=self.require_signature)
             compiled = compile_for_serving(pipeline, manifest.version)
         except (artifact.ArtifactError, *TRANSIENT_LOAD_ERRORS) as exc:
             return exc
@@ -246,7 +246,7 @@ class ModelStore:
 
 
 def load_release(
-    source: Path, secret: bytes | None, *, require_signature: bool
+    source: Path, public_key: bytes | None, *, require_signature: bool
 ) -> tuple[Any, artifact.Manifest]:
     """``artifact.load_version``, but an interrupted unpickling stays an interruption, not a verdict.
 
@@ -257,7 +257,7 @@ def load_release(
     """
     import joblib
 
-    manifest = artifact.validate_version(source, secret, require_signature=require_signature)
+    manifest = artifact.validate_version(source, public_key, require_signature=require_signature)
     try:
         pipeline = joblib.load(source / artifact.MODEL_FILE)
     except TRANSIENT_LOAD_ERRORS:
@@ -276,12 +276,12 @@ def compile_for_serving(pipeline: Any, version: str) -> Any:
     Raises only what interrupts a load (TRANSIENT_LOAD_ERRORS): a model that loads but cannot be compiled is
     still a working model.
     """
-    from model_serving import compiled_forest
+    from model_serving.production_server import compiled_pipeline
 
     started = time.perf_counter()
     try:
-        compiled = compiled_forest.compile_pipeline(pipeline)
-    except compiled_forest.NotCompilable as exc:
+        compiled = compiled_pipeline.compile_pipeline(pipeline)
+    except compiled_pipeline.NotCompilable as exc:
         log.info("model %s served by scikit-learn (not compiled: %s)", version, exc)
         return None
     except TRANSIENT_LOAD_ERRORS:  # interrupted (the time limit fired): the whole load is tried again later
@@ -300,17 +300,17 @@ _stores_lock = threading.Lock()
 
 def store_for(
     current: Path,
-    secret: bytes | None,
+    public_key: bytes | None,
     *,
     require_signature: bool = True,
     on_load: Callable[[str | None, str | None, bool], None] | None = None,
 ) -> ModelStore:
     """The process-wide store for this configuration (created on first use, after any fork)."""
-    key = (str(current), secret, require_signature)
+    key = (str(current), public_key, require_signature)
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
             store = _stores[key] = ModelStore(
-                current, secret, require_signature=require_signature, on_load=on_load
+                current, public_key, require_signature=require_signature, on_load=on_load
             )
         return store

@@ -1,9 +1,9 @@
-"""compiled_forest.py: the compiled inference path answers exactly what the scikit-learn pipeline answers.
+"""compiled_pipeline.py: the compiled inference path answers exactly what the scikit-learn pipeline answers.
 
-The reference everywhere is ``compiled_forest.reference_predict``: ``pipeline.predict`` for the point and
-every tree's own ``predict`` for the band (what the served code computed before). Tolerances are tight (rtol
-1e-12; most comparisons are exact), on many rows: synthetic, fuzzed JSON values, missing enrichment, unseen
-and infrequent categories, NaNs, and the genuine GitHub rows of ../shared/data when present.
+The reference everywhere is ``compiled_pipeline.reference_predict``: ``pipeline.predict`` for the point and
+every tree's own ``predict`` for the band. Tolerances are tight (rtol 1e-12; most comparisons are exact), on
+many rows: synthetic, fuzzed JSON values, missing enrichment, unseen and infrequent categories, NaNs, and the
+genuine GitHub rows of ../shared/data when present.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor,
 from sklearn.neighbors import KNeighborsRegressor
 
 from data_collection.schema import ENRICHMENT_COLUMNS
-from model_serving import compiled_forest, features
+from model_serving import features
+from model_serving.production_server import compiled_pipeline
 from model_serving.production_server.model_store import ModelStore
-from tests.model_fixture import build_tiny_version, synthetic_dataset
+from synthetic.dataset import synthetic_dataset
+from synthetic.versions import build_tiny_version
 from tests.support import RAW_API_PAGES, require_shared_data
 
 COLLECTED = "2026-11-01T00:00:00Z"
@@ -72,8 +74,8 @@ def deep_extra_trees() -> Any:
 
 
 @pytest.fixture(scope="module")
-def compiled(forest_pipeline: Any) -> compiled_forest.CompiledModel:
-    return compiled_forest.compile_pipeline(forest_pipeline)
+def compiled(forest_pipeline: Any) -> compiled_pipeline.CompiledModel:
+    return compiled_pipeline.compile_pipeline(forest_pipeline)
 
 
 def assert_same(got: tuple[np.ndarray, ...], expected: tuple[np.ndarray, ...]) -> None:
@@ -143,16 +145,17 @@ def random_row(rng: random.Random, categories: list[list[str]]) -> dict[str, Any
 
 
 def assert_features_equal(pipeline: Any, rows: list[dict[str, Any]]) -> None:
-    fast = compiled_forest.fast_features(rows)
+    fast = compiled_pipeline.fast_features(rows)
     assert fast is not None
     numeric, categories = fast
-    ref_numeric, ref_categories = compiled_forest.pandas_features(pipeline, pd.DataFrame.from_records(rows))
+    ref_numeric, ref_categories = compiled_pipeline.pandas_features(pipeline, pd.DataFrame.from_records(rows))
     np.testing.assert_array_equal(numeric, ref_numeric)  # bit for bit, NaN where NaN
     assert categories == ref_categories
 
 
-def test_fast_features_equal_the_pandas_step_on_fuzzed_rows(forest_pipeline: Any,
-                                                            compiled: compiled_forest.CompiledModel) -> None:
+def test_fast_features_equal_the_pandas_step_on_fuzzed_rows(
+    forest_pipeline: Any, compiled: compiled_pipeline.CompiledModel
+) -> None:
     """Batches of 1-8 rows (pandas infers each column's dtype from the batch, so mixtures matter)."""
     rng = random.Random(11)
     categories = [list(m) for m in compiled.encoder.category_columns]
@@ -177,15 +180,15 @@ def test_missing_collected_at_uses_now(forest_pipeline: Any) -> None:
     rows = as_rows(varied_dataset(20, seed=2))
     for row in rows:
         row.pop("collected_at")
-    numeric, _ = compiled_forest.fast_features(rows)  # type: ignore[misc]
-    ref, _ = compiled_forest.pandas_features(forest_pipeline, pd.DataFrame.from_records(rows))
+    numeric, _ = compiled_pipeline.fast_features(rows)  # type: ignore[misc]
+    ref, _ = compiled_pipeline.pandas_features(forest_pipeline, pd.DataFrame.from_records(rows))
     # The two "now"s are a few milliseconds apart: equal to ~1e-6 days.
     np.testing.assert_allclose(numeric, ref, rtol=1e-9, atol=1e-5)
     fixed = datetime(2026, 11, 1, tzinfo=UTC)
-    with_now, _ = compiled_forest.fast_features(rows, now=fixed)  # type: ignore[misc]
+    with_now, _ = compiled_pipeline.fast_features(rows, now=fixed)  # type: ignore[misc]
     for row in rows:
         row["collected_at"] = COLLECTED
-    explicit, _ = compiled_forest.fast_features(rows)  # type: ignore[misc]
+    explicit, _ = compiled_pipeline.fast_features(rows)  # type: ignore[misc]
     np.testing.assert_array_equal(with_now, explicit)
 
 
@@ -205,20 +208,20 @@ def test_missing_collected_at_uses_now(forest_pipeline: Any) -> None:
     ],
 )
 def test_fast_features_decline_what_they_do_not_reproduce(
-    forest_pipeline: Any, compiled: compiled_forest.CompiledModel, column: str, value: Any
+    forest_pipeline: Any, compiled: compiled_pipeline.CompiledModel, column: str, value: Any
 ) -> None:
     rows = as_rows(varied_dataset(5, seed=4))
     rows[2][column] = value
-    assert compiled_forest.fast_features(rows) is None
+    assert compiled_pipeline.fast_features(rows) is None
     frame = pd.DataFrame.from_records(rows)
     if value == float("inf"):  # scikit-learn refuses infinity; so does the compiled path
         with pytest.raises(ValueError, match="infinity"):
-            compiled_forest.reference_predict(forest_pipeline, frame)
+            compiled_pipeline.reference_predict(forest_pipeline, frame)
         with pytest.raises(ValueError, match="infinity"):
             compiled.predict_rows(rows)
         return
     # The rows still get the reference answer: through the pandas step, then compiled.
-    assert_same(compiled.predict_rows(rows), compiled_forest.reference_predict(forest_pipeline, frame))
+    assert_same(compiled.predict_rows(rows), compiled_pipeline.reference_predict(forest_pipeline, frame))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -227,7 +230,7 @@ def test_fast_features_decline_what_they_do_not_reproduce(
 
 
 def test_encoder_equals_the_column_transformer(forest_pipeline: Any,
-                                               compiled: compiled_forest.CompiledModel) -> None:
+                                               compiled: compiled_pipeline.CompiledModel) -> None:
     encoder = compiled.encoder
     assert len(encoder.indicator_columns) > 0, "the fixture must exercise missing indicators"
     assert any(column >= 0 for column in encoder.unknown_columns), "and an infrequent bucket"
@@ -236,11 +239,12 @@ def test_encoder_equals_the_column_transformer(forest_pipeline: Any,
     rows = [random_row(rng, categories) for _ in range(500)]
     frame = pd.DataFrame.from_records(rows)
     expected = np.asarray(forest_pipeline[:-1].transform(features.select_input(frame)))
-    got = encoder.transform(*compiled_forest.pandas_features(forest_pipeline, frame))
+    got = encoder.transform(*compiled_pipeline.pandas_features(forest_pipeline, frame))
     np.testing.assert_array_equal(got, expected)
 
 
-def test_forest_walk_equals_every_tree(forest_pipeline: Any, compiled: compiled_forest.CompiledModel) -> None:
+def test_forest_walk_equals_every_tree(forest_pipeline: Any,
+                                       compiled: compiled_pipeline.CompiledModel) -> None:
     data = varied_dataset(400, seed=8)
     encoded = np.asarray(forest_pipeline[:-1].transform(features.select_input(data)))
     trees = forest_pipeline.named_steps["model"].regressor_.estimators_
@@ -248,7 +252,7 @@ def test_forest_walk_equals_every_tree(forest_pipeline: Any, compiled: compiled_
     np.testing.assert_array_equal(compiled.forest.per_tree(encoded), expected)
 
 
-def test_forest_walk_follows_scikit_learn_on_nan(compiled: compiled_forest.CompiledModel,
+def test_forest_walk_follows_scikit_learn_on_nan(compiled: compiled_pipeline.CompiledModel,
                                                  forest_pipeline: Any) -> None:
     """The encoder never emits NaN, but the walk still takes each node's missing-value branch as sklearn."""
     data = varied_dataset(50, seed=8)
@@ -260,9 +264,9 @@ def test_forest_walk_follows_scikit_learn_on_nan(compiled: compiled_forest.Compi
 
 
 def test_compiled_model_equals_the_pipeline_on_many_rows(forest_pipeline: Any,
-                                                         compiled: compiled_forest.CompiledModel) -> None:
+                                                         compiled: compiled_pipeline.CompiledModel) -> None:
     data = varied_dataset(1000, seed=13)
-    expected = compiled_forest.reference_predict(forest_pipeline, data)
+    expected = compiled_pipeline.reference_predict(forest_pipeline, data)
     assert_same(compiled.predict_frame(data), expected)
     assert_same(compiled.predict_rows(as_rows(data)), expected)
     # Rows in small batches, as requests arrive.
@@ -270,11 +274,12 @@ def test_compiled_model_equals_the_pipeline_on_many_rows(forest_pipeline: Any,
     for start in range(0, 100, 5):
         batch = rows[start : start + 5]
         assert_same(compiled.predict_rows(batch),
-                    compiled_forest.reference_predict(forest_pipeline, pd.DataFrame.from_records(batch)))
+                    compiled_pipeline.reference_predict(forest_pipeline, pd.DataFrame.from_records(batch)))
 
 
-def test_missing_enrichment_unseen_and_infrequent_categories(forest_pipeline: Any,
-                                                             compiled: compiled_forest.CompiledModel) -> None:
+def test_missing_enrichment_unseen_and_infrequent_categories(
+    forest_pipeline: Any, compiled: compiled_pipeline.CompiledModel
+) -> None:
     data = varied_dataset(200, seed=17)
     for column in ENRICHMENT_COLUMNS:
         data[column] = None
@@ -283,21 +288,21 @@ def test_missing_enrichment_unseen_and_infrequent_categories(forest_pipeline: An
     data.loc[3::4, "license_spdx"] = None
     data.loc[::5, "owner_type"] = "Enterprise"
     data.loc[::7, ["created_at", "pushed_at", "updated_at"]] = None
-    expected = compiled_forest.reference_predict(forest_pipeline, data)
+    expected = compiled_pipeline.reference_predict(forest_pipeline, data)
     assert_same(compiled.predict_rows(as_rows(data)), expected)
 
 
 def test_fuzzed_rows_predict_like_the_pipeline(forest_pipeline: Any,
-                                               compiled: compiled_forest.CompiledModel) -> None:
+                                               compiled: compiled_pipeline.CompiledModel) -> None:
     rng = random.Random(29)
     categories = [list(m) for m in compiled.encoder.category_columns]
     rows = [random_row(rng, categories) for _ in range(600)]
     assert_same(compiled.predict_rows(rows),
-                compiled_forest.reference_predict(forest_pipeline, pd.DataFrame.from_records(rows)))
+                compiled_pipeline.reference_predict(forest_pipeline, pd.DataFrame.from_records(rows)))
 
 
 def test_point_is_bit_identical_to_pipeline_predict(forest_pipeline: Any,
-                                                    compiled: compiled_forest.CompiledModel) -> None:
+                                                    compiled: compiled_pipeline.CompiledModel) -> None:
     """Same accumulation order as ForestRegressor.predict, same inverse function: not merely close."""
     data = varied_dataset(300, seed=31)
     point, _, _ = compiled.predict_rows(as_rows(data))
@@ -306,18 +311,19 @@ def test_point_is_bit_identical_to_pipeline_predict(forest_pipeline: Any,
 
 
 def test_unlimited_depth_extra_trees_and_empty_training_columns(deep_extra_trees: Any) -> None:
-    model = compiled_forest.compile_pipeline(deep_extra_trees)
+    model = compiled_pipeline.compile_pipeline(deep_extra_trees)
     assert model.forest.depth > 16
     data = varied_dataset(500, seed=41)
     data.loc[::3, "owner_type"] = "User"  # never seen: the training column was empty
-    assert_same(model.predict_rows(as_rows(data)), compiled_forest.reference_predict(deep_extra_trees, data))
+    assert_same(model.predict_rows(as_rows(data)),
+                compiled_pipeline.reference_predict(deep_extra_trees, data))
 
 
 def test_features_predict_with_interval_uses_compiled_or_one_pass(
-    forest_pipeline: Any, compiled: compiled_forest.CompiledModel
+    forest_pipeline: Any, compiled: compiled_pipeline.CompiledModel
 ) -> None:
     data = varied_dataset(120, seed=43)
-    expected = compiled_forest.reference_predict(forest_pipeline, data)
+    expected = compiled_pipeline.reference_predict(forest_pipeline, data)
     assert_same(features.predict_with_interval(forest_pipeline, data, compiled=compiled), expected)
     assert_same(features.predict_with_interval(forest_pipeline, data), expected)  # scikit-learn, one pass
 
@@ -327,8 +333,8 @@ def test_features_predict_with_interval_uses_compiled_or_one_pass(
 def test_other_regressors_are_not_compiled_and_fall_back(regressor: Any) -> None:
     data = varied_dataset(200, seed=47)
     pipeline = fit(regressor, data)
-    with pytest.raises(compiled_forest.NotCompilable, match="not a forest"):
-        compiled_forest.compile_pipeline(pipeline)
+    with pytest.raises(compiled_pipeline.NotCompilable, match="not a forest"):
+        compiled_pipeline.compile_pipeline(pipeline)
     point, low, high = features.predict_with_interval(pipeline, data.head(10))
     expected = np.asarray(pipeline.predict(features.select_input(data.head(10))))
     np.testing.assert_array_equal(point, expected)
@@ -337,13 +343,14 @@ def test_other_regressors_are_not_compiled_and_fall_back(regressor: Any) -> None
 
 
 def test_verification_refuses_a_compilation_that_differs(forest_pipeline: Any,
-                                                         compiled: compiled_forest.CompiledModel) -> None:
+                                                         compiled: compiled_pipeline.CompiledModel) -> None:
     """The self-check at compile time is what stands between a changed scikit-learn and wrong answers."""
     skewed_scale = compiled.encoder.scale * 1.5
-    broken_encoder = compiled_forest.CompiledEncoder(**{**compiled.encoder.__dict__, "scale": skewed_scale})
-    broken = compiled_forest.CompiledModel(forest_pipeline, broken_encoder, compiled.forest, compiled.inverse)
-    with pytest.raises(compiled_forest.NotCompilable, match="differs"):
-        compiled_forest.verify_against_pipeline(broken)
+    broken_encoder = compiled_pipeline.CompiledEncoder(**{**compiled.encoder.__dict__, "scale": skewed_scale})
+    broken = compiled_pipeline.CompiledModel(forest_pipeline, broken_encoder, compiled.forest,
+                                             compiled.inverse)
+    with pytest.raises(compiled_pipeline.NotCompilable, match="differs"):
+        compiled_pipeline.verify_against_pipeline(broken)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -358,15 +365,15 @@ def test_model_store_compiles_once_per_loaded_model(tmp_path: Path) -> None:
     releases.install_release(version, tmp_path / "production", actor="test", move=False)
     store = ModelStore(tmp_path / "production" / "current", None, require_signature=False)
     model = store.get()
-    assert isinstance(model.compiled, compiled_forest.CompiledModel)
+    assert isinstance(model.compiled, compiled_pipeline.CompiledModel)
     assert store.get().compiled is model.compiled  # cached with the model, not rebuilt per task
     rows = as_rows(synthetic_dataset(30, seed=7))
     assert_same(model.compiled.predict_rows(rows),
-                compiled_forest.reference_predict(model.pipeline, pd.DataFrame.from_records(rows)))
+                compiled_pipeline.reference_predict(model.pipeline, pd.DataFrame.from_records(rows)))
 
 
 @pytest.mark.shared_data
-def test_genuine_github_rows(forest_pipeline: Any, compiled: compiled_forest.CompiledModel) -> None:
+def test_genuine_github_rows(forest_pipeline: Any, compiled: compiled_pipeline.CompiledModel) -> None:
     """The 1,000 real repositories of the saved search pages, through the data collection's normaliser,
     both predicted by the synthetic model and used to train a model of their own (real languages, licences
     and missing enrichment)."""
@@ -375,13 +382,13 @@ def test_genuine_github_rows(forest_pipeline: Any, compiled: compiled_forest.Com
     rows = rows_from_search_pages(sorted(require_shared_data(RAW_API_PAGES).glob("*.json")))
     frame = pd.DataFrame.from_records(rows)
     assert_features_equal(forest_pipeline, rows)
-    assert_same(compiled.predict_rows(rows), compiled_forest.reference_predict(forest_pipeline, frame))
+    assert_same(compiled.predict_rows(rows), compiled_pipeline.reference_predict(forest_pipeline, frame))
 
     real = fit(RandomForestRegressor(n_estimators=30, min_samples_leaf=2, random_state=0, n_jobs=1), frame)
-    model = compiled_forest.compile_pipeline(real)
+    model = compiled_pipeline.compile_pipeline(real)
     assert any(column >= 0 for column in model.encoder.unknown_columns)  # real languages: infrequent bucket
-    assert_same(model.predict_rows(rows), compiled_forest.reference_predict(real, frame))
+    assert_same(model.predict_rows(rows), compiled_pipeline.reference_predict(real, frame))
     for start in range(0, 200, 5):
         batch = rows[start : start + 5]
         assert_same(model.predict_rows(batch),
-                    compiled_forest.reference_predict(real, pd.DataFrame.from_records(batch)))
+                    compiled_pipeline.reference_predict(real, pd.DataFrame.from_records(batch)))
