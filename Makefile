@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv system-deps test test-rehearsal test-fast demo demo-stop rehearsal rehearsal-down bench serve serve-stop lint clean
+.PHONY: all venv system-deps test test-rehearsal test-fast demo demo-stop rehearsal rehearsal-down bench docs serve serve-stop lint clean
 
 all: test
 
@@ -53,9 +53,13 @@ rehearsal: system-deps venv
 rehearsal-down: venv
 	$(PY) -m rehearsal down
 
-## bench: benchmarks, results to bench/results/
+## bench: benchmarks, results to bench/results/ (then the docs' figures are rewritten from them)
 bench: system-deps venv
 	@bash scripts/bench.sh
+
+## docs: rewrite the figures README.md and docs/*.md quote from bench/results/ (docs/benchmarks.md)
+docs: venv
+	$(PY) -m bench.doc_numbers
 
 ## serve / serve-stop: the demo's fleet through Ansible, serving what was deployed (else the newest trained model)
 serve: system-deps venv

@@ -48,11 +48,13 @@ def markdown_line(provenance: dict[str, Any]) -> str:
     )
 
 
-def write_results(name: str, report: dict[str, Any], markdown: str, provenance: dict[str, Any]) -> Path:
+def write_results(
+    name: str, report: dict[str, Any], markdown: str, provenance: dict[str, Any], results: Path = RESULTS
+) -> Path:
     """Write bench/results/<name>.json (provenance first) and <name>.md (provenance under the title)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
     stamped = {"provenance": provenance, **{k: v for k, v in report.items() if k != "provenance"}}
-    path = RESULTS / f"{name}.json"
+    path = results / f"{name}.json"
     path.write_text(json.dumps(stamped, indent=2) + "\n")
     lines = markdown.rstrip("\n").split("\n")
     stamp = markdown_line(provenance)
@@ -60,5 +62,5 @@ def write_results(name: str, report: dict[str, Any], markdown: str, provenance: 
         lines[1:1] = ["", stamp]
     else:
         lines[0:0] = [stamp, ""]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (results / f"{name}.md").write_text("\n".join(lines) + "\n")
     return path
