@@ -6,41 +6,18 @@ single place to audit for leaks.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from envsettings import EnvSettings, SettingsError
+from envsettings.private_files import read_secret
 
 DEFAULT_API_URL = "https://api.github.com"
 
-
-class SettingsError(ValueError):
-    """A configuration value is unusable (the CLI prints it as one line)."""
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must be >= 0, got {raw!r}")
-    return value
-
-
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {raw!r}")
-    return value
+__all__ = ["DEFAULT_API_URL", "Settings", "SettingsError", "parse_tokens"]
 
 
 def parse_tokens(text: str) -> list[str]:
@@ -53,59 +30,53 @@ def parse_tokens(text: str) -> list[str]:
     return tokens
 
 
-def read_tokens(env: dict[str, str]) -> list[str]:
-    """`GITHUB_TOKENS` (comma-separated) plus `GITHUB_TOKENS_FILE` (one or more per line), de-duplicated."""
-    tokens = parse_tokens(env.get("GITHUB_TOKENS", ""))
-    path = env.get("GITHUB_TOKENS_FILE", "").strip()
-    if path:
-        try:
-            tokens += parse_tokens(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            # The path is configuration, not a secret: naming it helps the operator.
-            raise SettingsError(f"GITHUB_TOKENS_FILE {path!r} cannot be read: {exc.strerror}") from None
-    return list(dict.fromkeys(tokens))
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(EnvSettings):
     """Everything tunable about talking to GitHub. `tokens` is excluded from repr so it never gets printed."""
 
-    api_url: str = DEFAULT_API_URL
-    tokens: tuple[str, ...] = field(default=(), repr=False)
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    #: Attempts per request for 5xx / timeouts / connection errors before a clear error.
-    max_tries: int = 6
-    #: Exponential backoff (with full jitter) between those attempts: base and cap, seconds.
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    #: Secondary-limit answers without Retry-After: wait this long (GitHub asks for at least a minute).
-    secondary_wait: float = 60.0
-    #: Secondary-limit answers tolerated in a row for one request before giving up.
-    max_secondary: int = 10
-    #: Longest single sleep for a primary rate-limit reset; longer means something is wrong: fail.
-    max_reset_wait: float = 3700.0
+    api_url: str = Field(DEFAULT_API_URL, validation_alias="GITHUB_API_URL",
+                         description="GitHub API base URL (the simulator's in tests and the demo).")
+    tokens: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), repr=False, validation_alias="GITHUB_TOKENS",
+        description="Tokens, comma-separated (secret; merged with GITHUB_TOKENS_FILE, duplicates dropped).")
+    tokens_file: Path | None = Field(None, validation_alias="GITHUB_TOKENS_FILE",
+                                     description="File of tokens, one or more per line, `#` comments.")
+    connect_timeout: float = Field(5.0, ge=0, validation_alias="GITHUB_CONNECT_TIMEOUT",
+                                   description="Seconds to connect to GitHub.")
+    read_timeout: float = Field(30.0, ge=0, validation_alias="GITHUB_READ_TIMEOUT",
+                                description="Seconds to wait for an answer.")
+    max_tries: int = Field(6, ge=1, validation_alias="GITHUB_MAX_TRIES",
+                           description="Attempts per request for 5xx, timeouts and connection errors.")
+    backoff_base: float = Field(0.5, ge=0, validation_alias="GITHUB_BACKOFF_BASE",
+                                description="Exponential backoff (full jitter) between attempts: base, s.")
+    backoff_max: float = Field(30.0, ge=0, validation_alias="GITHUB_BACKOFF_MAX",
+                               description="Exponential backoff between attempts: cap, s.")
+    secondary_wait: float = Field(60.0, ge=0, validation_alias="GITHUB_SECONDARY_WAIT",
+                                  description="Wait after a secondary-limit answer without Retry-After, s.")
+    max_secondary: int = Field(10, ge=1, validation_alias="GITHUB_MAX_SECONDARY",
+                               description="Secondary-limit answers tolerated in a row for one request.")
+    max_reset_wait: float = Field(3700.0, ge=0, validation_alias="GITHUB_MAX_RESET_WAIT",
+                                  description="Longest primary rate-limit reset sleep; longer fails, s.")
     per_page: int = 100
-    #: Repositories per GraphQL enrichment query (when the API has /graphql).
-    graphql_batch: int = 50
+    graphql_batch: int = Field(50, ge=0, validation_alias="GITHUB_GRAPHQL_BATCH",
+                               description="Repositories per GraphQL enrichment query (0: REST only).")
     user_agent: str = "stargazer-data-collection"
 
+    @field_validator("api_url")
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        api_url = (env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
-        if not api_url.startswith(("http://", "https://")):
-            raise SettingsError(f"GITHUB_API_URL must start with http:// or https://, got {api_url!r}")
-        return cls(
-            api_url=api_url,
-            tokens=tuple(read_tokens(env)),
-            connect_timeout=_float(env, "GITHUB_CONNECT_TIMEOUT", 5.0),
-            read_timeout=_float(env, "GITHUB_READ_TIMEOUT", 30.0),
-            max_tries=_int(env, "GITHUB_MAX_TRIES", 6, minimum=1),
-            backoff_base=_float(env, "GITHUB_BACKOFF_BASE", 0.5),
-            backoff_max=_float(env, "GITHUB_BACKOFF_MAX", 30.0),
-            secondary_wait=_float(env, "GITHUB_SECONDARY_WAIT", 60.0),
-            max_secondary=_int(env, "GITHUB_MAX_SECONDARY", 10, minimum=1),
-            max_reset_wait=_float(env, "GITHUB_MAX_RESET_WAIT", 3700.0),
-            graphql_batch=_int(env, "GITHUB_GRAPHQL_BATCH", 50, minimum=0),
-        )
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        return tuple(parse_tokens(value)) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _add_file_tokens(self) -> Settings:
+        if self.tokens_file is not None:
+            text = read_secret(None, self.tokens_file, name="GITHUB_TOKENS") or ""
+            merged = tuple(dict.fromkeys((*self.tokens, *parse_tokens(text))))
+            object.__setattr__(self, "tokens", merged)  # frozen: this validator is the one writer
+        return self

@@ -177,17 +177,16 @@ class RepositoryLookup:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Impatient copies of the collector's settings: a person is waiting (see module docstring).
-        self.github = dataclasses.replace(
-            github,
-            connect_timeout=min(github.connect_timeout, timeout),
-            read_timeout=timeout,
-            max_tries=2,
-            backoff_base=0.1,
-            backoff_max=0.5,
-            max_secondary=1,
-            max_reset_wait=1.0,
-            user_agent="stargazer-production-server",
-        )
+        self.github = github.model_copy(update={
+            "connect_timeout": min(github.connect_timeout, timeout),
+            "read_timeout": timeout,
+            "max_tries": 2,
+            "backoff_base": 0.1,
+            "backoff_max": 0.5,
+            "max_secondary": 1,
+            "max_reset_wait": 1.0,
+            "user_agent": "stargazer-production-server",
+        })
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.cache = TTLCache(cache_size, clock)

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from data_collection.settings import Settings, SettingsError, read_tokens
+from data_collection.settings import Settings, SettingsError
 from data_collection.tokens import NoUsableTokenError, TokenPool
 
 SECRET_A, SECRET_B = "ghp_secretAAAA", "ghp_secretBBBB"
@@ -40,9 +40,10 @@ def test_settings_repr_hides_tokens():
 def test_tokens_file_and_variable_are_merged(tmp_path):
     f = tmp_path / "tokens"
     f.write_text(f"# comment\n{SECRET_B}\n{SECRET_A}\n")
-    assert read_tokens({"GITHUB_TOKENS": SECRET_A, "GITHUB_TOKENS_FILE": str(f)}) == [SECRET_A, SECRET_B]
-    with pytest.raises(SettingsError, match="cannot be read"):
-        read_tokens({"GITHUB_TOKENS_FILE": str(tmp_path / "missing")})
+    merged = Settings.from_env({"GITHUB_TOKENS": SECRET_A, "GITHUB_TOKENS_FILE": str(f)}).tokens
+    assert merged == (SECRET_A, SECRET_B)
+    with pytest.raises(SettingsError, match=r"GITHUB_TOKENS_FILE .* cannot be read"):
+        Settings.from_env({"GITHUB_TOKENS_FILE": str(tmp_path / "missing")})
     with pytest.raises(SettingsError, match="GITHUB_API_URL"):
         Settings.from_env({"GITHUB_API_URL": "ftp://x"})
 
