@@ -12,7 +12,7 @@ a model version into a temporary directory; then the default Random Forest on RA
 projects did, here without their leakage) is fitted on the SAME training part and scored on the SAME held-out
 rows, and cross-validated on the SAME folds. Results: bench/results/accuracy.{json,md}.
 
-    .venv/bin/python bench/accuracy.py [--trials 30] [--seed 0]
+    .venv/bin/python -m bench.accuracy [--trials 30] [--seed 0]
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ import argparse
 import csv
 import json
 import secrets
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 from bench import provenance  # noqa: E402
 from data_collection.dataset import write_dataset  # noqa: E402

@@ -1,6 +1,6 @@
 """What the load check's sandbox costs: the same check with and without it, alternating, on this machine.
 
-    sudo .venv/bin/python bench/check_sandbox.py [--runs 5]
+    sudo .venv/bin/python -m bench.check_sandbox [--runs 5]
 
 Both modes run ``githooks.check_model.run_check`` on the same model (the 8-tree test model of
 tests/githooks, so the interpreter start and imports dominate, as in a real push's check):
@@ -25,7 +25,6 @@ from pathlib import Path
 import click
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
 from bench import provenance  # noqa: E402
 from githooks import sandbox_setup  # noqa: E402
@@ -38,7 +37,7 @@ from githooks.settings import DEFAULT_CHECK_MEMORY_MB, DEFAULT_CHECK_USER  # noq
 def main(runs: int) -> None:
     if os.geteuid() != 0:
         raise click.ClickException("run as root: the sandbox needs root (namespaces, setpriv)")
-    from tests.githooks.versions import make_versions
+    from synthetic.versions import make_versions
 
     sandbox_setup.ensure_check_user(DEFAULT_CHECK_USER)
     common = {"python": Path(sys.executable), "app_dir": REPO_ROOT, "memory_mb": DEFAULT_CHECK_MEMORY_MB}

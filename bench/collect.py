@@ -1,7 +1,7 @@
 """Collection benchmark: stargazer's collector next to the naive method, on the simulator (10,000
 repositories, 3 tokens), in API calls per fully enriched repository, coverage and wall time.
 
-    .venv/bin/python bench/collect.py [--repos 10000] [--seed 7] [--workers 4] [--naive-sample 200]
+    .venv/bin/python -m bench.collect [--repos 10000] [--seed 7] [--workers 4] [--naive-sample 200]
 
 - stargazer: `stars:>=50` cut into star/date slices under the 1000 cap, then enrichment (GraphQL batches of
   50 for subscribers/commits/releases/user followers, one REST request per repository for contributors, one
@@ -37,7 +37,6 @@ import click
 import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 from bench import provenance  # noqa: E402
 from data_collection.client import GitHubClient  # noqa: E402

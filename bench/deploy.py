@@ -1,7 +1,7 @@
 """Deploy benchmark: one host (one push) next to two hosts (two phases), and a host repository that prunes
 old model objects next to one that keeps them.
 
-    .venv/bin/python bench/deploy.py [--deploys 3]
+    .venv/bin/python -m bench.deploy [--deploys 3]
 
 Model: demo-sized forests (the same parameters as bench/serving.py: 200 trees, depth 16, 4,000 rows; joblib
 compressed), one per seed so every version has different bytes; trained once into ``var/bench-deploy/``.
@@ -30,7 +30,6 @@ from typing import Any
 import click
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
 from bench import provenance  # noqa: E402
 from model_serving import artifact, features  # noqa: E402
@@ -52,7 +51,7 @@ def demo_sized_versions(count: int) -> list[Path]:
 
     from sklearn.ensemble import RandomForestRegressor
 
-    from tests.model_fixture import synthetic_dataset
+    from synthetic.dataset import synthetic_dataset
 
     models = BENCH_VAR / "models"
     existing = (

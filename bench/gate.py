@@ -1,6 +1,6 @@
 """What the quality gate adds to a push: the same pushes into a host with an evaluation set and one without.
 
-    sudo .venv/bin/python bench/gate.py [--rounds 5]
+    sudo .venv/bin/python -m bench.gate [--rounds 5]
 
 Setup: two hosts made by the real installer (githooks/install.sh, as root: the sandboxed check runs as
 ``stargazer-check``), ``gated`` with a frozen evaluation set built by the real ``evalset`` code, ``plain``
@@ -21,7 +21,6 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,6 @@ from pathlib import Path
 import click
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
 from bench import provenance  # noqa: E402
 from bench.deploy import SECRET, demo_sized_versions  # noqa: E402
@@ -42,7 +40,7 @@ def _evalset(root: Path) -> tuple[Path, str]:
     """500 synthetic repositories no demo-sized model was trained on (their 4,000 names are excluded)."""
     from data_collection.dataset import write_dataset
     from model_serving.development_server.evalset import build
-    from tests.model_fixture import synthetic_dataset
+    from synthetic.dataset import synthetic_dataset
 
     def rows(frame: object) -> list[dict]:
         return [{k: ("" if v is None else str(v)) for k, v in r.items()} for r in frame.to_dict("records")]

@@ -1,6 +1,6 @@
 """GitHub calls per looked-up repository: the production lookup next to the collector's REST path.
 
-    .venv/bin/python bench/lookup_calls.py [--repos 100] [--seed 11]
+    .venv/bin/python -m bench.lookup_calls [--repos 100] [--seed 11]
 
 Both run against the GitHub simulator (the project's stand-in for api.github.com), which counts every request
 it receives. "REST only" is the same lookup with GraphQL turned off (``GITHUB_GRAPHQL_BATCH=0``, the path
@@ -15,14 +15,12 @@ Results: bench/results/lookup_calls.json and bench/results/lookup_calls.md.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
 from bench import provenance  # noqa: E402
 from data_collection.settings import Settings as GitHubSettings  # noqa: E402

@@ -3,7 +3,7 @@ calling the same prediction code in-process, for 1- and 5-repository requests, w
 In-process, the compiled path a worker runs (``compiled_pipeline``) is measured next to the scikit-learn path
 it replaced, and a CPU breakdown shows where each spends its time.
 
-    .venv/bin/python bench/serving.py [--duration 8] [--connections 1,2,4,8,16,32]
+    .venv/bin/python -m bench.serving [--duration 8] [--connections 1,2,4,8,16,32]
 
 Model: the demo's, i.e. the newest ``models/<version>`` when there is one; otherwise a forest of the size the
 demo's tuning produces (200 trees, depth 16, 4,000 rows) is trained once into ``var/bench-model/``. Never the
@@ -31,7 +31,6 @@ import re
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,6 @@ import pandas as pd
 from tqdm import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 from bench import provenance  # noqa: E402
 from model_serving import artifact, features, releases  # noqa: E402
@@ -89,7 +87,7 @@ def bench_model(choice: str = "newest") -> tuple[Path, str]:
         return existing, label
     from sklearn.ensemble import RandomForestRegressor
 
-    from tests.model_fixture import synthetic_dataset
+    from synthetic.dataset import synthetic_dataset
 
     data = synthetic_dataset(rows=4000, seed=1)
     params = {

@@ -1,7 +1,7 @@
 """Shadow scoring's cost on serving latency: the same stack and load as bench/serving.py, with and without a
 shadow, side by side in one run.
 
-    .venv/bin/python bench/shadow.py [--duration 8] [--connections 1,4,8] [--rounds 2]
+    .venv/bin/python -m bench.shadow [--duration 8] [--connections 1,4,8] [--rounds 2]
 
 Stack: wrk -> nginx -> gunicorn (2 x 8 threads) -> RabbitMQ -> Celery (2 prefork processes) -> model, as in
 bench/serving.py (its helpers are reused: model, request rows, wrk script, drain), 5-repository requests.
@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,12 +35,9 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 REPO_ROOT = BENCH.parent
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(BENCH))
-
-import serving as serving_bench  # noqa: E402
 
 from bench import provenance  # noqa: E402
+from bench import serving as serving_bench  # noqa: E402
 from model_serving import artifact, features, releases  # noqa: E402
 from model_serving.process_stack.stack import Stack, StackConfig  # noqa: E402
 from model_serving.production_server import shadow_log, shadow_report  # noqa: E402
@@ -60,7 +56,7 @@ def shadow_model() -> Path:
         return existing
     from sklearn.ensemble import RandomForestRegressor
 
-    from tests.model_fixture import synthetic_dataset
+    from synthetic.dataset import synthetic_dataset
 
     data = synthetic_dataset(rows=4000, seed=2)
     params = {"n_estimators": 200, "max_depth": 16, "min_samples_leaf": 2, "max_features": 0.5,

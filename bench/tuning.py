@@ -23,7 +23,7 @@ started by scripts/ray_head.sh and scripts/ray_worker.sh with token auth), head 
 core 1, each node offering 1 CPU; the driver runs in the head's namespace on core 0. Needs root (skipped
 otherwise).
 
-    flock /tmp/stargazer-heavy.lock .venv/bin/python bench/tuning.py [--rows 4000] [--rounds 3]
+    flock /tmp/stargazer-heavy.lock .venv/bin/python -m bench.tuning [--rows 4000] [--rounds 3]
 Results: bench/results/tuning.{json,md}.
 """
 
@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 from ray import tune  # noqa: E402
@@ -53,7 +52,7 @@ from bench import provenance  # noqa: E402
 from model_serving.development_server import protocol, tuning  # noqa: E402
 from model_serving.development_server.cluster import ray_session, use_token_file  # noqa: E402
 from model_serving.development_server.settings import Settings  # noqa: E402
-from tests.model_fixture import synthetic_dataset  # noqa: E402
+from synthetic.dataset import synthetic_dataset  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results"
 #: Heavy values first (see the module docstring). Ray Tune varies the LAST key fastest in insertion order,
@@ -102,7 +101,7 @@ def run_gridsearch(prepared: protocol.Prepared) -> tuple[float, dict[str, float]
 def gridsearch_cold(rows: int) -> tuple[float, dict[str, float]]:
     """One GridSearchCV in a fresh Python process: its loky workers start inside the timed search."""
     run = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--gridsearch-once", "--rows", str(rows)],
+        [sys.executable, "-m", "bench.tuning", "--gridsearch-once", "--rows", str(rows)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

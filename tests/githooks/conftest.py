@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from model_serving import artifact, releases
 from model_serving.development_server.deploy import deploy_command
-from tests.githooks.versions import make_versions
+from synthetic.versions import make_versions
 from tests.support import REPO_ROOT, require_executable
 
 SECRET = "test-deploy-secret-f00d"

@@ -14,7 +14,8 @@ from sklearn.ensemble import RandomForestRegressor
 
 from githooks import check_model
 from model_serving import artifact, features
-from tests.model_fixture import _fake_metrics, build_tiny_version, synthetic_dataset
+from synthetic.dataset import synthetic_dataset
+from synthetic.versions import build_tiny_version, placeholder_metrics
 from tests.support import REPO_ROOT
 
 
@@ -27,11 +28,11 @@ def _version_with_snapshot(models: Path) -> Path:
     pipeline.fit(features.select_input(data), features.target_of(data))
     return artifact.write_version(
         pipeline, models, dataset={"path": str(csv), "sha256": artifact.sha256_of(csv), "rows": len(data)},
-        metrics={"protocol": "test fixture: metrics are placeholders", "cv": _fake_metrics(0.5),
-                 "holdout": _fake_metrics(0.5)},
+        metrics={"protocol": "test fixture: metrics are placeholders", "cv": placeholder_metrics(0.5),
+                 "holdout": placeholder_metrics(0.5)},
         params={"n_estimators": 5},
         tuning={"trials": 0, "wall_seconds": 0.0, "nodes": 0, "cpus": 0, "search": "none"},
-        baseline={"median": _fake_metrics(0.0), "default_rf_raw": _fake_metrics(0.3)},
+        baseline={"median": placeholder_metrics(0.0), "default_rf_raw": placeholder_metrics(0.3)},
         dataset_file=csv,
     )
 

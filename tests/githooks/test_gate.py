@@ -23,9 +23,9 @@ from data_collection.dataset import write_dataset
 from githooks import gate
 from model_serving import artifact
 from model_serving.development_server.evalset import evalset_command
+from synthetic.dataset import synthetic_dataset
+from synthetic.versions import fitted_pipeline, shuffled_pipeline, write_at
 from tests.githooks.conftest import Host, install_host
-from tests.githooks.versions import fitted_pipeline, shuffled_pipeline, write
-from tests.model_fixture import synthetic_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +79,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> GateWorld:
     [evalset] = root.glob("evalset-*.csv.gz")
 
     models = root / "models"
-    good = write(fitted_pipeline(0), models, 0)
-    worse = write(shuffled_pipeline(1), models, 1)
+    good = write_at(fitted_pipeline(0), models, 0)
+    worse = write_at(shuffled_pipeline(1), models, 1)
     frame = gate.read_evalset(evalset)
     scores = [gate.score(joblib.load(v / artifact.MODEL_FILE), frame) for v in (good, worse)]
     world = GateWorld(models, good, worse, evalset, sha256, *scores)

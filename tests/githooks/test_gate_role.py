@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 def _write_evalset(path: Path, rows: int) -> Path:
     from data_collection.dataset import render_csv
-    from tests.model_fixture import synthetic_dataset
+    from synthetic.dataset import synthetic_dataset
 
     frame = synthetic_dataset(rows, 31)
     records = [{k: ("" if v is None else str(v)) for k, v in r.items()} for r in frame.to_dict("records")]

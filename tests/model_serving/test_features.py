@@ -9,7 +9,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from data_collection.schema import ENRICHMENT_COLUMNS
 from model_serving import features
-from tests.model_fixture import synthetic_dataset
+from synthetic.dataset import synthetic_dataset
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from model_serving import artifact, releases
-from tests.githooks.versions import make_versions
+from synthetic.versions import make_versions
 
 
 @pytest.fixture(scope="module")

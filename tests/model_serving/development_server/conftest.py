@@ -13,7 +13,7 @@ import pytest
 
 from model_serving.development_server.cluster import ClusterInfo, ray_session, use_token_file
 from model_serving.development_server.settings import Settings
-from tests.model_fixture import synthetic_dataset
+from synthetic.dataset import synthetic_dataset
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from model_serving.development_server.data import TrainingDataError, load_training_data, minimum_rows
-from tests.model_fixture import synthetic_dataset
+from synthetic.dataset import synthetic_dataset
 
 
 def _write(tmp_path: Path, frame: pd.DataFrame) -> Path:

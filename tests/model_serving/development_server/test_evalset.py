@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from data_collection.dataset import read_dataset, render_csv, write_dataset
 from model_serving.development_server.cli import main
-from tests.model_fixture import synthetic_dataset
+from synthetic.dataset import synthetic_dataset
 
 
 def _rows(frame: object) -> list[dict]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model_serving.development_server import protocol
-from tests.model_fixture import synthetic_dataset
+from synthetic.dataset import synthetic_dataset
 
 
 def test_holdout_split_is_seeded_and_disjoint() -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from model_serving.development_server.netns_cluster import _our_pids, namespace_cluster
-from tests.model_fixture import synthetic_dataset
+from synthetic.dataset import synthetic_dataset
 from tests.support import require_executable, require_root
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from model_serving import artifact
 from model_serving.development_server import protocol, screening, train, tuning
 from model_serving.development_server.cli import main
 from model_serving.development_server.data import load_training_data
-from tests.model_fixture import synthetic_dataset
+from synthetic.dataset import synthetic_dataset
 from tests.support import REPO_ROOT, own_lines
 
 pytestmark = pytest.mark.integration

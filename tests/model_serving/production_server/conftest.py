@@ -26,7 +26,7 @@ from model_serving import artifact, releases
 from model_serving.process_stack.services import CeleryWorker, RabbitMQ, rabbitmq_available
 from model_serving.production_server import create_app
 from model_serving.production_server.settings import ServingSettings
-from tests.model_fixture import build_tiny_version
+from synthetic.versions import build_tiny_version
 from tests.support import free_port, require
 
 DEPLOY_SECRET = b"app-layer-test-deploy-secret"

@@ -14,7 +14,7 @@ from sklearn.dummy import DummyRegressor
 from data_collection.dataset import render_csv
 from model_serving import artifact, releases
 from model_serving.production_server import prediction_log
-from tests.model_fixture import synthetic_dataset
+from synthetic.dataset import synthetic_dataset
 
 TRAINING_ROWS = 1500
 

@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 
 from model_serving import artifact
 from model_serving.production_server.observability import DETAIL_HEADER
-from tests.model_fixture import build_tiny_version, synthetic_dataset
+from synthetic.dataset import synthetic_dataset
+from synthetic.versions import build_tiny_version
 
 #: What nginx sends for a client in nginx_readyz_detail_allow: /readyz answers with the worker's detail.
 READYZ_DETAIL = {DETAIL_HEADER: "1"}

@@ -16,7 +16,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from model_serving import artifact, features
-from tests.model_fixture import _fake_metrics, synthetic_dataset
+from synthetic.dataset import synthetic_dataset
+from synthetic.versions import placeholder_metrics
 
 
 class BrokenRegressor(RegressorMixin, BaseEstimator):
@@ -44,8 +45,8 @@ def broken_version(models_dir: Path, mode: str, secret: bytes) -> Path:
     version = artifact.write_version(
         pipeline, models_dir,
         dataset={"path": "synthetic", "sha256": "0" * 64, "rows": 50},
-        metrics={"protocol": "test fixture: a broken model", "cv": _fake_metrics(0.0),
-                 "holdout": _fake_metrics(0.0)},
+        metrics={"protocol": "test fixture: a broken model", "cv": placeholder_metrics(0.0),
+                 "holdout": placeholder_metrics(0.0)},
         params={}, tuning={"trials": 0, "wall_seconds": 0.0, "nodes": 0, "cpus": 0, "search": "none"},
         baseline={},
     )

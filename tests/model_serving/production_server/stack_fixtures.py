@@ -16,7 +16,8 @@ import pytest
 from data_collection.schema import DATASET_COLUMNS
 from model_serving import artifact, releases
 from model_serving.process_stack.stack import Stack, StackConfig
-from tests.model_fixture import build_tiny_version, synthetic_dataset
+from synthetic.dataset import synthetic_dataset
+from synthetic.versions import build_tiny_version
 from tests.support import free_port, require_executable
 
 DEPLOY_SECRET = b"stack-test-deploy-secret"

@@ -183,7 +183,7 @@ def test_a_snapshot_that_is_not_the_signed_one_gives_no_report(tmp_path: Path) -
 
 
 def test_a_release_without_training_data_says_so(tmp_path: Path) -> None:
-    from tests.model_fixture import build_tiny_version
+    from synthetic.versions import build_tiny_version
 
     version = build_tiny_version(tmp_path / "models", rows=60, n_estimators=2)
     artifact.sign_version(version, SECRET)

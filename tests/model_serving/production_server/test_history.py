@@ -22,8 +22,8 @@ from model_serving import artifact, releases
 from model_serving.development_server import deploy as deploy_module
 from model_serving.production_server import create_app, history
 from model_serving.production_server.settings import ServingSettings
+from synthetic.versions import START, fitted_pipeline
 from tests.githooks.conftest import SECRET, Host, install_host, write_secret
-from tests.githooks.versions import START, fitted_pipeline
 from tests.support import REPO_ROOT, require, require_executable
 
 from .drift_support import json_rows, shifted_requests, write_requests
@@ -49,7 +49,7 @@ def _write_version(models: Path, index: int) -> Path:
     from datetime import timedelta
 
     from data_collection.dataset import render_csv
-    from tests.model_fixture import synthetic_dataset
+    from synthetic.dataset import synthetic_dataset
 
     dataset = models.parent / f"repos-{index}.csv"
     dataset.write_bytes(render_csv(json_rows(synthetic_dataset(200, index))))
@@ -269,8 +269,8 @@ def test_the_gates_scores_and_an_override_reason_from_real_pushes(tmp_path: Path
 
     from data_collection.dataset import write_dataset
     from model_serving.development_server.evalset import evalset_command
-    from tests.githooks.versions import shuffled_pipeline, write
-    from tests.model_fixture import synthetic_dataset
+    from synthetic.dataset import synthetic_dataset
+    from synthetic.versions import shuffled_pipeline, write_at
 
     require_executable("git", "/usr/bin/git")
 
@@ -288,7 +288,7 @@ def test_the_gates_scores_and_an_override_reason_from_real_pushes(tmp_path: Path
     host = install_host(tmp_path, "h-gated", write_secret(tmp_path / "deploy_secret", SECRET),
                         extra=["--evalset", str(evalset), "--evalset-sha256", sha256])
     models = tmp_path / "models"
-    good, worse = write(fitted_pipeline(0), models, 0), write(shuffled_pipeline(1), models, 1)
+    good, worse = write_at(fitted_pipeline(0), models, 0), write_at(shuffled_pipeline(1), models, 1)
     reason = "on-call accepts the regression until the 12:00 retrain"
     _deploy("--version", good.name, models=models, repo=tmp_path / "deploy.git", host=host)
     _deploy("--version", worse.name, "--override-gate", reason, models=models, repo=tmp_path / "deploy.git",

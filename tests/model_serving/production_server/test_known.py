@@ -11,7 +11,7 @@ import pytest
 from data_collection.dataset import render_csv
 from model_serving import artifact, releases
 from model_serving.production_server.known import KnownRepositories
-from tests.model_fixture import synthetic_dataset
+from synthetic.dataset import synthetic_dataset
 
 SECRET = b"known-test-deploy-secret"
 

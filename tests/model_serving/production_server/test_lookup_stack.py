@@ -20,7 +20,7 @@ from data_collection.simulator import SimulatorServer
 from model_serving import artifact, releases
 from model_serving.process_stack.stack import Stack
 from model_serving.production_server.lookup import RepositoryLookup
-from tests.model_fixture import build_tiny_version
+from synthetic.versions import build_tiny_version
 
 from .stack_fixtures import DEPLOY_SECRET, five_rows, require_stack_tools, start_stack
 

@@ -20,7 +20,7 @@ import requests
 
 from model_serving import artifact, releases
 from model_serving.process_stack.stack import Stack
-from tests.model_fixture import build_tiny_version
+from synthetic.versions import build_tiny_version
 from tests.model_serving.production_server.conftest import wait_until
 from tests.model_serving.production_server.stack_fixtures import (
     DEPLOY_SECRET,
