@@ -7,7 +7,7 @@ The marking scheme (docs/benchmarks.md):
   A list element is picked by ``[field=value,...]`` (exactly one must match) or ``[index]``; ``[*]`` takes
   every element, and the format may then start with ``min:``, ``max:`` or ``median:``.
 - one table:  ``<!-- bench-table:deploy#2 -->`` ... ``<!-- /bench-table -->``: the 2nd Markdown table of
-  ``bench/results/deploy.md``, copied verbatim.
+  ``bench/results/deploy.md``, copied verbatim. A key holding dots or brackets is written in double quotes.
 
 ``python -m bench.doc_numbers`` rewrites every marked block (``make docs``, and ``make bench`` at its end);
 ``--check`` only reports blocks that differ and figures left unmarked beside marked ones, and exits 1.
@@ -33,7 +33,8 @@ VALUE = re.compile(r"<!-- bench:(?P<ref>[^|>]+?)(?:\|(?P<fmt>[^>]*?))? -->(?P<te
 TABLE = re.compile(
     r"<!-- bench-table:(?P<name>[\w-]+)#(?P<index>\d+) -->\n(?P<text>.*?)<!-- /bench-table -->", re.S
 )
-_SEGMENT = re.compile(r"(?P<key>[^.\[\]]+)?(?P<selectors>(?:\[[^\]]*\])*)")
+# One step of a path: .key, ."key with. dots", [field=value] or [index] or [*].
+_TOKEN = re.compile(r'\.?(?:"(?P<quoted>[^"]*)"|(?P<key>[^.\["]+)|\[(?P<select>[^\]]*)\])')
 _FENCE = re.compile(r"(```.*?```)", re.S)
 _AGGREGATES: dict[str, Callable[[list[float]], float]] = {"min": min, "max": max, "median": statistics.median}
 
@@ -81,15 +82,16 @@ def lookup(ref: str, results: Path = RESULTS) -> Any:
     name, _, path = ref.strip().partition(".")
     value = _result(name, results)
     spread = False
-    for segment in filter(None, path.split(".")):
-        parsed = _SEGMENT.fullmatch(segment)
-        if parsed is None:
-            raise DocNumberError(f"{ref}: cannot read path segment {segment!r}")
-        steps = [("key", parsed["key"])] if parsed["key"] else []
-        steps += [("select", s) for s in re.findall(r"\[([^\]]*)\]", parsed["selectors"])]
-        for kind, argument in steps:
-            value = _step(value, kind, argument, ref, spread)
-            spread = spread or (kind, argument) == ("select", "*")
+    position = 0
+    while position < len(path):
+        token = _TOKEN.match(path, position)
+        if token is None:
+            raise DocNumberError(f"{ref}: cannot read the path from {path[position:]!r}")
+        position = token.end()
+        kind, argument = ("select", token["select"]) if token["select"] is not None else (
+            "key", token["quoted"] if token["quoted"] is not None else token["key"])
+        value = _step(value, kind, argument, ref, spread)
+        spread = spread or (kind, argument) == ("select", "*")
     return value
 
 

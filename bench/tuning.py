@@ -238,7 +238,7 @@ def compare(prepared: protocol.Prepared, rows: int, rounds: int) -> tuple[dict[s
         token.write_text(secrets.token_hex(32))
         use_token_file(token)
         started = time.perf_counter()
-        with ray_session(num_cpus=os.cpu_count(), settings=Settings(None, Path(tmp), None)) as cluster:
+        with ray_session(num_cpus=os.cpu_count(), settings=Settings(ray_temp_root=Path(tmp))) as cluster:
             init_seconds = time.perf_counter() - started
             warm_up_joblib(prepared)
             names = list(runners)

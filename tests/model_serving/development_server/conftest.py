@@ -36,7 +36,7 @@ def ray_local() -> Iterator[ClusterInfo]:
     for key in ("RAY_ADDRESS", "STARGAZER_RAY_RESULTS"):
         os.environ.pop(key, None)
     try:
-        with ray_session(num_cpus=2, settings=Settings(None, root, None)) as info:
+        with ray_session(num_cpus=2, settings=Settings(ray_temp_root=root)) as info:
             yield info
     finally:
         for key, value in saved.items():
