@@ -24,7 +24,8 @@ Repository configuration it sets, and why:
 
 Run as root with a check user (the default), it also sets up the sandbox of the load check
 (``githooks/sandbox_setup.py``): the check user, the root-owned sandbox script and, with ``--owner``, the
-deploy user's one sudo rule; it refuses a check user that could read the secret or write the models.
+deploy user's one sudo rule; it refuses a check user in the deploy user's group (the host's secrets) or
+able to write the models.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def install(
     app_dir: Path,
     model_dir: Path,
     python: Path | None,
-    secret_file: Path | None,
+    public_key_file: Path | None,
     keep: int,
     check_user: str,
     check_timeout: float,
@@ -108,8 +109,8 @@ def install(
     interpreter = python or app_dir / ".venv" / "bin" / "python"
     if not os.access(interpreter, os.X_OK):
         raise InstallError(f"no Python interpreter at {interpreter} (create the app venv or pass --python)")
-    if secret_file is not None and not secret_file.is_file():
-        raise InstallError(f"deploy secret file {secret_file} does not exist")
+    if public_key_file is not None and not public_key_file.is_file():
+        raise InstallError(f"deploy public key file {public_key_file} does not exist")
     if repo.exists() and not _is_bare_repo(repo):
         raise InstallError(f"{repo} exists and is not a bare git repository")
     as_root = os.geteuid() == 0
@@ -150,8 +151,8 @@ def install(
         wanted["stargazer.checksandbox"] = str(sandbox.script)
     if python is not None:
         wanted["stargazer.python"] = str(python)
-    if secret_file is not None:
-        wanted["stargazer.secretfile"] = str(secret_file)
+    if public_key_file is not None:
+        wanted["stargazer.publickeyfile"] = str(public_key_file)
     if host_name:
         wanted["stargazer.hostname"] = host_name
     for kind, given, defaults in (("margin", gate_margins, DEFAULT_GATE_MARGINS),
@@ -166,6 +167,9 @@ def install(
             if _git(repo, "config", "--local", "--get", key):
                 _git(repo, "config", "--local", "--unset", key)
                 changes.append(f"unset {key} (no quality gate)")
+    if _git(repo, "config", "--local", "--get", "stargazer.secretfile"):  # the retired HMAC secret's path
+        _git(repo, "config", "--local", "--unset", "stargazer.secretfile")
+        changes.append("unset stargazer.secretfile (models are verified with the public key)")
     for key, value in wanted.items():
         if _git(repo, "config", "--local", "--get", key) != value:
             _git(repo, "config", "--local", key, value)
@@ -194,7 +198,7 @@ def install(
     try:
         if check_user and as_root:
             changes += sandbox_setup.install_script()
-            sandbox_setup.verify_isolation(check_user, owner, secret_file, model_dir)
+            sandbox_setup.verify_isolation(check_user, owner, model_dir)
             if owner and pwd.getpwnam(owner).pw_uid != 0:
                 changes += sandbox_setup.write_sudo_rule(owner, sandbox)
         if probe:
@@ -255,9 +259,15 @@ def _chown(owner: str, *roots: Path) -> list[str]:
         entry = pwd.getpwnam(owner)
     except KeyError:
         raise InstallError(f"user {owner!r} does not exist") from None
+    from model_serving.production_server import shadow_log
+
     changed = []
     for root in roots:
+        # The shadow log directory belongs to the workers' account (the celery_worker role): left alone.
+        kept = root / shadow_log.DIR_NAME
         for path in [root, *root.rglob("*")]:
+            if path == kept or kept in path.parents:
+                continue
             stat = path.lstat()
             if (stat.st_uid, stat.st_gid) != (entry.pw_uid, entry.pw_gid):
                 os.lchown(path, entry.pw_uid, entry.pw_gid)
@@ -285,11 +295,11 @@ def _chown(owner: str, *roots: Path) -> list[str]:
     "--python", type=click.Path(path_type=Path), default=None, help="Default: <app-dir>/.venv/bin/python."
 )
 @click.option(
-    "--secret-file",
+    "--public-key-file",
     type=click.Path(path_type=Path, dir_okay=False),
-    envvar="STARGAZER_DEPLOY_SECRET_FILE",
+    envvar="STARGAZER_DEPLOY_PUBLIC_KEY_FILE",
     default=None,
-    help="File holding the deploy secret (only its path is stored).",
+    help="File holding the deploy public key that verifies model.json (its path is stored).",
 )
 @click.option("--keep", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True)
 @click.option(
@@ -343,7 +353,7 @@ def main(
     app_dir: Path,
     model_dir: Path,
     python: Path | None,
-    secret_file: Path | None,
+    public_key_file: Path | None,
     keep: int,
     check_user: str,
     check_timeout: float,
@@ -363,7 +373,7 @@ def main(
         app_dir=app_dir.absolute(),
         model_dir=model_dir.absolute(),
         python=python.absolute() if python else None,
-        secret_file=secret_file.absolute() if secret_file else None,
+        public_key_file=public_key_file.absolute() if public_key_file else None,
         keep=keep,
         check_user=check_user,
         check_timeout=check_timeout,

@@ -6,7 +6,7 @@ multi-host deploy: validated here, switched by nobody). Everything else is refus
 For each pushed commit, in this order, stopping at its first problem (one line per refused ref):
 1. the commit has ``model.json`` and ``model.joblib`` at its root;
 2. ``model.json`` parses and matches the manifest schema;
-3. its HMAC signature verifies with this host's deploy secret — BEFORE anything is unpickled;
+3. its Ed25519 signature verifies with this host's deploy public key — BEFORE anything is unpickled;
 4. ``model.joblib``'s sha256 is the signed one;
 5. in a separate process, sandboxed (``githooks/check-sandbox``: a dedicated user holding nothing, no
    network, time and memory limits; ``githooks.check_model``, run with the interpreter and code of
@@ -137,10 +137,10 @@ def cheap_checks(update: Update, directory: Path, settings: HookSettings) -> Can
     from model_serving import artifact
 
     extract(update, directory)
-    if settings.secret is None:
-        raise artifact.ArtifactError("no deploy secret configured on this host: cannot verify signatures")
+    if settings.public_key is None:
+        raise artifact.ArtifactError("no deploy public key configured on this host: cannot verify signatures")
     manifest = artifact.read_manifest(directory)
-    artifact.verify_signature(manifest, settings.secret)
+    artifact.verify_signature(manifest, settings.public_key)
     artifact.verify_checksum(directory, manifest)
     if update.ref.startswith(STAGING_PREFIX) and update.ref[len(STAGING_PREFIX) :] != manifest.version:
         raise artifact.ArtifactError(f"staging ref names {update.ref} but model.json is {manifest.version}")

@@ -4,8 +4,8 @@ What it puts in place, idempotently, and why:
 
 - the check user (``stargazer.checkuser``, default ``stargazer-check``): a system account with no home, no
   shell and its own group, created when missing. It must hold nothing of value: the installer refuses a
-  check user that is root, is the deploy user, is in the deploy user's group, can read the deploy secret or
-  can write the model directory (tested by running ``test -r`` / ``test -w`` as that user);
+  check user that is root, is the deploy user, is in the deploy user's group (which reads the host's secrets)
+  or can write the model directory (tested by running ``test -r`` / ``test -w`` as that user);
 - ``/usr/local/libexec/stargazer/check-sandbox``: a root-owned copy of ``githooks/check-sandbox``. A copy,
   because the sudo rule must name a file that only root can change, wherever the checkout lives;
 - ``/etc/sudoers.d/stargazer-check-<deploy user>``: the deploy user may run that script as root, with every
@@ -60,8 +60,9 @@ def ensure_check_user(name: str) -> list[str]:
     raise SandboxSetupError(f"cannot create check user {name}: {error}")
 
 
-def verify_isolation(check_user: str, owner: str | None, secret_file: Path | None, model_dir: Path) -> None:
-    """Refuse a check user that could read the secret, write the models, or is the deploy user's group."""
+def verify_isolation(check_user: str, owner: str | None, model_dir: Path) -> None:
+    """Refuse a check user that could write the models or is in the deploy user's group (which reads the
+    host's secrets)."""
     try:
         entry = pwd.getpwnam(check_user)
     except KeyError:
@@ -76,8 +77,6 @@ def verify_isolation(check_user: str, owner: str | None, secret_file: Path | Non
         if owner_entry.pw_gid in groups:
             group = grp.getgrgid(owner_entry.pw_gid).gr_name
             raise SandboxSetupError(f"check user {check_user} must not be in the deploy user's group {group}")
-    if secret_file is not None and _as_user(entry, "test", "-r", str(secret_file)):
-        raise SandboxSetupError(f"check user {check_user} can read the deploy secret {secret_file}")
     if _as_user(entry, "test", "-w", str(model_dir)):
         raise SandboxSetupError(f"check user {check_user} can write the model directory {model_dir}")
 

@@ -3,16 +3,15 @@
 Why git config first: a push over SSH runs the hooks with an almost empty environment, and a push over the
 local transport runs them with the PUSHER's environment. Either way the host's own settings must decide, so
 the installer records them in the repository itself (``git config stargazer.modeldir ...``: the values of
-``STARGAZER_APP_DIR``, ``STARGAZER_MODEL_DIR`` and ``STARGAZER_DEPLOY_SECRET_FILE`` for this host). The
-docs/contracts.md §6 variables are the fallback for a repository set up by hand. The secret itself is never
-stored
-in git config: only the path of the file holding it.
+``STARGAZER_APP_DIR``, ``STARGAZER_MODEL_DIR`` and ``STARGAZER_DEPLOY_PUBLIC_KEY_FILE`` for this host). The
+docs/contracts.md §6 variables are the fallback for a repository set up by hand. git config stores the path of
+the public key file, not the key: the file is the one the workers read too.
 
 | git config key (first)   | environment variable (else)    | default                                  |
 |--------------------------|--------------------------------|------------------------------------------|
 | stargazer.appdir         | STARGAZER_APP_DIR              | (required)                               |
 | stargazer.modeldir       | STARGAZER_MODEL_DIR            | (required)                               |
-| stargazer.secretfile     | STARGAZER_DEPLOY_SECRET[_FILE] | (required: unsigned models are refused)  |
+| stargazer.publickeyfile  | STARGAZER_DEPLOY_PUBLIC_KEY[_FILE] | (required: unsigned models are refused) |
 | stargazer.keep           |                                | 5 releases                               |
 | stargazer.checkuser      |                                | stargazer-check ('' = no sandbox user)   |
 | stargazer.checkpython    |                                | the hook's own interpreter               |
@@ -74,7 +73,8 @@ class SettingsError(ValueError):
 class HookSettings:
     app_dir: Path
     model_dir: Path
-    secret: bytes | None = field(repr=False)  # never printed
+    #: The raw Ed25519 public key that verifies model.json (None: every push is refused).
+    public_key: bytes | None
     keep: int = DEFAULT_KEEP
     check_user: str | None = DEFAULT_CHECK_USER
     check_python: Path = field(default_factory=lambda: Path(sys.executable))
@@ -125,14 +125,13 @@ def load(environ: Mapping[str, str] | None = None, config: Mapping[str, str] | N
         raise SettingsError(
             "STARGAZER_MODEL_DIR / git config stargazer.modeldir is not set (run githooks/install.sh)"
         )
-    if cfg.get("stargazer.secretfile"):
-        secret_env = {artifact.SECRET_FILE_ENV: cfg["stargazer.secretfile"]}
-    else:
-        secret_env = {
-            key: value for key, value in env.items() if key in (artifact.SECRET_ENV, artifact.SECRET_FILE_ENV)
-        }
     try:
-        secret = artifact.deploy_secret_from_env(secret_env)
+        if cfg.get("stargazer.publickeyfile"):
+            public_key = artifact.public_key_from(path=cfg["stargazer.publickeyfile"])
+        else:
+            public_key = artifact.public_key_from(
+                env.get(artifact.PUBLIC_KEY_ENV), env.get(artifact.PUBLIC_KEY_FILE_ENV)
+            )
     except artifact.ArtifactError as exc:
         raise SettingsError(str(exc)) from None
 
@@ -141,7 +140,7 @@ def load(environ: Mapping[str, str] | None = None, config: Mapping[str, str] | N
     return HookSettings(
         app_dir=Path(app_dir),
         model_dir=Path(model_dir),
-        secret=secret,
+        public_key=public_key,
         keep=int(_number(cfg, "keep", DEFAULT_KEEP, integer=True, minimum=1)),
         check_user=check_user or None,
         check_python=Path(cfg.get("stargazer.checkpython") or sys.executable),

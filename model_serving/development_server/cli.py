@@ -190,6 +190,9 @@ def _register_deploy() -> None:
     from model_serving.development_server.evalset import evalset_command  # the quality gate's eval set
 
     main.add_command(evalset_command, "evalset")
+    from model_serving.development_server.keygen import keygen_command  # the deploy signing key pair
+
+    main.add_command(keygen_command, "keygen")
 
 
 _register_deploy()

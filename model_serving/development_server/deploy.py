@@ -19,7 +19,8 @@ Design choices (docs/contracts.md §4; see docs/deploy.md):
   the tags and in the deploy branch's reflog here, and in each host's deploy log.
 - Rollback = pushing an earlier version's commit (its tag). The bytes and the signature are the ones that were
   validated before, and the hooks validate them again.
-- Signing happens here (the development side holds the secret). The training output is not modified: the
+- Signing happens here (the deploy account holds the Ed25519 signing key; production hosts hold only the
+  public key). The training output is not modified: the
   signed ``model.json`` exists only in the deploy commit.
 - Several hosts, TWO PHASES: phase 1 pushes ``refs/staging/<version>`` to every host, where pre-receive runs
   every check (signature, sha256, compatibility, load-and-predict); only when all accepted does phase 2 push
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Final
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from model_serving import artifact
 
@@ -140,7 +142,9 @@ class DeployRepo:
     def remotes(self) -> list[str]:
         return [r for r in self.git("remote").splitlines() if r]
 
-    def commit_version(self, version_dir: Path, secret: bytes) -> tuple[str, artifact.Manifest]:
+    def commit_version(
+        self, version_dir: Path, signing_key: Ed25519PrivateKey
+    ) -> tuple[str, artifact.Manifest]:
         """Sign (a scratch copy of model.json) and commit a version; reuse its tag if the content is equal."""
         with tempfile.TemporaryDirectory(prefix="stargazer-sign-") as scratch:
             work = Path(scratch)
@@ -149,7 +153,7 @@ class DeployRepo:
             for name in artifact.release_files(unsigned):  # the model and its dataset snapshot, if any
                 if name != artifact.MANIFEST_FILE:
                     (work / name).symlink_to((version_dir / name).resolve())
-            manifest = artifact.sign_version(work, secret)  # checks the sha256s before signing
+            manifest = artifact.sign_version(work, signing_key)  # checks the sha256s before signing
             artifact.check_compatible(manifest)  # refuse here what every host would refuse anyway
             blobs = {
                 name: self.git("hash-object", "-w", "--", str(work / name))
@@ -170,7 +174,7 @@ class DeployRepo:
         commit = self.git("commit-tree", tree, "-m", message, env=_identity_env(self))
         self.git(
             "tag", "--force", tag, commit
-        )  # re-signed with a new secret: the tag moves to the new commit
+        )  # re-signed with a new key: the tag moves to the new commit
         return commit, manifest
 
     def version_of(self, commit: str) -> str:
@@ -233,8 +237,8 @@ def push(repo: DeployRepo, remote: str, refspecs: Sequence[str], *, timeout: flo
         remote,
         *refspecs,
     ]
-    # The secret stays in this process: a push over the local transport would hand it to the hooks.
-    hidden = (artifact.SECRET_ENV, artifact.SECRET_FILE_ENV)
+    # The signing key stays in this process: a push over the local transport would hand it to the hooks.
+    hidden = (artifact.SIGNING_KEY_ENV, artifact.SIGNING_KEY_FILE_ENV)
     env = {**{k: v for k, v in os.environ.items() if k not in hidden}, "GIT_TERMINAL_PROMPT": "0"}
     if "GIT_SSH" not in env:
         env.setdefault("GIT_SSH_COMMAND", SSH_COMMAND)
@@ -381,7 +385,8 @@ def stage(
 
 
 def choose_commit(
-    repo: DeployRepo, target: str | None, *, rollback: bool, models_dir: Path, secret: bytes | None
+    repo: DeployRepo, target: str | None, *, rollback: bool, models_dir: Path,
+    signing_key: Ed25519PrivateKey | None,
 ) -> tuple[str, str]:
     """(commit, version) for the deploy: a tag/earlier version, a models/<version>, or the newest one."""
     if rollback:
@@ -404,10 +409,12 @@ def choose_commit(
     version_dir = models_dir / name if name else artifact.newest_version(models_dir)
     if version_dir is None:
         raise DeployError(f"no model version in {models_dir}: train one first")
-    if secret is None:
-        raise DeployError(f"no deploy secret: set {artifact.SECRET_ENV} or {artifact.SECRET_FILE_ENV}")
+    if signing_key is None:
+        raise DeployError(
+            f"no deploy signing key: set {artifact.SIGNING_KEY_FILE_ENV} (or {artifact.SIGNING_KEY_ENV})"
+        )
     try:
-        commit, manifest = repo.commit_version(version_dir, secret)
+        commit, manifest = repo.commit_version(version_dir, signing_key)
     except artifact.ArtifactError as exc:
         raise DeployError(f"{version_dir.name}: {exc}") from None
     return commit, manifest.version
@@ -491,7 +498,9 @@ def deploy_command(
         stop=shadow_stop, poll=poll_seconds, rollback=rollback, target=target or version,
     )
     try:
-        secret = artifact.deploy_secret_from_env()
+        signing_key = artifact.signing_key_from(
+            os.environ.get(artifact.SIGNING_KEY_ENV), os.environ.get(artifact.SIGNING_KEY_FILE_ENV)
+        )
     except artifact.ArtifactError as exc:
         raise DeployError(str(exc)) from None
     repo = DeployRepo(repo_path)
@@ -512,7 +521,7 @@ def deploy_command(
             shadow_run.promote_or_stop(repo, plan, remotes=chosen, timeout=timeout, actor=_actor())
             return
         commit, name = choose_commit(
-            repo, target or version, rollback=rollback, models_dir=models_dir, secret=secret
+            repo, target or version, rollback=rollback, models_dir=models_dir, signing_key=signing_key
         )
         if plan.shadowing:
             click.echo(f"shadow {name} (commit {commit[:10]}, tag {TAG_PREFIX}{name}) on {', '.join(chosen)}")

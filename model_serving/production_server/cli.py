@@ -1,8 +1,8 @@
 """``python -m model_serving.production_server drift``: the drift report on a production host's shell.
 
-It reads what the web app reads (``STARGAZER_MODEL_DIR``, ``STARGAZER_PREDICTION_LOG``, the deploy secret, via
-``settings.ReportSettings``); options override them. ``--check`` makes the exit status say it for cron or a
-monitor: 3 when the report says RETRAIN.
+It reads what the web app reads (``STARGAZER_MODEL_DIR``, ``STARGAZER_PREDICTION_LOG``, the deploy public key,
+via ``settings.ReportSettings``); options override them. ``--check`` makes the exit status say it for cron or
+a monitor: 3 when the report says RETRAIN.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def drift_command(model_dir: Path | None, prediction_log: Path | None, max_reque
         raise click.ClickException(str(exc)) from None
     try:
         report = drift.report(model_dir or settings.model_dir, prediction_log or settings.prediction_log,
-                              settings.deploy_secret, require_signature=settings.require_signature,
+                              settings.deploy_public_key, require_signature=settings.require_signature,
                               max_requests=max_requests, min_requests=min_requests)
     except drift.DriftError as exc:
         raise click.ClickException(str(exc)) from None

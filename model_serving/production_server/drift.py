@@ -161,7 +161,8 @@ def psi(training: np.ndarray, live: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def read_training(release_dir: Path, secret: bytes | None, *, require_signature: bool = True) -> pd.DataFrame:
+def read_training(release_dir: Path, public_key: bytes | None, *, require_signature: bool = True
+                  ) -> pd.DataFrame:
     """The release's training rows (model input columns, CSV text), once checked to be the signed ones."""
     try:
         manifest = artifact.read_manifest(release_dir)
@@ -170,9 +171,9 @@ def read_training(release_dir: Path, secret: bytes | None, *, require_signature:
             raise DriftError(f"release {release_dir.name} ships no training data (dataset_snapshot): "
                              "no drift report for it")
         if require_signature:
-            if secret is None:
-                raise DriftError("no deploy secret: cannot verify the release's signed manifest")
-            artifact.verify_signature(manifest, secret)
+            if public_key is None:
+                raise DriftError("no deploy public key: cannot verify the release's signed manifest")
+            artifact.verify_signature(manifest, public_key)
     except artifact.ArtifactError as exc:
         raise DriftError(f"release {release_dir.name}: {exc}") from None
     path = release_dir / snapshot.file
@@ -369,13 +370,13 @@ def headline(verdict: Verdict, drifts: list[FeatureDrift], requests: int, needed
             "no drift judged yet.")
 
 
-def report(model_dir: Path, log_path: Path, secret: bytes | None, *, require_signature: bool = True,
+def report(model_dir: Path, log_path: Path, public_key: bytes | None, *, require_signature: bool = True,
            max_requests: int = DEFAULT_MAX_REQUESTS, min_requests: int = DEFAULT_MIN_REQUESTS) -> Report:
     """The drift report of the release ``model_dir/current`` serves against the newest logged requests."""
     release = releases.current_release(model_dir)
     if release is None:
         raise DriftError("no model is served on this host (no current release): nothing to compare with")
-    training = read_training(release, secret, require_signature=require_signature)
+    training = read_training(release, public_key, require_signature=require_signature)
     if training.empty:
         raise DriftError(f"release {release.name}: its training data has no rows")
     live, times, versions = read_requests(log_path, max_requests=max_requests)

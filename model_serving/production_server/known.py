@@ -47,9 +47,9 @@ def _typed(column: str, text: str) -> Any:
 class KnownRepositories:
     """``get(full_name)`` -> the snapshot's row (case-insensitive), or None. Thread-safe, one per process."""
 
-    def __init__(self, model_dir: Path, secret: bytes | None, *, require_signature: bool = True) -> None:
+    def __init__(self, model_dir: Path, public_key: bytes | None, *, require_signature: bool = True) -> None:
         self.model_dir = model_dir
-        self.secret = secret
+        self.public_key = public_key
         self.require_signature = require_signature
         self._lock = threading.Lock()
         self._loaded_for: str | None = None
@@ -85,9 +85,9 @@ class KnownRepositories:
         if snapshot is None:
             return [], {}
         if self.require_signature:
-            if self.secret is None:
-                raise artifact.ArtifactError("no deploy secret: cannot verify the snapshot's manifest")
-            artifact.verify_signature(manifest, self.secret)
+            if self.public_key is None:
+                raise artifact.ArtifactError("no deploy public key: cannot verify the snapshot's manifest")
+            artifact.verify_signature(manifest, self.public_key)
         path = release_dir / snapshot.file
         if artifact.sha256_of(path) != snapshot.sha256:
             raise artifact.ArtifactError(f"{snapshot.file} sha256 does not match model.json")

@@ -61,7 +61,7 @@ def lookup_for(app: Flask) -> lookup_module.RepositoryLookup:
     settings = app.config["STARGAZER"]
 
     def make() -> lookup_module.RepositoryLookup:
-        known = KnownRepositories(settings.model_dir, settings.deploy_secret,
+        known = KnownRepositories(settings.model_dir, settings.deploy_public_key,
                                   require_signature=settings.require_signature)
         return lookup_module.RepositoryLookup(
             settings.github,

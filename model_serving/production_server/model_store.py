@@ -177,7 +177,8 @@ class ModelStore:
         started = time.perf_counter()
         source = Path(os.path.realpath(self.current))
         try:
-            pipeline, manifest = load_release(source, self.public_key, require_signature=self.require_signature)
+            pipeline, manifest = load_release(source, self.public_key,
+                                              require_signature=self.require_signature)
             compiled = compile_for_serving(pipeline, manifest.version)
         except (artifact.ArtifactError, *TRANSIENT_LOAD_ERRORS) as exc:
             return exc

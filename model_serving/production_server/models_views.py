@@ -74,7 +74,7 @@ def _release_target(settings: ServingSettings) -> str | None:
 
 def _make_report(settings: ServingSettings) -> drift.Report:
     try:
-        return drift.report(settings.model_dir, settings.prediction_log, settings.deploy_secret,
+        return drift.report(settings.model_dir, settings.prediction_log, settings.deploy_public_key,
                             require_signature=settings.require_signature)
     except drift.DriftError as exc:
         return drift.unavailable(str(exc))

@@ -105,6 +105,15 @@ def _secret_from(env: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _public_key(env: Mapping[str, str]) -> bytes | None:
+    """The deploy public key (STARGAZER_DEPLOY_PUBLIC_KEY, else the file STARGAZER_DEPLOY_PUBLIC_KEY_FILE)."""
+    try:
+        return artifact.public_key_from(env.get(artifact.PUBLIC_KEY_ENV),
+                                        env.get(artifact.PUBLIC_KEY_FILE_ENV))
+    except artifact.ArtifactError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _local_secret_key(path: Path) -> str:
     """A per-machine key kept in ``var/`` (outside git), created once with mode 0600.
 
@@ -145,7 +154,8 @@ class ServingSettings:
     #: The queue tasks go to and workers consume (two stacks may share one broker with different queues).
     queue: str = "stargazer"
     model_dir: Path = DEFAULT_MODEL_DIR
-    deploy_secret: bytes | None = field(default=None, repr=False)
+    #: The raw Ed25519 public key that verifies model.json (STARGAZER_DEPLOY_PUBLIC_KEY[_FILE]).
+    deploy_public_key: bytes | None = None
     #: Accept unsigned models (tests of unsigned artifacts only; never in production).
     require_signature: bool = True
     prediction_log: Path = DEFAULT_PREDICTION_LOG
@@ -193,10 +203,7 @@ class ServingSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
         env = dict(os.environ if env is None else env)
         model_dir = Path(env.get("STARGAZER_MODEL_DIR") or DEFAULT_MODEL_DIR)
-        try:
-            deploy_secret = artifact.deploy_secret_from_env(env)
-        except artifact.ArtifactError as exc:
-            raise SettingsError(str(exc)) from None
+        deploy_public_key = _public_key(env)
         secret_key = _secret_from(env, "STARGAZER_SECRET_KEY") or _local_secret_key(
             Path(env.get("STARGAZER_STATE_DIR") or REPO_ROOT / "var") / "flask_secret_key"
         )
@@ -217,7 +224,7 @@ class ServingSettings:
             result_backend=env.get("STARGAZER_RESULT_BACKEND") or "rpc://",
             queue=env.get("STARGAZER_QUEUE") or "stargazer",
             model_dir=model_dir,
-            deploy_secret=deploy_secret,
+            deploy_public_key=deploy_public_key,
             require_signature=env.get("STARGAZER_ALLOW_UNSIGNED_MODELS", "") not in {"1", "true", "yes"},
             prediction_log=Path(env.get("STARGAZER_PREDICTION_LOG") or DEFAULT_PREDICTION_LOG),
             prediction_log_max_bytes=int(_number(env, "STARGAZER_PREDICTION_LOG_MAX_BYTES",
@@ -257,20 +264,16 @@ class ReportSettings:
 
     model_dir: Path = DEFAULT_MODEL_DIR
     prediction_log: Path = DEFAULT_PREDICTION_LOG
-    deploy_secret: bytes | None = field(default=None, repr=False)
+    deploy_public_key: bytes | None = None
     require_signature: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReportSettings:
         env = dict(os.environ if env is None else env)
-        try:
-            deploy_secret = artifact.deploy_secret_from_env(env)
-        except artifact.ArtifactError as exc:
-            raise SettingsError(str(exc)) from None
         return cls(
             model_dir=Path(env.get("STARGAZER_MODEL_DIR") or DEFAULT_MODEL_DIR),
             prediction_log=Path(env.get("STARGAZER_PREDICTION_LOG") or DEFAULT_PREDICTION_LOG),
-            deploy_secret=deploy_secret,
+            deploy_public_key=_public_key(env),
             require_signature=env.get("STARGAZER_ALLOW_UNSIGNED_MODELS", "") not in {"1", "true", "yes"},
         )
 

@@ -53,10 +53,10 @@ class Job:
 class ShadowScorer:
     """One per worker process (``scorer_for``): the shadow's store, its thread and its queue."""
 
-    def __init__(self, model_dir: Path, secret: bytes | None, *, require_signature: bool, log_path: Path,
+    def __init__(self, model_dir: Path, public_key: bytes | None, *, require_signature: bool, log_path: Path,
                  max_bytes: int, backups: int) -> None:
         self.link = model_dir / releases.SHADOW_LINK
-        self.secret = secret
+        self.public_key = public_key
         self.require_signature = require_signature
         self.log_path = log_path
         self.max_bytes = max_bytes
@@ -125,7 +125,7 @@ class ShadowScorer:
     def _shadow_store(self) -> ModelStore:
         with self._lock:
             if self._store is None:
-                self._store = ModelStore(self.link, self.secret, require_signature=self.require_signature)
+                self._store = ModelStore(self.link, self.public_key, require_signature=self.require_signature)
             return self._store
 
     def _score(self, job: Job) -> None:
@@ -179,12 +179,12 @@ _scorers_lock = threading.Lock()
 
 def scorer_for(settings: Any) -> ShadowScorer:
     """The process-wide scorer for these ``ServingSettings`` (its thread starts with the first shadow)."""
-    key = (str(settings.model_dir), settings.deploy_secret, settings.require_signature)
+    key = (str(settings.model_dir), settings.deploy_public_key, settings.require_signature)
     with _scorers_lock:
         scorer = _scorers.get(key)
         if scorer is None:
             scorer = _scorers[key] = ShadowScorer(
-                settings.model_dir, settings.deploy_secret, require_signature=settings.require_signature,
+                settings.model_dir, settings.deploy_public_key, require_signature=settings.require_signature,
                 log_path=shadow_log.path_for(settings.model_dir),
                 max_bytes=settings.prediction_log_max_bytes, backups=settings.prediction_log_backups,
             )

@@ -1,11 +1,13 @@
 """The shadow log: one JSON line per request a worker scored with both the serving and the shadow model.
 
-Where: ``$STARGAZER_MODEL_DIR/shadow-log.jsonl`` (rotated files ``.1`` .. ``.N`` beside it). The prediction
-log's path is a setting of the web processes only; the model directory is the one place both writers and
-readers know: the workers (they hold ``current`` and ``shadow`` there) write it, and the post-receive hook,
-which answers ``deploy``'s report requests and knows only ``stargazer.modeldir``, reads it. Like the deploy
-log next to it, it describes releases, not clients: it holds the two models' predictions and timings, never a
-request's inputs.
+Where: ``$STARGAZER_MODEL_DIR/shadow-logs/shadow-log.jsonl`` (rotated files ``.1`` .. ``.N`` beside it). The
+prediction log's path is a setting of the web processes only; the model directory is the one place both
+writers and readers know: the workers (they hold ``current`` and ``shadow`` there) write it, and the
+post-receive hook, which answers ``deploy``'s report requests and knows only ``stargazer.modeldir``, reads it.
+A directory of its own, because the workers run as an account that may write nothing else of the model
+directory (the celery_worker role makes it theirs; the deploy installer leaves its owner alone). Like the
+deploy log next to it, it describes releases, not clients: it holds the two models' predictions and timings,
+never a request's inputs.
 
 Writing goes through ``prediction_log.append`` (one O_APPEND write per line, rotation under a lock before the
 file passes ``max_bytes``), with the prediction log's size and backup settings: the same bounded disk use,
@@ -31,12 +33,13 @@ from typing import Any, Final
 
 from model_serving.production_server import prediction_log
 
+DIR_NAME: Final = "shadow-logs"
 FILE_NAME: Final = "shadow-log.jsonl"
 TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def path_for(model_dir: Path) -> Path:
-    return model_dir / FILE_NAME
+    return model_dir / DIR_NAME / FILE_NAME
 
 
 def record(

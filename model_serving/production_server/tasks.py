@@ -38,7 +38,7 @@ def _on_load(old: str | None, new: str | None, ok: bool) -> None:
 
 def model_store(settings: ServingSettings | None = None) -> ModelStore:
     settings = settings or current_app.config["STARGAZER"]
-    return store_for(settings.current_link, settings.deploy_secret,
+    return store_for(settings.current_link, settings.deploy_public_key,
                      require_signature=settings.require_signature, on_load=_on_load)
 
 
