@@ -5,7 +5,7 @@ The marking scheme (docs/benchmarks.md):
 - one value:  ``<!-- bench:serving.stack[worker_processes=2,repos_per_request=5,connections=8].rps|.0f -->291
   <!-- /bench -->``: result file ``serving.json``, a dotted path into it, an optional format after ``|``.
   A list element is picked by ``[field=value,...]`` (exactly one must match) or ``[index]``; ``[*]`` takes
-  every element, and the format may then start with ``min:``, ``max:`` or ``median:``.
+  every element, and the format may then start with ``min:``, ``max:``, ``median:`` or ``sum:``.
 - one table:  ``<!-- bench-table:deploy#2 -->`` ... ``<!-- /bench-table -->``: the 2nd Markdown table of
   ``bench/results/deploy.md``, copied verbatim. A key holding dots or brackets is written in double quotes.
 
@@ -36,7 +36,9 @@ TABLE = re.compile(
 # One step of a path: .key, ."key with. dots", [field=value] or [index] or [*].
 _TOKEN = re.compile(r'\.?(?:"(?P<quoted>[^"]*)"|(?P<key>[^.\["]+)|\[(?P<select>[^\]]*)\])')
 _FENCE = re.compile(r"(```.*?```)", re.S)
-_AGGREGATES: dict[str, Callable[[list[float]], float]] = {"min": min, "max": max, "median": statistics.median}
+_AGGREGATES: dict[str, Callable[[list[float]], float]] = {
+    "min": min, "max": max, "median": statistics.median, "sum": sum,
+}
 
 
 class DocNumberError(ValueError):
@@ -224,13 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     for path in doc_files():
         text = path.read_text()
         name = path.relative_to(REPO_ROOT)
-        if args.check:
-            problems += [f"{name}: {d}" for d in differences(text)]
-        else:
-            rendered = render(text)
-            if rendered != text:
+        try:
+            if args.check:
+                problems += [f"{name}: {d}" for d in differences(text)]
+            elif (rendered := render(text)) != text:
                 path.write_text(rendered)
                 print(f"rewrote {name}")
+        except DocNumberError as error:
+            problems.append(f"{name}: {error}")
         problems += [f"{name}: unmarked figure {f}" for f in unmarked_figures(path.read_text())]
     for problem in problems:
         print(problem, file=sys.stderr)
