@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from envsettings import child_environment
 from rehearsal.settings import REPO_ROOT
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
@@ -43,7 +44,7 @@ class Run:
 
 
 def env(root: Path) -> dict[str, str]:
-    values = dict(os.environ)
+    values = child_environment()
     values.update(
         ANSIBLE_CONFIG=str(PLAYBOOKS / "ansible.cfg"),
         ANSIBLE_SSH_CONTROL_PATH_DIR=str(root / "ansible" / "cp"),

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from rehearsal import ansible, drills, hosts, inventory, pipeline, record, remote
-from rehearsal.settings import Settings, load_settings
+from rehearsal.settings import Settings
 
 
 def _fleet_state(settings: Settings) -> hosts.Network:
@@ -281,49 +281,49 @@ def main() -> None:
 @main.command("up")
 def up_command() -> None:
     """Create the six hosts and write <root>/hosts.yml."""
-    do_up(load_settings())
+    do_up(Settings.from_env())
 
 
 @main.command("preview")
 def preview_command() -> None:
     """site.yml --check --diff on the fresh hosts: what would change, and nothing changes."""
-    do_preview(load_settings())
+    do_preview(Settings.from_env())
 
 
 @main.command("converge")
 def converge_command() -> None:
     """Run site.yml twice; the second run must change nothing."""
-    do_converge(load_settings())
+    do_converge(Settings.from_env())
 
 
 @main.command("pipeline")
 def pipeline_command() -> None:
     """On the development host: collect, ray status, train on 3 nodes, deploy; predict through nginx."""
-    do_pipeline(load_settings())
+    do_pipeline(Settings.from_env())
 
 
 @main.command("drills")
 def drills_command() -> None:
     """Fault drills: a Ray worker host lost in tuning, a production host lost during deploy."""
-    do_drills(load_settings())
+    do_drills(Settings.from_env())
 
 
 @main.command("status")
 def status_command() -> None:
     """status.yml on the healthy fleet (passes), then with one Celery worker stopped (fails, naming it)."""
-    do_status(load_settings())
+    do_status(Settings.from_env())
 
 
 @main.command("down")
 def down_command() -> None:
     """Remove every namespace, process, account and file the rehearsal made."""
-    do_down(load_settings())
+    do_down(Settings.from_env())
 
 
 @main.command("all")
 def all_command() -> None:
     """Every stage, then down (unless REHEARSAL_KEEP=1); wall times in <root>/timings.json."""
-    settings = load_settings()
+    settings = Settings.from_env()
     started = time.monotonic()
     failed = True
     try:

@@ -7,41 +7,39 @@ kept fleet, and ``down`` finds everything a rehearsal made from these two values
 
 from __future__ import annotations
 
-import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,7}$")
+from pydantic import Field, field_validator
 
+from envsettings import EnvSettings, SettingsError
 
-@dataclass(frozen=True)
-class Settings:
-    #: ``REHEARSAL_DIR``: every file of the fleet (inventory, host trees, logs, timings).
-    root: Path
-    #: ``REHEARSAL_PREFIX``: names of namespaces (``<prefix>-dev``), bridge, users; 2-8 lowercase characters.
-    prefix: str
-    #: ``REHEARSAL_SUBNET``: first three octets of the fleet's /24 (``auto``: the first free 10.210.x).
-    subnet: str
-    #: ``REHEARSAL_KEEP``: leave the fleet up after ``make rehearsal``.
-    keep: bool
-    #: ``REHEARSAL_REPOS``: repositories the GitHub simulator generates (the collection takes them all).
-    repos: int
-    #: ``REHEARSAL_TRIALS``: Ray Tune trials of the pipeline's tuning.
-    trials: int
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+
+__all__ = ["REPO_ROOT", "Settings", "SettingsError"]
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-    prefix = env.get("REHEARSAL_PREFIX", "sgzr").strip()
-    if not _PREFIX.match(prefix):
-        raise ValueError(f"REHEARSAL_PREFIX={prefix!r}: 2-8 lowercase letters or digits, a letter first")
-    return Settings(
-        root=Path(env.get("REHEARSAL_DIR") or REPO_ROOT / "var" / "rehearsal").resolve(),
-        prefix=prefix,
-        subnet=env.get("REHEARSAL_SUBNET", "auto").strip() or "auto",
-        keep=env.get("REHEARSAL_KEEP", "").strip().lower() in {"1", "true", "yes"},
-        repos=int(env.get("REHEARSAL_REPOS", "1500")),
-        trials=int(env.get("REHEARSAL_TRIALS", "6")),
-    )
+class Settings(EnvSettings):
+    root: Path = Field(REPO_ROOT / "var" / "rehearsal", validation_alias="REHEARSAL_DIR",
+                       description="Every file of the fleet (inventory, host trees, logs, timings).")
+    prefix: str = Field("sgzr", pattern=r"^[a-z][a-z0-9]{1,7}$", validation_alias="REHEARSAL_PREFIX",
+                        description="Names of namespaces (`<prefix>-dev`), bridge, users: 2-8 lowercase "
+                                    "letters or digits, a letter first.")
+    subnet: str = Field("auto", validation_alias="REHEARSAL_SUBNET",
+                        description="First three octets of the fleet's /24 (`auto`: first free 10.210.x).")
+    keep: bool = Field(False, validation_alias="REHEARSAL_KEEP",
+                       description="Leave the fleet up after `make rehearsal`.")
+    repos: int = Field(1500, ge=1, validation_alias="REHEARSAL_REPOS",
+                       description="Repositories the GitHub simulator generates (all are collected).")
+    trials: int = Field(6, ge=1, validation_alias="REHEARSAL_TRIALS",
+                        description="Ray Tune trials of the pipeline's tuning.")
+
+    @field_validator("root", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
+
+    @field_validator("prefix", "subnet", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import ray
 
-from model_serving.development_server.settings import Settings, load_settings
+from model_serving.development_server.settings import Settings
 
 #: The repository root: Ray workers (local or on other nodes sharing this checkout) import our code from it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,16 +57,15 @@ def describe() -> tuple[int, float]:
     return len(alive), float(sum(n.get("Resources", {}).get("CPU", 0.0) for n in alive))
 
 
-def _importable_by_workers() -> None:
+def _importable_by_workers(python_path: str) -> None:
     """Put the checkout on PYTHONPATH before a local Ray starts: its workers inherit the environment.
 
     (A ``runtime_env`` would do the same but gives the job its own worker pool, so the workers Ray prestarts
     would be wasted and every task would wait for a fresh interpreter.) Nodes started by scripts/ray_*.sh
     get the same variable from the script.
     """
-    current = os.environ.get("PYTHONPATH", "")
-    if str(REPO_ROOT) not in current.split(os.pathsep):
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), current) if p)
+    if str(REPO_ROOT) not in python_path.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), python_path) if p)
 
 
 def wait_for_nodes(count: int, timeout: float = 120.0) -> None:
@@ -86,7 +85,7 @@ def ray_session(
 
     If Ray is already initialised in this process (tests, notebooks) it is reused and left running.
     """
-    settings = settings or load_settings()
+    settings = settings or Settings.from_env()
     if ray.is_initialized():
         nodes, cpus = describe()
         yield ClusterInfo(address="existing", nodes=nodes, cpus=cpus, started_here=False)
@@ -98,7 +97,7 @@ def ray_session(
     else:
         settings.ray_temp_root.mkdir(parents=True, exist_ok=True)
         temp_dir = Path(tempfile.mkdtemp(prefix="sg-ray-", dir=settings.ray_temp_root))
-        _importable_by_workers()
+        _importable_by_workers(settings.python_path)
         ray.init(num_cpus=num_cpus, _temp_dir=str(temp_dir), include_dashboard=False)
         address = "local"
     try:

@@ -22,6 +22,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envsettings import child_environment
+from envsettings.private_files import write_private
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RAY_PORT = 6379
 
@@ -57,7 +60,7 @@ class NamespaceCluster:
 
     def env(self) -> dict[str, str]:
         """Environment of a driver joining this cluster (token auth, our code importable)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env = child_environment(drop_prefixes=("RAY_",))
         env.update(
             RAY_ADDRESS=self.address,
             RAY_AUTH_MODE="token",
@@ -87,7 +90,7 @@ def _ip(*args: str) -> None:
 
 
 def _start_node(node: Node, script: str, extra_env: dict[str, str], core: str | None) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env = child_environment(drop_prefixes=("RAY_",))
     env.update(extra_env, RAY_NODE_IP=node.ip, RAY_TEMP_DIR=str(node.temp_dir), RAY_BLOCK="1")
     pin = ["taskset", "-c", core] if core is not None else []
     with node.log.open("w") as log:
@@ -169,8 +172,7 @@ def namespace_cluster(
     tag = f"{os.getpid() % 100000}{secrets.token_hex(1)}"
     root = Path(tempfile.mkdtemp(prefix=f"sgn{tag}-", dir="/tmp"))  # short: Ray socket paths
     token = root / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
+    write_private(token, secrets.token_hex(32))
     head = Node(f"sgr{tag}h", f"{subnet}.11", root / "h", root / "head.log")
     spare = Node(f"sgr{tag}w", f"{subnet}.12", root / "w", root / "worker.log")
     cluster = NamespaceCluster(root=root, token_file=token, head=head, workers=[spare] if workers else [])

@@ -1,34 +1,61 @@
 """Configuration of the development server, read from the environment in this one place
 (docs/contracts.md §6).
 
-Why a module and not scattered ``os.environ`` reads: the CLI, the Ray helpers and the tests then agree on
-what each variable means and on its default.
+Why a module and not scattered environment reads: the CLI, the Ray helpers, ``deploy`` and the tests then
+agree on what each variable means and on its default. Relative defaults are relative to the repository, never
+to the directory a command happens to run in.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Final
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from envsettings import EnvSettings, SettingsError
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+DEFAULT_DEPLOY_REPO: Final = REPO_ROOT / "var" / "deploy.git"
+
+__all__ = ["DEFAULT_DEPLOY_REPO", "REPO_ROOT", "Settings", "SettingsError"]
 
 
-@dataclass(frozen=True)
-class Settings:
-    #: ``RAY_ADDRESS``: join this cluster (``auto``, ``10.0.0.5:6379`` …); empty = start a private local one.
-    ray_address: str | None
-    #: ``STARGAZER_RAY_TEMP_ROOT``: where a private local cluster puts its --temp-dir (short path: Ray's
-    #: unix sockets live there and have a ~107-byte path limit).
-    ray_temp_root: Path
-    #: ``STARGAZER_RAY_RESULTS``: Ray Tune's storage path; empty = a temporary directory removed afterwards.
-    ray_results: Path | None
+class Settings(EnvSettings):
+    ray_address: str | None = Field(
+        None, validation_alias="RAY_ADDRESS",
+        description="Ray cluster to join (`auto`, `10.0.0.5:6379` …); unset: start a private local one.")
+    ray_temp_root: Path = Field(
+        Path(tempfile.gettempdir()), validation_alias="STARGAZER_RAY_TEMP_ROOT",
+        description="Where a private local cluster puts its --temp-dir (short: Ray's sockets live there).")
+    ray_results: Path | None = Field(
+        None, validation_alias="STARGAZER_RAY_RESULTS",
+        description="Ray Tune's storage path; unset: a temporary directory removed afterwards.")
+    python_path: str = Field(
+        "", validation_alias="PYTHONPATH",
+        description="Inherited by Ray's workers; the checkout goes in front of it before a local Ray starts.")
+    deploy_repo: Path = Field(
+        DEFAULT_DEPLOY_REPO, validation_alias="STARGAZER_DEPLOY_REPO",
+        description="`deploy`'s local bare repository of deploy commits (created on first use).")
+    deploy_remotes: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias="STARGAZER_DEPLOY_REMOTES",
+        description="Production hosts `deploy` pushes to, comma-separated; unset: every remote of the repo.")
 
+    @field_validator("ray_address", mode="after")
+    @classmethod
+    def _blank_is_local(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-    results = env.get("STARGAZER_RAY_RESULTS", "").strip()
-    return Settings(
-        ray_address=env.get("RAY_ADDRESS", "").strip() or None,
-        ray_temp_root=Path(env.get("STARGAZER_RAY_TEMP_ROOT") or tempfile.gettempdir()),
-        ray_results=Path(results).resolve() if results else None,
-    )
+    @field_validator("ray_results", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.resolve() if value is not None else None
+
+    @field_validator("deploy_remotes", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part for part in value.replace(",", " ").split() if part)
+        return value

@@ -41,7 +41,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from model_serving import features
 from model_serving.development_server import protocol
-from model_serving.development_server.settings import load_settings
+from model_serving.development_server.settings import Settings
 
 METRIC: Final = "r2_log"
 #: Ray names trial directories ``<trainable>_<trial id>_<start counter>_<params>_<time>``.
@@ -167,7 +167,7 @@ def run_tuning(
         ),
         {"cpu": cpus_per_trial},
     )
-    configured = load_settings().ray_results
+    configured = Settings.from_env().ray_results
     storage = configured or Path(tempfile.mkdtemp(prefix="sg-tune-"))
     tuner = tune.Tuner(
         trainable,

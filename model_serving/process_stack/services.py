@@ -19,6 +19,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
+
+from envsettings import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.j2"
@@ -183,18 +186,25 @@ class ManagedProcess:
         return self.name
 
     # -- common machinery ------------------------------------------------------------------------------------
+    #: Several instances of one service share a state directory (``celery-0``, ``celery-1``): None for a
+    #: service that runs once per stack.
+    index: int | None = None
+
+    @property
+    def instance(self) -> str:
+        """The service's name, with the instance index when there may be several."""
+        return self.name if self.index is None else f"{self.name}-{self.index}"
+
     @property
     def pid_file(self) -> Path:
-        return self.state_dir / f"{self.name}.pid.json"
+        return self.state_dir / f"{self.instance}.pid.json"
 
     @property
     def log_file(self) -> Path:
-        return self.state_dir / f"{self.name}.log"
+        return self.state_dir / f"{self.instance}.log"
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.extra_env)
-        return env
+        return child_environment(self.extra_env)
 
     def cwd(self) -> Path:
         return REPO_ROOT
@@ -362,7 +372,7 @@ class RabbitMQ(ManagedProcess):
 
     def _node_env(self) -> dict[str, str]:
         base = self.state_dir
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env = child_environment(drop_prefixes=("RABBITMQ_", "ERL_"))
         env.update(
             {
                 "HOME": str(base),  # the Erlang cookie lives in $HOME: a private one per node
@@ -547,14 +557,6 @@ class CeleryWorker(ManagedProcess):
         self.loglevel = loglevel
         self._log_offset = 0
 
-    @property
-    def pid_file(self) -> Path:
-        return self.state_dir / f"{self.name}-{self.index}.pid.json"
-
-    @property
-    def log_file(self) -> Path:
-        return self.state_dir / f"{self.name}-{self.index}.log"
-
     def describe(self) -> str:
         return f"Celery worker {self.index} (concurrency {self.concurrency})"
 
@@ -666,14 +668,6 @@ class Gunicorn(ManagedProcess):
         self.index = index
 
     @property
-    def pid_file(self) -> Path:
-        return self.state_dir / f"{self.name}-{self.index}.pid.json"
-
-    @property
-    def log_file(self) -> Path:
-        return self.state_dir / f"{self.name}-{self.index}.log"
-
-    @property
     def address(self) -> str:
         """How nginx names this upstream ("127.0.0.1:8001" or "unix:/path")."""
         return self.bind
@@ -701,35 +695,64 @@ class Gunicorn(ManagedProcess):
 # nginx
 # ------------------------------------------------------------------------------------------------------------
 
-NGINX_DEFAULTS: dict[str, Any] = {
+NGINX_ROLE_DEFAULTS = REPO_ROOT / "playbooks" / "roles" / "nginx" / "defaults" / "main.yml"
+#: Where a local stack differs from a production host by design: no worker user to switch to (not root), one
+#: plain-HTTP port, no TLS unless a caller asks, and its own gunicorn.
+NGINX_LOCAL_VALUES: dict[str, Any] = {
     "nginx_user": "",
-    "nginx_worker_processes": "auto",
-    "nginx_worker_connections": 4096,
-    "nginx_mime_types": "/etc/nginx/mime.types",
     "nginx_listen": 8080,
     "nginx_https_listen": "",
     "nginx_tls_certificate": "",
     "nginx_tls_certificate_key": "",
-    "nginx_hsts_max_age": 31536000,
-    "nginx_server_name": "_",
     "nginx_upstreams": ["127.0.0.1:8000"],
-    "nginx_upstream_keepalive": 32,
-    "nginx_client_max_body_size": "1m",
-    "nginx_client_body_buffer_size": "1m",
-    "nginx_proxy_read_timeout": 35,
-    "nginx_limit_req_rate": "20r/s",
-    "nginx_limit_req_burst": 40,
-    "nginx_limit_req_exempt": [],
-    "nginx_lookup_limit_req_rate": "1r/s",
-    "nginx_lookup_limit_req_burst": 10,
-    "nginx_metrics_allow": ["127.0.0.1"],
-    "nginx_readyz_detail_allow": ["127.0.0.1"],
-    "nginx_readyz_limit_req_rate": "5r/s",
-    "nginx_readyz_limit_req_burst": 10,
-    "nginx_csp": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
-        "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
-    ),
+}
+#: Where each stack keeps its own files: never a default (two stacks must not share a pid file or a log).
+NGINX_PER_STACK = ("nginx_pid_file", "nginx_error_log", "nginx_access_log", "nginx_temp_dir")
+_REFERENCE = re.compile(r"^\{\{\s*(\w+)\s*\}\}$")
+
+
+def nginx_template_variables(template: Path = NGINX_TEMPLATE) -> set[str]:
+    """The variables the nginx template reads."""
+    import jinja2
+    from jinja2 import meta
+
+    env = jinja2.Environment(autoescape=False)  # noqa: S701 - parses an nginx config, not HTML
+    return set(meta.find_undeclared_variables(env.parse(template.read_text(encoding="utf-8"))))
+
+
+def nginx_role_defaults(path: Path = NGINX_ROLE_DEFAULTS) -> dict[str, Any]:
+    """The nginx role's defaults, each resolved as Ansible would, so a local stack and a host share them.
+
+    A default that is another default (``"{{ nginx_metrics_allow }}"``) takes that value with its type; one
+    that needs what only Ansible knows (host facts, other roles' variables) is left out: the local stack sets
+    those itself, and the template's StrictUndefined names any that nobody set.
+    """
+    import jinja2
+    import yaml
+
+    role: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - not HTML
+    plain = {name: value for name, value in role.items() if not (isinstance(value, str) and "{{" in value)}
+    resolved = dict(plain)
+    for name, value in role.items():
+        if name in plain:
+            continue
+        reference = _REFERENCE.match(value.strip())
+        if reference and reference.group(1) in plain:
+            resolved[name] = plain[reference.group(1)]
+            continue
+        try:
+            resolved[name] = env.from_string(value).render(**plain).strip()
+        except jinja2.UndefinedError:
+            continue
+    return resolved
+
+
+#: The nginx template's variables for a local stack: the role's defaults, then the local differences.
+NGINX_DEFAULTS: dict[str, Any] = {
+    **{name: value for name, value in nginx_role_defaults().items()
+       if name in nginx_template_variables() and name not in NGINX_PER_STACK},
+    **NGINX_LOCAL_VALUES,
 }
 
 

@@ -207,10 +207,16 @@ SITE_SPECIFIC = {"nginx_user", "nginx_listen", "nginx_https_listen", "nginx_tls_
 def test_local_stack_defaults_mirror_the_nginx_role_defaults() -> None:
     import jinja2
 
+    from model_serving.process_stack import services
     from model_serving.process_stack.services import NGINX_DEFAULTS
 
     role = yaml.safe_load((ROLES / "nginx" / "defaults" / "main.yml").read_text())
     assert set(NGINX_DEFAULTS) <= set(role), "services.NGINX_DEFAULTS names a variable the role does not have"
+    assert set(services.NGINX_LOCAL_VALUES) == SITE_SPECIFIC, "a local difference that is not site-specific"
+    unset = services.nginx_template_variables() - set(NGINX_DEFAULTS) - set(services.NGINX_PER_STACK)
+    assert not unset, f"the template reads {sorted(unset)}, which a local stack never sets"
+    # A default that names another keeps that default's type (a list stays a list for the template's loops).
+    assert NGINX_DEFAULTS["nginx_readyz_detail_allow"] == role["nginx_metrics_allow"]
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - not HTML
     for name in sorted(set(NGINX_DEFAULTS) - SITE_SPECIFIC):
         value = role[name]
