@@ -5,9 +5,10 @@ The marking scheme (docs/benchmarks.md):
 - one value:  ``<!-- bench:serving.stack[worker_processes=2,repos_per_request=5,connections=8].rps|.0f -->291
   <!-- /bench -->``: result file ``serving.json``, a dotted path into it, an optional format after ``|``.
   A list element is picked by ``[field=value,...]`` (exactly one must match) or ``[index]``; ``[*]`` takes
-  every element, and the format may then start with ``min:``, ``max:``, ``median:`` or ``sum:``.
+  every element, and the format may then start with ``min:``, ``max:``, ``median:`` or ``sum:``. A key
+  holding dots or brackets is written in double quotes.
 - one table:  ``<!-- bench-table:deploy#2 -->`` ... ``<!-- /bench-table -->``: the 2nd Markdown table of
-  ``bench/results/deploy.md``, copied verbatim. A key holding dots or brackets is written in double quotes.
+  ``bench/results/deploy.md``, copied verbatim.
 
 ``python -m bench.doc_numbers`` rewrites every marked block (``make docs``, and ``make bench`` at its end);
 ``--check`` only reports blocks that differ and figures left unmarked beside marked ones, and exits 1.
