@@ -1,15 +1,45 @@
-"""Helpers shared by the test packages: service requirements (docs/contracts.md §7), ports, shared data
-paths."""
+"""Helpers shared by the test packages (fixtures live in conftest.py files): service requirements
+(docs/contracts.md §7), ports, waiting, shared data paths, and the serving tests' models, rows, workers and
+stacks.
+
+The synthetic data and model versions themselves are in ``synthetic/`` (the benchmarks use them too).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import re
 import shutil
+import signal
 import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import joblib
+import numpy as np
+import pandas as pd
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.dummy import DummyRegressor
+
+from data_collection.dataset import render_csv
+from data_collection.schema import DATASET_COLUMNS
+from data_collection.settings import Settings as GitHubSettings
+from model_serving import artifact, features, releases
+from model_serving.process_stack.services import CeleryWorker, RabbitMQ, rabbitmq_available
+from model_serving.process_stack.stack import Stack, StackConfig
+from model_serving.production_server import prediction_log
+from model_serving.production_server.observability import DETAIL_HEADER
+from model_serving.production_server.settings import ServingSettings
+from synthetic.dataset import synthetic_dataset
+from synthetic.versions import NO_TUNING, build_tiny_version, placeholder_metrics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -63,3 +93,406 @@ def own_lines(output: str) -> list[str]:
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it returns something truthy (and return that), else fail naming ``what``.
+
+    Timeouts are generous on purpose: the tests run on a busy two-core machine.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Serving: signed models and their installation
+# ------------------------------------------------------------------------------------------------------------
+
+#: The deploy secret every serving test signs with and gives its workers, web processes and stacks.
+DEPLOY_SECRET = b"serving-test-deploy-secret"
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+    """Two signed versions (v1, v2) ready to be installed as releases."""
+
+    v1: Path
+    v2: Path
+
+
+def install(model_dir: Path, version_dir: Path) -> str:
+    """Install a version as the served release the way post-receive does (extracted next to ``model_dir``,
+    then moved in) and return its name. ``version_dir`` itself is left as it was."""
+    staged = model_dir.parent / f"staged-{version_dir.name}-{time.monotonic_ns()}"
+    shutil.copytree(version_dir, staged)
+    releases.install_release(staged, model_dir, actor="tests", move=True)
+    return version_dir.name
+
+
+def install_signed_tiny_model(root: Path) -> tuple[Path, str]:
+    """A tiny forest, signed with DEPLOY_SECRET and installed as ``root/production/current``."""
+    version_dir = build_tiny_version(root / "models")
+    artifact.sign_version(version_dir, DEPLOY_SECRET)
+    model_dir = root / "production"
+    return model_dir, install(model_dir, version_dir)
+
+
+def block_while_gate(gate: str, seconds: float) -> None:
+    """Called by the unpickler of a ``gated_load_version`` model: blocks while the file ``gate`` exists.
+
+    The wait is interruptible: Celery's soft time limit (a signal whose handler raises) ends it, as it would
+    end a genuinely slow ``joblib.load`` of a big model on a busy disk. Removing the gate ends it too.
+    """
+    deadline = time.monotonic() + seconds
+    while Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+class BlockWhileGate:
+    """Pickled as a call of ``block_while_gate``: unpickling the model it is attached to runs that call."""
+
+    def __init__(self, gate: Path, seconds: float) -> None:
+        self.gate = str(gate)
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple[Any, tuple[str, float]]:
+        return block_while_gate, (self.gate, self.seconds)
+
+
+def gated_load_version(models_dir: Path, secret: bytes, gate: Path, seconds: float, seed: int = 7) -> Path:
+    """A signed tiny model whose loading blocks ``seconds`` while the file ``gate`` exists, else is quick.
+
+    The model itself is sound (signature, sha256, predictions): a store that gives up on it after an
+    interrupted load has judged the release on something that was not the release's fault.
+    """
+    version_dir = build_tiny_version(models_dir, seed=seed)
+    model_file = version_dir / artifact.MODEL_FILE
+    pipeline = joblib.load(model_file)
+    pipeline.load_gate = BlockWhileGate(gate, seconds)
+    joblib.dump(pipeline, model_file, compress=3)
+    manifest = artifact.read_manifest(version_dir)
+    digest = artifact.sha256_of(model_file)
+    artifact.write_manifest(version_dir, manifest.model_copy(update={"sha256": digest}))
+    artifact.sign_version(version_dir, secret)
+    return version_dir
+
+
+class BrokenRegressor(RegressorMixin, BaseEstimator):
+    """Fits like a model; predicting raises (``mode="raise"``) or blocks for ``seconds`` (``mode="hang"``).
+
+    It lives in an importable module because the Celery workers (cwd: the checkout) unpickle it.
+    """
+
+    def __init__(self, mode: str = "raise", seconds: float = 600.0) -> None:
+        self.mode = mode
+        self.seconds = seconds
+
+    def fit(self, X: Any, y: Any) -> BrokenRegressor:
+        self.n_features_in_ = np.shape(X)[1]
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        if self.mode == "hang":
+            time.sleep(self.seconds)
+        raise RuntimeError("the shadow model exploded")
+
+
+def broken_version(models_dir: Path, mode: str, secret: bytes) -> Path:
+    """A signed version whose regressor is a BrokenRegressor (not compilable: scikit-learn's path runs it).
+
+    Pre-receive would refuse it (the canned-sample check predicts with it), so the shadow tests install it
+    with ``releases.install_shadow``, the function post-receive calls after the checks: what is tested is the
+    worker's side, which must survive whatever the shadow does.
+    """
+    data = synthetic_dataset(50, 5)
+    pipeline = features.build_pipeline(BrokenRegressor(mode))
+    pipeline.fit(features.select_input(data), features.target_of(data))
+    version = artifact.write_version(
+        pipeline, models_dir,
+        dataset={"path": "synthetic", "sha256": "0" * 64, "rows": 50},
+        metrics={"protocol": "test fixture: a broken model", "cv": placeholder_metrics(0.0),
+                 "holdout": placeholder_metrics(0.0)},
+        params={}, tuning=NO_TUNING, baseline={},
+    )
+    artifact.sign_version(version, secret)
+    return version
+
+
+#: Rows of the training data a ``version_with_training_data`` ships.
+TRAINING_ROWS = 1500
+
+
+def version_with_training_data(root: Path, secret: bytes, *, rows: int = TRAINING_ROWS, seed: int = 1,
+                               now: datetime | None = None, holdout: dict[str, float] | None = None) -> Path:
+    """A version written as training writes it (with ``dataset_file``), signed as deploy signs it.
+
+    The model itself is a constant (drift never runs it); the training rows are the synthetic dataset's.
+    """
+    frame = synthetic_dataset(rows, seed=seed)
+    root.mkdir(parents=True, exist_ok=True)
+    dataset = root / f"repos-{seed}.csv"
+    dataset.write_bytes(render_csv(json_rows(frame)))
+    metrics = holdout or {"r2_log": 0.5, "r2": 0.4, "mae": 1.0, "rmse": 1.5, "spearman": 0.7}
+    version = artifact.write_version(
+        DummyRegressor().fit([[0]], [1]), root / "models",
+        dataset={"path": str(dataset), "sha256": "0" * 64, "rows": rows},
+        metrics={"protocol": "test", "cv": metrics, "holdout": metrics}, params={},
+        tuning=NO_TUNING, baseline={}, dataset_file=dataset, now=now,
+    )
+    artifact.sign_version(version, secret)
+    return version
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Serving: what clients send
+# ------------------------------------------------------------------------------------------------------------
+
+#: What nginx sends for a client in nginx_readyz_detail_allow: /readyz answers with the worker's detail.
+READYZ_DETAIL = {DETAIL_HEADER: "1"}
+
+CSRF_INPUT = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Dataset rows as a JSON client sends them (and the API logs them): JSON types, null (never NaN) for
+    unknown values, booleans for flags."""
+    rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    for row in rows:
+        for key, value in row.items():
+            if value in ("true", "false"):
+                row[key] = value == "true"
+            elif hasattr(value, "item"):
+                row[key] = value.item()
+    return rows
+
+
+def request_rows(count: int = 5, seed: int = 9) -> list[dict[str, Any]]:
+    """``count`` synthetic repositories as a JSON client describes them."""
+    return json_rows(synthetic_dataset(count, seed=seed))
+
+
+def five_rows(seed: int = 3) -> list[dict[str, Any]]:
+    """Five repositories described by their dataset columns (JSON-ready), two with their actual stars."""
+    rows = json_rows(synthetic_dataset(rows=5, seed=seed).loc[:, list(DATASET_COLUMNS)])
+    for index, row in enumerate(rows):
+        row["full_name"] = f"example/repo-{index}"
+        if index >= 2:
+            row.pop("stargazers_count")
+    return rows
+
+
+def unshifted_requests(count: int, seed: int = 2) -> list[dict[str, Any]]:
+    """Repositories drawn from the training distribution (another sample of it)."""
+    return json_rows(synthetic_dataset(count, seed=seed))
+
+
+def shifted_requests(count: int, seed: int = 3) -> list[dict[str, Any]]:
+    """People now ask about much more forked, younger repositories: three features move, the rest do not."""
+    frame = synthetic_dataset(count, seed=seed)
+    frame["forks_count"] = frame["forks_count"] * 25 + 500
+    collected = pd.Timestamp("2026-11-01T00:00:00Z")
+    young = collected - pd.to_timedelta(frame.index.to_series() % 60 + 1, unit="D")
+    frame["created_at"] = young.dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy()
+    frame["pushed_at"] = frame["collected_at"]
+    return json_rows(frame)
+
+
+def write_requests(log: Path, rows: list[dict[str, Any]], version: str, *, batch: int = 5,
+                   max_bytes: int = 150_000, backups: int = 20,
+                   start: datetime = datetime(2026, 11, 2, tzinfo=UTC)) -> None:
+    """Append ``rows`` to a prediction log as the web process does, ``batch`` per request, rotating small
+    files."""
+    for offset in range(0, len(rows), batch):
+        now = start + timedelta(seconds=offset)
+        entries = [prediction_log.record(model_version=version, inputs=row, predicted=100.0,
+                                         interval=(50.0, 200.0), actual=None, source="given", now=now)
+                   for row in rows[offset:offset + batch]]
+        assert prediction_log.append(log, entries, max_bytes=max_bytes, backups=backups)
+
+
+def csrf_token(client: FlaskClient) -> str:
+    page = client.get("/")
+    assert page.status_code == 200
+    match = CSRF_INPUT.search(page.get_data(as_text=True))
+    assert match, "the form page carries no CSRF token"
+    return match.group(1)
+
+
+def form_data(rows: list[dict[str, Any]], token: str | None) -> dict[str, str]:
+    """The browser's POST body for up to five rows (``{"full_name": ..., "forks_count": ...}`` each)."""
+    data: dict[str, str] = {}
+    if token is not None:
+        data["csrf_token"] = token
+    for index, row in enumerate(rows):
+        for name, value in row.items():
+            if isinstance(value, bool):
+                if value:
+                    data[f"rows-{index}-{name}"] = "y"
+            elif value is not None:
+                data[f"rows-{index}-{name}"] = str(value)
+    return data
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Serving: real brokers, workers, apps and whole stacks
+# ------------------------------------------------------------------------------------------------------------
+
+
+def start_broker(state_dir: Path) -> RabbitMQ:
+    require(rabbitmq_available(), "rabbitmq-server (scripts/install_system_deps.sh)")
+    broker = RabbitMQ(state_dir)
+    broker.start()
+    try:
+        broker.wait_ready(60)
+    except Exception:
+        broker.stop()
+        raise
+    return broker
+
+
+def worker_env(broker_url: str, model_dir: Path, state_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        "STARGAZER_BROKER_URL": broker_url,
+        "STARGAZER_MODEL_DIR": str(model_dir),
+        "STARGAZER_DEPLOY_SECRET": DEPLOY_SECRET.decode(),
+        "STARGAZER_STATE_DIR": str(state_dir),
+        "STARGAZER_PREDICTION_LOG": str(state_dir / "worker-predictions.jsonl"),
+        # Lookups never reach the real GitHub from a test: an address where nothing listens.
+        "GITHUB_API_URL": f"http://127.0.0.1:{free_port()}",
+        **extra,
+    }
+
+
+WorkerFactory = Callable[..., CeleryWorker]
+
+
+class Workers:
+    """Starts real ``celery worker`` processes under ``root``; ``stop_all`` stops each by its pid."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: list[CeleryWorker] = []
+
+    def start(self, broker_url: str, model_dir: Path, *, concurrency: int = 1, wait: bool = True,
+              **env: str) -> CeleryWorker:
+        index = len(self.started)
+        state = self.root / f"worker-{index}"
+        worker = CeleryWorker(state, concurrency=concurrency, index=index,
+                              env=worker_env(broker_url, model_dir, state, **env))
+        self.started.append(worker)
+        worker.start()
+        if wait:
+            worker.wait_ready(60)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in reversed(self.started):
+            with contextlib.suppress(Exception):
+                # Cold shutdown first (SIGQUIT to the worker's own pid): a test has nothing in flight worth
+                # the seconds of a warm one. stop() then makes sure the whole process group is gone.
+                record = worker.record()
+                if record is not None and record.alive():
+                    os.kill(record.pid, signal.SIGQUIT)
+                worker.stop(timeout=10)
+
+
+def app_settings(broker_url: str, model_dir: Path, tmp_path: Path, **overrides: Any) -> ServingSettings:
+    github = GitHubSettings(api_url=overrides.pop("github_url", f"http://127.0.0.1:{free_port()}"))
+    # Tests change the broker, worker or model between two /readyz calls: each call probes afresh unless a
+    # test is about the cache.
+    overrides.setdefault("ready_cache_seconds", 0.0)
+    return ServingSettings(
+        broker_url=broker_url,
+        model_dir=model_dir,
+        deploy_secret=DEPLOY_SECRET,
+        prediction_log=tmp_path / "predictions.jsonl",
+        secret_key="test-secret-key",
+        github=github,
+        **overrides,
+    )
+
+
+AppFactory = Callable[..., Flask]
+
+#: Limits low enough that a test can reach them, high enough that the other tests never do.
+TEST_LIMIT = {"nginx_limit_req_rate": "20r/s", "nginx_limit_req_burst": 30}
+
+
+def require_stack_tools() -> None:
+    require_executable("rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server")
+    require_executable("nginx", "/usr/sbin/nginx")
+
+
+def start_stack(state_dir: Path, model_dir: Path, **overrides: Any) -> Stack:
+    """The whole serving stack for real (RabbitMQ -> Celery worker -> gunicorn -> nginx), one of each unless
+    ``overrides`` say otherwise; every process dies with the test run."""
+    env = {
+        "STARGAZER_DEPLOY_SECRET": DEPLOY_SECRET.decode(),
+        # Name lookups must never reach the real GitHub from a test: an address where nothing listens.
+        "GITHUB_API_URL": f"http://127.0.0.1:{free_port()}",
+        **overrides.pop("env", {}),
+    }
+    config = StackConfig(
+        state_dir=state_dir,
+        model_dir=model_dir,
+        celery_workers=1,
+        celery_concurrency=1,
+        gunicorn_workers=1,
+        gunicorn_threads=4,
+        nginx_variables=dict(TEST_LIMIT, **overrides.pop("nginx_variables", {})),
+        env=env,
+        die_with_parent=True,  # a killed test run leaves no broker, worker, gunicorn or nginx behind
+        **overrides,
+    )
+    return Stack(config).start(timeout=60)
+
+
+def queue_counts(broker: RabbitMQ, queue: str) -> tuple[int, int]:
+    """(ready, unacknowledged) messages of a queue, as RabbitMQ itself counts them."""
+    result = broker.ctl("list_queues", "-p", broker.vhost, "-q", "--no-table-headers",
+                        "name", "messages_ready", "messages_unacknowledged")
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == queue:
+            return int(parts[1]), int(parts[2])
+    return 0, 0
+
+
+def worker_hostname(worker: CeleryWorker) -> str:
+    """The node name a worker answers remote-control queries under."""
+    return worker.hostname.replace("%h", socket.gethostname())
+
+
+def inspect_worker(app: Flask, worker: CeleryWorker) -> Any:
+    """Remote-control queries to this one worker (others on the same broker must not answer)."""
+    return app.extensions["celery"].control.inspect(timeout=5, destination=[worker_hostname(worker)])
+
+
+def one_reply(replies: dict[str, Any] | None) -> Any:
+    """The only worker's answer to a remote-control query."""
+    assert replies and len(replies) == 1, replies
+    return next(iter(replies.values()))
+
+
+def switch_current(model_dir: Path, release: Path) -> None:
+    """Point ``current`` at a release directory the way releases.py does (relative symlink, rename)."""
+    tmp = model_dir / ".current-switch"
+    os.symlink(Path("releases") / release.name, tmp)
+    os.replace(tmp, model_dir / "current")
+
+
+def metric_sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of Prometheus exposition text (labels in any order); 0 when absent."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and line.split(" ")[0] != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

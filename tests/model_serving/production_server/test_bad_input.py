@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.model_serving.production_server.helpers import csrf_token, form_data
+from tests.support import csrf_token, form_data
 
 
 def test_wrong_content_type_is_415(offline_client: FlaskClient) -> None:
@@ -233,3 +234,31 @@ def test_dot_segments_are_refused_by_the_form_next_to_the_name(
     field = page[page.index('name="rows-0-full_name"'):]
     message = "&#39;.&#39; and &#39;..&#39; are not names: give the repository&#39;s owner/name"
     assert field.index(message) < field.index("</label>")
+
+
+def test_absurd_numbers_are_refused_with_the_range_not_a_parser_message(offline_client: FlaskClient) -> None:
+    body = {"repositories": [{"full_name": "a/b", "size": 1e20, "forks_count": -2.0,
+                              "created_at": "2020-01-01"}]}
+    answer = offline_client.post("/api/v1/predict", json=body)
+    assert answer.status_code == 400
+    assert answer.json["details"] == {
+        "repositories[0].size": "must be at most 1,000,000,000 (no GitHub repository comes near)",
+        "repositories[0].forks_count": "Input should be greater than or equal to 0",
+    }
+
+
+def test_form_rows_left_out_by_a_client_are_empty_not_copies_of_another_row(offline_app: Flask) -> None:
+    """A script posting only rows 0 and 2 gets two repositories, named as the form numbers them (WTForms'
+    own FieldList turned this into three, row 2 twice)."""
+    from model_serving.production_server.forms import PredictForm
+
+    offline_app.config["WTF_CSRF_ENABLED"] = False
+    data = {"rows-0-language": "Go", "rows-0-forks_count": "3", "rows-0-created_at": "2024-01-01",
+            "rows-2-language": "C", "rows-2-forks_count": "3000", "rows-2-created_at": "2012-01-01"}
+    with offline_app.test_request_context("/predict", method="POST", data=data):
+        form = PredictForm()
+        assert form.validate(), form.errors
+        assert [entry.name for entry in form.rows.entries] == [f"rows-{i}" for i in range(5)]
+        assert [entry.form.is_empty() for entry in form.rows.entries] == [False, True, False, True, True]
+        items = form.items()
+        assert items is not None and [item.row["language"] for item in items if item.row] == ["Go", "C"]

@@ -12,11 +12,6 @@ import pytest
 from model_serving.process_stack.stack import Stack
 from tests.support import REPO_ROOT, require, require_executable
 
-from . import stack_fixtures
-
-signed_model = stack_fixtures.signed_model
-stack = stack_fixtures.stack
-
 pytestmark = pytest.mark.integration
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -20,9 +20,8 @@ from model_serving import artifact
 from model_serving.production_server import create_app, drift
 from model_serving.production_server.cli import RETRAIN_EXIT_CODE, main
 from model_serving.production_server.settings import ServingSettings
-
-from .drift_support import (
-    serve,
+from tests.support import (
+    install,
     shifted_requests,
     unshifted_requests,
     version_with_training_data,
@@ -41,7 +40,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("drift")
     version = version_with_training_data(root, SECRET)
     model_dir = root / "production"
-    return model_dir, serve(version, model_dir)
+    return model_dir, install(model_dir, version)
 
 
 def _report(model_dir: Path, log: Path, **options: int) -> drift.Report:
@@ -173,7 +172,7 @@ def test_the_command_refuses_in_one_line_what_it_cannot_judge(
 def test_a_snapshot_that_is_not_the_signed_one_gives_no_report(tmp_path: Path) -> None:
     version = version_with_training_data(tmp_path, SECRET, rows=300)
     model_dir = tmp_path / "production"
-    serve(version, model_dir)
+    install(model_dir, version)
     snapshot = model_dir / "current" / artifact.SNAPSHOT_FILE
     snapshot.chmod(0o644)
     with gzip.open(snapshot, "wt", encoding="utf-8") as handle:
@@ -188,7 +187,7 @@ def test_a_release_without_training_data_says_so(tmp_path: Path) -> None:
     version = build_tiny_version(tmp_path / "models", rows=60, n_estimators=2)
     artifact.sign_version(version, SECRET)
     model_dir = tmp_path / "production"
-    serve(version, model_dir)
+    install(model_dir, version)
     with pytest.raises(drift.DriftError, match="ships no training data"):
         drift.report(model_dir, tmp_path / "predictions.jsonl", SECRET)
 
@@ -235,16 +234,16 @@ def test_the_page_and_the_api_show_the_same_report_with_its_plot(served: tuple[P
 
 def test_a_new_release_gets_its_own_report_at_once(tmp_path: Path) -> None:
     model_dir, log = tmp_path / "production", tmp_path / "predictions.jsonl"
-    first = serve(version_with_training_data(tmp_path, SECRET, rows=400, seed=1,
-                                             now=datetime(2026, 11, 1, tzinfo=UTC)), model_dir)
+    first = install(model_dir, version_with_training_data(tmp_path, SECRET, rows=400, seed=1,
+                                                          now=datetime(2026, 11, 1, tzinfo=UTC)))
     write_requests(log, shifted_requests(300), first)
     client = _app(model_dir, log, tmp_path).test_client()
     assert client.get("/api/v1/models/drift").get_json()["verdict"] == "retrain"
 
     # ... but a deploy (current moves) does: the retrained model's data is what requests are compared with.
     retrained = tmp_path / "retrained"
-    second = serve(version_with_training_data(retrained, SECRET, rows=400, seed=9,
-                                              now=datetime(2026, 11, 4, tzinfo=UTC)), model_dir)
+    second = install(model_dir, version_with_training_data(retrained, SECRET, rows=400, seed=9,
+                                                           now=datetime(2026, 11, 4, tzinfo=UTC)))
     answer = client.get("/api/v1/models/drift").get_json()
     assert answer["model_version"] == second != first
     assert answer["training_rows"] == 400

@@ -14,10 +14,7 @@ from flask.testing import FlaskClient
 from data_collection.simulator import SimulatorServer
 from model_serving.production_server.budget import BudgetSpent, GitHubBudget
 from model_serving.production_server.client_address import client_address, parse_networks
-from tests.support import free_port
-
-from .conftest import AppFactory
-from .helpers import csrf_token, form_data
+from tests.support import AppFactory, csrf_token, form_data, free_port
 
 TOKENS = ("budget-token",)
 

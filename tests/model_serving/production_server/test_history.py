@@ -24,9 +24,16 @@ from model_serving.production_server import create_app, history
 from model_serving.production_server.settings import ServingSettings
 from synthetic.versions import START, fitted_pipeline
 from tests.githooks.conftest import SECRET, Host, install_host, write_secret
-from tests.support import REPO_ROOT, require, require_executable
-
-from .drift_support import json_rows, shifted_requests, write_requests
+from tests.support import (
+    REPO_ROOT,
+    json_rows,
+    require,
+    require_executable,
+    require_stack_tools,
+    shifted_requests,
+    start_stack,
+    write_requests,
+)
 
 #: Held-out metrics per version, distinct so the page cannot show one release's numbers for another's.
 HOLDOUT = [
@@ -220,8 +227,6 @@ def test_the_models_page_in_chromium_through_nginx(
     pushed: PushedHost, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """A person opens /models through nginx: the table, the RETRAIN line, the drift plot (under the CSP)."""
-    from .stack_fixtures import require_stack_tools, start_stack
-
     require_stack_tools()
     chromium = require_executable("chromium", "/usr/bin/chromium")
     try:

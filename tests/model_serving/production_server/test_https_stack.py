@@ -12,17 +12,15 @@ import pytest
 import requests
 
 from model_serving.process_stack.stack import Stack
-from tests.model_serving.production_server import stack_fixtures
-
-signed_model = stack_fixtures.signed_model
+from tests.support import require_stack_tools, start_stack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def https_stack(tmp_path_factory: pytest.TempPathFactory, signed_model: tuple[Path, str]) -> Iterator[Stack]:
-    stack_fixtures.require_stack_tools()
-    stack = stack_fixtures.start_stack(tmp_path_factory.mktemp("https-stack"), signed_model[0], tls=True)
+    require_stack_tools()
+    stack = start_stack(tmp_path_factory.mktemp("https-stack"), signed_model[0], tls=True)
     try:
         yield stack
     finally:

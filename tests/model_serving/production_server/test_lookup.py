@@ -91,3 +91,16 @@ def test_secrets_never_in_messages(simulator: SimulatorServer, tmp_path: Path) -
         lookup.lookup(simulator.store.repos[12].full_name)
     assert all(token not in str(failure.value) for token in TOKENS)
     assert all(token not in repr(lookup.github) for token in TOKENS)
+
+
+def test_a_spent_rate_limit_is_explained_in_words_a_person_understands() -> None:
+    with SimulatorServer(repos=5, seed=1, tokens=("only-token",)) as sim:
+        lookup = RepositoryLookup(GitHubSettings(api_url=sim.url, tokens=("only-token",)), ttl=60,
+                                  negative_ttl=60, cache_size=10, threads=2, timeout=2)
+        sim.exhaust("only-token")
+        name = sim.store.repos[0].full_name
+        with pytest.raises(LookupFailed) as failure:
+            lookup.lookup(name)
+    message = str(failure.value)
+    assert message.startswith(f"GitHub lookup of {name} failed: GitHub's API rate limit is used up")
+    assert "describe the repository by hand" in message and "tokens spent" not in message

@@ -21,8 +21,7 @@ from model_serving import artifact, releases
 from model_serving.process_stack.stack import Stack
 from model_serving.production_server.lookup import RepositoryLookup
 from synthetic.versions import build_tiny_version
-
-from .stack_fixtures import DEPLOY_SECRET, five_rows, require_stack_tools, start_stack
+from tests.support import DEPLOY_SECRET, five_rows, require_stack_tools, start_stack
 
 pytestmark = pytest.mark.integration
 

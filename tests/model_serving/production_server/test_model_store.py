@@ -13,8 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from model_serving import artifact, releases
 from model_serving.production_server.model_store import ModelStore, ModelUnavailable, RetryState, release_key
-from tests.model_serving.production_server.conftest import DEPLOY_SECRET, Models, install, wait_until
-from tests.model_serving.production_server.helpers import gated_load_version
+from tests.support import DEPLOY_SECRET, Models, gated_load_version, install, wait_until
 
 
 def test_loads_once_and_reloads_only_when_current_moves(tmp_path: Path, signed_models: Models) -> None:

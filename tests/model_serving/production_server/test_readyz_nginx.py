@@ -21,12 +21,12 @@ import requests
 from model_serving import artifact, releases
 from model_serving.process_stack.stack import Stack
 from synthetic.versions import build_tiny_version
-from tests.model_serving.production_server.conftest import wait_until
-from tests.model_serving.production_server.stack_fixtures import (
+from tests.support import (
     DEPLOY_SECRET,
     install_signed_tiny_model,
     require_stack_tools,
     start_stack,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration

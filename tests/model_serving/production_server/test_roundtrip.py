@@ -17,8 +17,16 @@ from flask.testing import FlaskClient
 from data_collection.simulator import SimulatorServer
 from model_serving.process_stack.services import RabbitMQ
 from model_serving.production_server import model_store
-from tests.model_serving.production_server.conftest import AppFactory, Models, Workers, install
-from tests.model_serving.production_server.helpers import READYZ_DETAIL, csrf_token, form_data, json_rows
+from tests.support import (
+    READYZ_DETAIL,
+    AppFactory,
+    Models,
+    Workers,
+    csrf_token,
+    form_data,
+    install,
+    request_rows,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +49,7 @@ def served(served_model: tuple[Path, str], rabbitmq: RabbitMQ, make_app: AppFact
 
 def test_api_round_trip_ranks_in_order_sent_and_logs(served: tuple[Flask, str], tmp_path: Path) -> None:
     app, version = served
-    rows = json_rows(5)
+    rows = request_rows(5)
     rows[2]["stargazers_count"] = None  # actual unknown for one of them
     rows[3]["watchers_count"] = 10**6  # the target's alias: ignored, never used
     answer = app.test_client().post("/api/v1/predict", json={"repositories": rows})
@@ -79,7 +87,7 @@ def test_api_round_trip_ranks_in_order_sent_and_logs(served: tuple[Flask, str], 
 def test_api_same_repository_gives_same_prediction_whatever_the_company(served: tuple[Flask, str]) -> None:
     app, _ = served
     client = app.test_client()
-    rows = json_rows(5)
+    rows = request_rows(5)
     alone = client.post("/api/v1/predict", json={"repositories": rows[:1]}).json["predictions"][0]
     together = client.post("/api/v1/predict", json={"repositories": rows}).json["predictions"][0]
     assert alone["predicted_stars"] == together["predicted_stars"]
@@ -88,7 +96,7 @@ def test_api_same_repository_gives_same_prediction_whatever_the_company(served: 
 
 def test_unreachable_github_is_a_per_item_error_and_the_rest_is_answered(served: tuple[Flask, str]) -> None:
     app, version = served
-    rows = json_rows(2)
+    rows = request_rows(2)
     body = {"repositories": [rows[0], {"full_name": "someone/somewhere"}, rows[1]]}
     answer = app.test_client().post("/api/v1/predict", json=body)
     assert answer.status_code == 200
@@ -132,7 +140,7 @@ def test_readyz_names_the_loaded_version_and_metrics_count(served: tuple[Flask, 
     assert ready.status_code == 200
     assert ready.json["ready"] is True and ready.json["broker"] is True
     assert ready.json["model_version"] == version
-    assert client.post("/api/v1/predict", json={"repositories": json_rows(3)}).status_code == 200
+    assert client.post("/api/v1/predict", json={"repositories": request_rows(3)}).status_code == 200
     text = client.get("/metrics").get_data(as_text=True)
     assert re.search(r'stargazer_http_requests_total\{endpoint="/api/v1/predict",method="POST",'
                      r'status="200"\} [1-9]', text)
@@ -149,7 +157,7 @@ def test_no_worker_is_a_504_and_readyz_false(
     app = make_app(rabbitmq.url, tmp_path / "production", task_timeout=1.0, ready_timeout=0.5,
                    queue="nobody-listens-here")
     client = app.test_client()
-    answer = client.post("/api/v1/predict", json={"repositories": json_rows(1)})
+    answer = client.post("/api/v1/predict", json={"repositories": request_rows(1)})
     assert answer.status_code == 504
     assert answer.json == {"error": "no prediction worker answered within 1 s",
                            "details": {"timeout_seconds": 1.0}}
@@ -161,7 +169,7 @@ def test_no_worker_is_a_504_and_readyz_false(
 
 def test_no_broker_is_a_clear_503(offline_app: Flask) -> None:
     client = offline_app.test_client()
-    answer = client.post("/api/v1/predict", json={"repositories": json_rows(1)})
+    answer = client.post("/api/v1/predict", json={"repositories": request_rows(1)})
     assert answer.status_code == 503
     assert answer.json["error"] == "message broker unreachable: the prediction could not be queued"
     ready = client.get("/readyz", headers=READYZ_DETAIL)

@@ -3,6 +3,7 @@ in front of a tiny upstream, and the pid-file rule (stop exactly what was starte
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -214,6 +216,63 @@ def test_nginx_exempt_addresses_are_never_rate_limited(tmp_path: Path, upstream:
         codes = {requests.post(f"{nginx.url}/api/v1/predict", json={}, timeout=5).status_code
                  for _ in range(20)}
     assert codes == {200}
+
+
+class _CountingUpstream(BaseHTTPRequestHandler):
+    """Answers 200 and remembers each request's client port (one port: one kept-alive connection);
+    ``/api/v1/slow`` takes longer than the nginx under test waits."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn speaks it
+    disable_nagle_algorithm = True
+    peers: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        type(self).peers.append(self.client_address[1])
+        if self.path.startswith("/api/v1/slow"):
+            time.sleep(3)
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # nginx gave up on the slow one already
+            self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.mark.integration
+def test_nginx_keeps_upstream_connections_alive_and_times_out_as_json(tmp_path: Path) -> None:
+    require_executable("nginx", "/usr/sbin/nginx")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CountingUpstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _CountingUpstream.peers = []
+    nginx = Nginx(tmp_path / "nginx", upstreams=[f"127.0.0.1:{server.server_address[1]}"],
+                  variables={"nginx_proxy_read_timeout": 1, "nginx_worker_processes": 1})
+    try:
+        with nginx:
+            nginx.start().wait_ready(10)
+            for i in range(20):
+                assert requests.get(f"{nginx.url}/page-{i}", timeout=5).status_code == 200
+            # 20 requests, each on a new client connection, reached the upstream over ONE kept-alive one.
+            assert len(_CountingUpstream.peers) == 20 and len(set(_CountingUpstream.peers)) == 1
+
+            too_big = requests.post(f"{nginx.url}/api/v1/predict", data=b"x" * (2 * 1024 * 1024),
+                                    headers={"Content-Type": "application/json"}, timeout=10)
+            assert too_big.status_code == 413  # nginx's refusal says it in the app's own words
+            assert too_big.json()["error"] == "request body too large: the limit is 1 MB"
+
+            started = time.monotonic()
+            slow = requests.get(f"{nginx.url}/api/v1/slow", timeout=10)
+            waited = time.monotonic() - started
+            assert slow.status_code == 504 and slow.headers["Content-Type"] == "application/json"
+            assert slow.json() == {"error": "the application server timed out",
+                                   "details": {"status": 504, "source": "nginx"}}
+            assert 0.9 < waited < 2.5, waited  # proxy_read_timeout, not the upstream's 3 s
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_nginx_template_renders_for_several_upstreams_and_is_valid(tmp_path: Path) -> None:

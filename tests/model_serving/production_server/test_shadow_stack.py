@@ -26,9 +26,7 @@ from model_serving.process_stack.stack import Stack
 from model_serving.production_server import shadow, shadow_log, shadow_report
 from synthetic.versions import make_versions
 from tests.githooks.conftest import SECRET, Host, install_host, write_secret
-from tests.model_serving.production_server.conftest import wait_until
-from tests.model_serving.production_server.shadow_support import broken_version
-from tests.model_serving.production_server.stack_fixtures import five_rows, require_stack_tools, start_stack
+from tests.support import broken_version, five_rows, require_stack_tools, start_stack, wait_until
 
 pytestmark = pytest.mark.integration
 

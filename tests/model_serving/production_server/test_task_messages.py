@@ -1,4 +1,5 @@
-"""What a predict_batch message carries: brief argument headers, transient delivery, the reliability settings.
+"""What a predict_batch message carries: brief argument headers, transient delivery, the reliability settings,
+and how the app's Celery is wired and configured from the environment.
 
 No broker needed: the message Celery would publish is captured at ``Celery.send_task``.
 """
@@ -56,3 +57,34 @@ def test_celery_config_keeps_the_reliability_invariants_and_transient_requests()
     assert config["accept_content"] == ["json"]
     assert config["broker_transport_options"]["confirm_publish"] is True
     assert config["task_default_delivery_mode"] == "transient"
+
+
+def test_celery_is_wired_like_flasks_example_and_configured_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        "STARGAZER_BROKER_URL": "amqp://someone:secret@broker.example:5673/elsewhere",
+        "STARGAZER_RESULT_BACKEND": f"file://{tmp_path}",
+        "STARGAZER_QUEUE": "predictions-b",
+        "STARGAZER_TASK_SOFT_TIME_LIMIT": "3",
+        "STARGAZER_TASK_HARD_TIME_LIMIT": "5",
+        "STARGAZER_STATE_DIR": str(tmp_path),
+    }
+    app = create_app({"STARGAZER": ServingSettings.from_env(env)})
+    celery = app.extensions["celery"]
+    assert app.config["CELERY"]["broker_url"] == celery.conf.broker_url == env["STARGAZER_BROKER_URL"]
+    assert celery.conf.result_backend == env["STARGAZER_RESULT_BACKEND"]
+    assert celery.conf.task_default_queue == "predictions-b"
+    assert (celery.conf.task_soft_time_limit, celery.conf.task_time_limit) == (3.0, 5.0)
+    assert celery.conf.task_acks_late and celery.conf.task_reject_on_worker_lost
+    assert celery.conf.worker_prefetch_multiplier == 1
+    assert celery.conf.accept_content == ["json"]
+    predict_task = celery.tasks["stargazer.predict_batch"]
+    assert predict_task.acks_late and predict_task.reject_on_worker_lost
+
+    # Flask's example: every task body runs inside the Flask app's context.
+    @celery.task(name="tests.probe")
+    def probe() -> str:
+        from flask import current_app
+
+        return str(current_app.config["STARGAZER"].queue)
+
+    assert probe.apply().get() == "predictions-b"
