@@ -12,12 +12,11 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from model_serving.development_server import plots, screening, train, tuning
-from model_serving.development_server.cluster import ray_session
+from model_serving.development_server import protocol, screening, train, tuning
 from model_serving.development_server.data import TrainingDataError
 
 
@@ -89,7 +88,7 @@ def _tuning_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     raise click.ClickException(str(exc)) from None
 
 
@@ -125,22 +124,26 @@ def train_command(data: Path, out: Path, **kwargs: Any) -> None:
         _fail(exc)
 
 
-@main.command("screen")
-@_common
-@click.option("--out", type=click.Path(path_type=Path), default=Path("var/screening"), show_default=True)
-def screen_command(data: Path, out: Path, num_cpus: int | None, min_nodes: int, **kwargs: Any) -> None:
-    """Screening alone (training part only): screening.{csv,md,png} in --out."""
-    options = train.RunOptions(data=data, out=out, num_cpus=num_cpus, **kwargs)
-    _check_writable(out)
+def _prepare(options: train.RunOptions) -> protocol.Prepared:
+    """The training part of --data, after --out is known to be writable; bad data is one line."""
+    _check_writable(options.out)
     try:
         _, prepared = train.load(options, click.echo)
     except TrainingDataError as exc:
         _fail(exc)
-    with ray_session(num_cpus=num_cpus, min_nodes=min_nodes) as cluster:
-        click.echo(f"ray: {cluster.address}, {cluster.nodes} node(s), {cluster.cpus:g} CPUs")
+    return prepared
+
+
+@main.command("screen")
+@_common
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/screening"), show_default=True)
+def screen_command(data: Path, out: Path, **kwargs: Any) -> None:
+    """Screening alone (training part only): screening.{csv,md,png} in --out."""
+    options = train.RunOptions(data=data, out=out, **kwargs)
+    prepared = _prepare(options)
+    with train.cluster_session(options, click.echo):
         table = screening.run_screening(prepared, seed=options.seed)
-    csv_path, _ = screening.write_table(table, out)
-    plots.screening_chart(table, out / "screening.png")
+    csv_path = train.write_screening(table, out)
     click.echo(screening.markdown_table(table))
     click.echo(f"screening table: {csv_path}")
 
@@ -149,32 +152,17 @@ def screen_command(data: Path, out: Path, num_cpus: int | None, min_nodes: int, 
 @_common
 @_tuning_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("var/tuning"), show_default=True)
-def tune_command(data: Path, out: Path, num_cpus: int | None, min_nodes: int, **kwargs: Any) -> None:
+def tune_command(data: Path, out: Path, **kwargs: Any) -> None:
     """Ray Tune alone (training part only): trials.csv and tuning.png in --out, best params printed."""
-    options = train.RunOptions(data=data, out=out, num_cpus=num_cpus, **kwargs)
-    _check_writable(out)
-    try:
-        _, prepared = train.load(options, click.echo)
-    except TrainingDataError as exc:
-        _fail(exc)
-    with ray_session(num_cpus=num_cpus, min_nodes=min_nodes) as cluster:
-        click.echo(f"ray: {cluster.address}, {cluster.nodes} node(s), {cluster.cpus:g} CPUs")
-        tuned = tuning.run_tuning(
-            prepared,
-            trials=options.trials,
-            seed=options.seed,
-            cpus_per_trial=options.cpus_per_trial,
-            max_concurrent=options.max_concurrent,
-            search=options.search,
-            reuse_actors=options.reuse_actors,
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    tuned.trials.to_csv(out / "trials.csv", index=False)
-    plots.tuning_chart(tuned.trials, out / "tuning.png")
+    options = train.RunOptions(data=data, out=out, **kwargs)
+    prepared = _prepare(options)
+    with train.cluster_session(options, click.echo):
+        tuned = train.tune(prepared, options)
+    csv_path = train.write_trials(tuned, out)
     for message in tuned.errors:
         click.echo(f"a trial failed (reported, not fatal): {message}")
     click.echo(
-        f"trials: {out / 'trials.csv'} ({len(tuned.trials)} trials, {tuned.wall_seconds:.1f} s, "
+        f"trials: {csv_path} ({len(tuned.trials)} trials, {tuned.wall_seconds:.1f} s, "
         f"nodes {', '.join(tuned.nodes_used)})"
     )
     click.echo(f"best CV: {json.dumps(tuned.best_cv)}")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,25 +136,53 @@ def load(options: RunOptions, echo: Echo) -> tuple[TrainingData, protocol.Prepar
     return data, prepared
 
 
-def train(options: RunOptions, echo: Echo = print) -> TrainOutcome:
-    data, prepared = load(options, echo)
+@contextmanager
+def cluster_session(options: RunOptions, echo: Echo) -> Iterator[ClusterInfo]:
+    """The Ray cluster of one run (``RAY_ADDRESS``'s, or a private local one), named on the terminal."""
     with ray_session(num_cpus=options.num_cpus, min_nodes=options.min_nodes) as cluster:
         echo(f"ray: {cluster.address}, {cluster.nodes} node(s), {cluster.cpus:g} CPUs")
+        yield cluster
+
+
+def tune(prepared: protocol.Prepared, options: RunOptions) -> tuning.TuningResult:
+    """Ray Tune over the training part with the run's search settings (inside ``cluster_session``)."""
+    return tuning.run_tuning(
+        prepared,
+        trials=options.trials,
+        seed=options.seed,
+        cpus_per_trial=options.cpus_per_trial,
+        max_concurrent=options.max_concurrent,
+        search=options.search,
+        reuse_actors=options.reuse_actors,
+    )
+
+
+def write_screening(table: pd.DataFrame, directory: Path) -> Path:
+    """screening.{csv,md,png} in ``directory``; returns the CSV's path."""
+    csv_path, _ = screening.write_table(table, directory)
+    plots.screening_chart(table, directory / "screening.png")
+    return csv_path
+
+
+def write_trials(tuned: tuning.TuningResult, directory: Path) -> Path:
+    """trials.csv and tuning.png in ``directory``; returns the CSV's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    csv_path = directory / "trials.csv"
+    tuned.trials.to_csv(csv_path, index=False)
+    plots.tuning_chart(tuned.trials, directory / "tuning.png")
+    return csv_path
+
+
+def train(options: RunOptions, echo: Echo = print) -> TrainOutcome:
+    data, prepared = load(options, echo)
+    with cluster_session(options, echo) as cluster:
         table = None
         if not options.skip_screening:
             echo("== screening model families (Ray tasks, same folds)")
             table = screening.run_screening(prepared, seed=options.seed)
             echo(screening.markdown_table(table))
         echo(f"== tuning the Random Forest: {options.trials} trials, {options.search} search")
-        tuned = tuning.run_tuning(
-            prepared,
-            trials=options.trials,
-            seed=options.seed,
-            cpus_per_trial=options.cpus_per_trial,
-            max_concurrent=options.max_concurrent,
-            search=options.search,
-            reuse_actors=options.reuse_actors,
-        )
+        tuned = tune(prepared, options)
         for message in tuned.errors:
             echo(f"tuning: a trial failed (reported, not fatal): {message}")
         echo(f"best CV r2_log {tuned.best_cv['r2_log']:.4f} with {json.dumps(tuned.best_params)}")
@@ -245,10 +274,8 @@ def write_companions(
         "\n".join(sorted(prepared.holdout_names)) + "\n", encoding="utf-8"
     )
     if table is not None:
-        screening.write_table(table, version_dir)
-        plots.screening_chart(table, version_dir / "screening.png")
-    tuned.trials.to_csv(version_dir / "trials.csv", index=False)
-    plots.tuning_chart(tuned.trials, version_dir / "tuning.png")
+        write_screening(table, version_dir)
+    write_trials(tuned, version_dir)
     plots.predicted_vs_actual(
         prepared.y_holdout.to_numpy(), predicted, version_dir / "holdout_pred_vs_actual.png"
     )
