@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from model_serving import artifact
 from provisioning.cloud import ServerInfo
 from provisioning.fleet import ROLE_SLUGS, load_fleet
 from provisioning.inventory import build_inventory
@@ -32,7 +33,6 @@ DEPLOY_REPO = "git/stargazer-deploy.git"
 #: Tokens the GitHub simulator accepts; the collector and the production web processes send them.
 GITHUB_TOKENS = "rehearsal-token-1,rehearsal-token-2,rehearsal-token-3"
 VAULT_VARIABLES = (
-    "vault_stargazer_deploy_secret",
     "vault_stargazer_broker_password",
     "vault_ray_auth_token",
     "vault_stargazer_secret_key",
@@ -74,6 +74,7 @@ def host_vars(root: Path, prefix: str, key: str, simulator: str, commit: str) ->
         "stargazer_log_dir": str(tree / "log"),
         "stargazer_run_dir": str(tree / "run"),
         "stargazer_state_dir": str(tree / "state"),
+        "stargazer_deploy_public_key_file": str(tree / "etc-public" / "deploy_public_key"),
         "stargazer_github_api_url": simulator,
         "common_app_repo": f"file://{REPO_ROOT}",
         "common_app_version": commit,
@@ -99,7 +100,7 @@ def host_vars(root: Path, prefix: str, key: str, simulator: str, commit: str) ->
             "deploy_client_user": deployer,
             "deploy_client_group": deployer,
             "deploy_client_home": str(tree / "deploy"),
-            "deploy_client_secret_file": str(tree / "deploy-secret" / "deploy_secret"),
+            "deploy_client_signing_key_file": str(tree / "deploy-key" / "deploy_signing_key"),
             # Relative: git resolves it in the pushed-to account's home, which is each production host's own.
             "deploy_client_remote_repo_dir": DEPLOY_REPO,
         }
@@ -119,6 +120,10 @@ def host_vars(root: Path, prefix: str, key: str, simulator: str, commit: str) ->
             "nginx_log_dir": str(tree / "nginx" / "log"),
             "nginx_temp_dir": str(tree / "nginx" / "tmp"),
             "celery_worker_concurrency": 1,
+            # The account that unpickles the served model, apart from the service account.
+            "celery_worker_user": hosts.account(prefix, f"{key}-w"),
+            "celery_worker_group": hosts.account(prefix, f"{key}-w"),
+            "celery_worker_home": str(tree / "worker-home"),
             "gunicorn_workers": 2,
             "githooks_repo_dir": str(tree / "home" / DEPLOY_REPO),
         }
@@ -181,6 +186,9 @@ def write_vault(root: Path) -> None:
     password.write_text(secrets.token_hex(32) + "\n")
     password.chmod(0o600)
     values = {name: secrets.token_hex(32) for name in VAULT_VARIABLES}
+    signing_key, public_key = artifact.generate_key_pair()
+    values["vault_stargazer_deploy_signing_key"] = signing_key
+    values["vault_stargazer_deploy_public_key"] = public_key
     values["vault_stargazer_github_tokens"] = GITHUB_TOKENS
     vault.write_text(yaml.safe_dump(values))
     vault.chmod(0o600)
