@@ -111,5 +111,7 @@ def describe_error(cls: type[EnvSettings], exc: ValidationError) -> str:
     key = str(loc[0])
     name = env_name(cls, key) if key in cls.model_fields else key
     given = error.get("input")
-    shown = "" if _is_secret(cls, key) or not isinstance(given, str) else f", got {given!r}"
+    # A project validator words its own message (and quotes only what is safe to show).
+    quiet = error["type"] == "value_error" or _is_secret(cls, key) or not isinstance(given, str)
+    shown = "" if quiet else f", got {given!r}"
     return f"{name}: {message}{shown}".splitlines()[0]

@@ -1,14 +1,8 @@
 """gunicorn's configuration for the stargazer web app (``gunicorn -c gunicorn.conf.py wsgi:app``).
 
-gunicorn reads this file itself, before the app is imported, so the few knobs of the HTTP server live here
-(the app's own settings stay in ``settings.py``). They come from the environment with defaults that suit a
-2-core host behind nginx:
-
-    STARGAZER_GUNICORN_BIND      127.0.0.1:8000 (or unix:/path/to.sock)
-    STARGAZER_GUNICORN_WORKERS   2   processes
-    STARGAZER_GUNICORN_THREADS   8   threads per process
-    STARGAZER_GUNICORN_TIMEOUT   30  seconds a worker may be silent before the master restarts it
-    PROMETHEUS_MULTIPROC_DIR     where every process writes its metrics (shared with the Celery workers)
+gunicorn reads this file itself, before the app is imported, so the few knobs of the HTTP server live here;
+their values come from ``settings.GunicornSettings`` (``STARGAZER_GUNICORN_*``, ``PROMETHEUS_MULTIPROC_DIR``;
+README.md's configuration table), with defaults that suit a 2-core host behind nginx.
 
 Why gthread: a request spends its time waiting for a Celery worker's answer, not computing, so threads keep
 many requests in flight with little memory, while the processes keep one slow request from stalling all.
@@ -16,26 +10,18 @@ many requests in flight with little memory, while the processes keep one slow re
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from model_serving.production_server.settings import GunicornSettings, SettingsError
 
+try:
+    _settings = GunicornSettings.from_env()
+except SettingsError as exc:
+    raise SystemExit(str(exc)) from None
 
-def _int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SystemExit(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-bind = [os.environ.get("STARGAZER_GUNICORN_BIND", "127.0.0.1:8000")]
-workers = _int("STARGAZER_GUNICORN_WORKERS", 2)
-threads = _int("STARGAZER_GUNICORN_THREADS", 8)
+bind = [_settings.bind]
+workers = _settings.workers
+threads = _settings.threads
 worker_class = "gthread"
-timeout = _int("STARGAZER_GUNICORN_TIMEOUT", 30)
+timeout = _settings.timeout
 # SIGTERM lets running requests finish for this long (longer than the app's task timeout of 10 s).
 graceful_timeout = 20
 # Longer than nginx's upstream keepalive_timeout (30 s): nginx, not gunicorn, closes idle connections, so
@@ -45,11 +31,11 @@ keepalive = 75
 limit_request_line = 8190
 limit_request_fields = 100
 # nginx on the same host sets X-Forwarded-*; trust it only from there.
-forwarded_allow_ips = os.environ.get("STARGAZER_FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = _settings.forwarded_allow_ips
 proc_name = "stargazer-web"
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("STARGAZER_GUNICORN_LOGLEVEL", "info")
+loglevel = _settings.loglevel
 # client, request id from nginx, request line, status, bytes, duration in ms.
 access_log_format = '%(h)s %({x-request-id}i)s "%(r)s" %(s)s %(b)s %(M)sms'
 # Each worker imports the app after the fork: broker connections and threads must never be shared
@@ -59,14 +45,13 @@ preload_app = False
 
 def on_starting(server: object) -> None:
     """The metrics directory must exist before any worker writes to it."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+    if _settings.metrics_dir is not None:
+        _settings.metrics_dir.mkdir(parents=True, exist_ok=True)
 
 
 def child_exit(server: object, worker: object) -> None:
     """A dead worker's live gauges must leave the sum (prometheus_client multiprocess mode)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _settings.metrics_dir is not None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

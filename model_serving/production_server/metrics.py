@@ -15,7 +15,7 @@ outcomes and the model version, so the metrics cannot leak inputs.
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -86,22 +86,19 @@ MODEL_LOADS = Counter(
 )
 
 
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-
-
-def render() -> bytes:
-    """The exposition text: all processes' samples in multiprocess mode, else this process's."""
-    if multiprocess_dir():
+def render(multiprocess_dir: Path | None) -> bytes:
+    """The exposition text: all processes' samples in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, from
+    the settings), else this process's."""
+    if multiprocess_dir is not None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
 
 
-def mark_process_dead(pid: int) -> None:
+def mark_process_dead(pid: int, multiprocess_dir: Path | None) -> None:
     """Drop a dead process's live gauges (call from gunicorn's child_exit and Celery's process shutdown)."""
-    if multiprocess_dir():
+    if multiprocess_dir is not None:
         multiprocess.mark_process_dead(pid)
 
 

@@ -38,7 +38,8 @@ def readyz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics_view() -> Response:
-    return Response(metrics.render(), mimetype=metrics.CONTENT_TYPE_LATEST)
+    return Response(metrics.render(current_app.config["STARGAZER"].metrics_dir),
+                    mimetype=metrics.CONTENT_TYPE_LATEST)
 
 
 def _start_timer() -> None:

@@ -1,34 +1,35 @@
 """Configuration of the production server, read from the environment in this one place (docs/contracts.md §6).
 
-The web app, the Celery config and the workers all take their values from ``ServingSettings``, so an operator
-has one table to read (docs/production_server.md) and one place to audit for secrets. Celery's own settings
-are built from these values (``celery_config``), not from Flask's ``from_prefixed_env``, so the names an
-operator sets are the project's documented ones, not Celery's internals.
+The web app, the Celery config, the workers and gunicorn all take their values from the classes here, so an
+operator has one table to read (README.md's, generated from these fields) and one place to audit for
+secrets. Celery's own settings are built from these values (``celery_config``), not from Flask's
+``from_prefixed_env``, so the names an operator sets are the project's documented ones, not Celery's
+internals.
 
-Secrets (the broker password inside the URL, the deploy secret, the Flask secret key, GitHub tokens) are kept
-out of ``repr`` so they never reach a log line.
+Secrets (the broker password inside the URL, the Flask secret key, GitHub tokens) are kept out of ``repr``
+and out of error messages, so they never reach a log line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from data_collection.settings import Settings as GitHubSettings
-from data_collection.settings import SettingsError
+from envsettings import EnvSettings, SettingsError
+from envsettings.private_files import create_once, read_secret
 from model_serving import artifact
 from model_serving.production_server import prediction_log as prediction_log_module
 from model_serving.production_server.client_address import Network, parse_networks
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_BROKER_URL: Final = "amqp://stargazer:stargazer@127.0.0.1:5672/stargazer"
+DEFAULT_STATE_DIR: Final = REPO_ROOT / "var"
 DEFAULT_MODEL_DIR: Final = REPO_ROOT / "var" / "production"
 DEFAULT_PREDICTION_LOG: Final = REPO_ROOT / "var" / "predictions.jsonl"
 #: The JSON API's body limit (docs/contracts.md §5: a body over 1 MB is a 413). nginx's client_max_body_size
@@ -40,216 +41,52 @@ DEFAULT_GITHUB_BUDGET: Final = 500.0
 #: Names the form offers to try when STARGAZER_EXAMPLE_REPOSITORIES is unset: they exist on GitHub itself.
 DEFAULT_EXAMPLE_REPOSITORIES: Final = ("pallets/flask", "psf/requests", "numpy/numpy")
 BUDGET_FILE: Final = "github_budget.sqlite3"
+SECRET_KEY_FILE: Final = "flask_secret_key"  # noqa: S105 - a file name, not a secret
 FORM_ROWS: Final = 5
 
-__all__ = ["ServingSettings", "SettingsError", "celery_config"]
+__all__ = ["GunicornSettings", "ReportSettings", "ServingSettings", "SettingsError", "celery_config"]
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = env.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum:g}, got {raw!r}")
-    return value
+class ModelSettings(EnvSettings):
+    """Where the served model is and how it is verified: what the web app, the workers and reports share."""
 
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, validation_alias="STARGAZER_MODEL_DIR",
+                            description="Production model directory: `releases/<version>/` and the `current` "
+                                        "link post-receive switches.")
+    prediction_log: Path = Field(DEFAULT_PREDICTION_LOG, validation_alias="STARGAZER_PREDICTION_LOG",
+                                 description="One JSON line per prediction (drift checks read it).")
+    #: The raw Ed25519 public key that verifies model.json (given as its base64 text).
+    deploy_public_key: bytes | None = Field(
+        None, validation_alias="STARGAZER_DEPLOY_PUBLIC_KEY",
+        description="Base64 Ed25519 public key that verifies model.json (not a secret).")
+    deploy_public_key_file: Path | None = Field(
+        None, validation_alias="STARGAZER_DEPLOY_PUBLIC_KEY_FILE",
+        description="File holding that key (how Ansible provides it).")
+    allow_unsigned_models: bool = Field(
+        False, validation_alias="STARGAZER_ALLOW_UNSIGNED_MODELS",
+        description="Serve unsigned models (tests of unsigned artifacts only; never in production).")
 
-def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in {"1", "true", "yes"}:
-        return True
-    if raw in {"0", "false", "no"}:
-        return False
-    raise SettingsError(f"{name} must be 1/true/yes or 0/false/no, got {raw!r}")
-
-
-def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[Network, ...]:
-    raw = env.get(name, "") or default
-    try:
-        return parse_networks(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be comma-separated IP addresses or networks, got {raw!r}") from None
-
-
-def _example_repositories(env: Mapping[str, str]) -> tuple[str, ...]:
-    """STARGAZER_EXAMPLE_REPOSITORIES: comma-separated owner/name; unset: GitHub's own, empty: none shown."""
-    from model_serving.production_server.inputs import FULL_NAME_PATTERN  # inputs imports this module
-
-    raw = env.get("STARGAZER_EXAMPLE_REPOSITORIES")
-    if raw is None:
-        return DEFAULT_EXAMPLE_REPOSITORIES
-    names = tuple(name.strip() for name in raw.split(",") if name.strip())
-    bad = [name for name in names if not FULL_NAME_PATTERN.match(name)]
-    if bad:
-        raise SettingsError(f"STARGAZER_EXAMPLE_REPOSITORIES must list owner/name, got {bad[0]!r}")
-    return names
-
-
-def _secret_from(env: Mapping[str, str], name: str) -> str | None:
-    """``NAME`` or the file named by ``NAME_FILE`` (how Ansible provisions secrets outside git)."""
-    value = env.get(name, "")
-    if value:
-        return value
-    path = env.get(f"{name}_FILE", "")
-    if path:
-        try:
-            return Path(path).read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            raise SettingsError(f"{name}_FILE {path!r} cannot be read: {exc.strerror}") from None
-    return None
-
-
-def _public_key(env: Mapping[str, str]) -> bytes | None:
-    """The deploy public key (STARGAZER_DEPLOY_PUBLIC_KEY, else the file STARGAZER_DEPLOY_PUBLIC_KEY_FILE)."""
-    try:
-        return artifact.public_key_from(env.get(artifact.PUBLIC_KEY_ENV),
-                                        env.get(artifact.PUBLIC_KEY_FILE_ENV))
-    except artifact.ArtifactError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _local_secret_key(path: Path) -> str:
-    """A per-machine key kept in ``var/`` (outside git), created once with mode 0600.
-
-    Every gunicorn worker must share the key (a CSRF token made by one worker is checked by another), so a
-    random key per process would break the form. The key is written and fsynced under a private temporary
-    name first, then hard-linked into place: ``link`` fails if the name exists, so exactly one process's
-    key wins, and the name never points to a file that is still being written (the workers of a cold start
-    read it while it is created). An empty key (a file someone truncated) is refused, never used.
-    """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(secrets.token_urlsafe(48) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            with contextlib.suppress(FileExistsError):  # another process linked its key first: use that
-                os.link(temporary, path)
-        finally:
-            os.unlink(temporary)
-    try:
-        key = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise SettingsError(f"the Flask secret key file {path} cannot be read: {exc.strerror}") from None
-    if not key:
-        raise SettingsError(f"the Flask secret key file {path} is empty: delete it (a new key is made) "
-                            "or set STARGAZER_SECRET_KEY")
-    return key
-
-
-@dataclass(frozen=True)
-class ServingSettings:
-    """Every tunable of the web app and the workers. See docs/production_server.md for the table."""
-
-    broker_url: str = field(default=DEFAULT_BROKER_URL, repr=False)
-    result_backend: str = "rpc://"
-    #: The queue tasks go to and workers consume (two stacks may share one broker with different queues).
-    queue: str = "stargazer"
-    model_dir: Path = DEFAULT_MODEL_DIR
-    #: The raw Ed25519 public key that verifies model.json (STARGAZER_DEPLOY_PUBLIC_KEY[_FILE]).
-    deploy_public_key: bytes | None = None
-    #: Accept unsigned models (tests of unsigned artifacts only; never in production).
-    require_signature: bool = True
-    prediction_log: Path = DEFAULT_PREDICTION_LOG
-    #: The prediction log is rotated before it passes this size (0: never), keeping this many old files.
-    prediction_log_max_bytes: int = prediction_log_module.DEFAULT_MAX_BYTES
-    prediction_log_backups: int = prediction_log_module.DEFAULT_BACKUPS
-    secret_key: str = field(default="", repr=False)
-    #: The session cookie (it carries the form's CSRF token) is sent over HTTPS only: nginx serves HTTPS.
-    #: Off only for a stack that really is plain HTTP (STARGAZER_SESSION_COOKIE_SECURE=0).
-    session_cookie_secure: bool = True
-    github: GitHubSettings = field(default_factory=GitHubSettings)
-    #: Extra kombu transport options (JSON), e.g. the embedded broker's ``{"polling_interval": 0.05}``.
-    broker_transport_options: dict[str, Any] = field(default_factory=dict)
-    #: How long the web process waits for a worker's answer before a 504.
-    task_timeout: float = 10.0
-    #: Celery's soft / hard time limits of one predict_batch (the soft one raises inside the task).
-    task_soft_time_limit: float = 8.0
-    task_hard_time_limit: float = 12.0
-    #: /readyz: a worker must answer the ping within this many seconds (docs/contracts.md §5: 2 s).
-    ready_timeout: float = 2.0
-    #: Broker reachability probe of /readyz.
-    broker_probe_timeout: float = 1.0
-    #: /readyz reuses one probe's answer this long (per web process): callers cannot make it open a broker
-    #: connection and send a ping per request.
-    ready_cache_seconds: float = 1.0
-    #: GitHub lookups: cache lifetime of a found / not-found repository, and the cache size.
-    lookup_ttl: float = 600.0
-    lookup_negative_ttl: float = 60.0
-    lookup_cache_size: int = 4096
-    lookup_threads: int = 8
-    #: Timeout of one GitHub call made during a web request (the collector's are longer).
-    lookup_timeout: float = 5.0
-    #: GitHub calls one client (by address) may cause per hour: a tenth of one token's 5,000 (budget.py).
-    github_budget_per_hour: float = DEFAULT_GITHUB_BUDGET
-    #: The budget's SQLite file, shared by every web process of the host (None: a private temporary file,
-    #: for apps built by hand in tests; from_env always names one in STARGAZER_STATE_DIR).
-    github_budget_db: Path | None = None
-    #: Peers whose X-Real-IP names the client (nginx): STARGAZER_FORWARDED_ALLOW_IPS, as gunicorn reads it.
-    trusted_proxies: tuple[Network, ...] = field(default_factory=lambda: parse_networks("127.0.0.1"))
-    #: owner/name examples the form shows: names that exist on the GitHub this server asks (the simulator's
-    #: in the demo, set by inventory/demo.yml).
-    example_repositories: tuple[str, ...] = DEFAULT_EXAMPLE_REPOSITORIES
-
+    @field_validator("deploy_public_key", mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
-        env = dict(os.environ if env is None else env)
-        model_dir = Path(env.get("STARGAZER_MODEL_DIR") or DEFAULT_MODEL_DIR)
-        deploy_public_key = _public_key(env)
-        secret_key = _secret_from(env, "STARGAZER_SECRET_KEY") or _local_secret_key(
-            Path(env.get("STARGAZER_STATE_DIR") or REPO_ROOT / "var") / "flask_secret_key"
-        )
-        soft = _number(env, "STARGAZER_TASK_SOFT_TIME_LIMIT", 8.0, minimum=0.1)
-        hard = _number(env, "STARGAZER_TASK_HARD_TIME_LIMIT", max(12.0, soft + 2.0), minimum=0.2)
-        if hard <= soft:
-            raise SettingsError("STARGAZER_TASK_HARD_TIME_LIMIT must exceed STARGAZER_TASK_SOFT_TIME_LIMIT")
-        raw_options = env.get("STARGAZER_BROKER_TRANSPORT_OPTIONS") or "{}"
-        try:
-            transport_options = json.loads(raw_options)
-        except json.JSONDecodeError as exc:
-            raise SettingsError(f"STARGAZER_BROKER_TRANSPORT_OPTIONS is not JSON: {exc.msg}") from None
-        if not isinstance(transport_options, dict):
-            raise SettingsError("STARGAZER_BROKER_TRANSPORT_OPTIONS must be a JSON object")
-        return cls(
-            broker_url=env.get("STARGAZER_BROKER_URL") or DEFAULT_BROKER_URL,
-            broker_transport_options=transport_options,
-            result_backend=env.get("STARGAZER_RESULT_BACKEND") or "rpc://",
-            queue=env.get("STARGAZER_QUEUE") or "stargazer",
-            model_dir=model_dir,
-            deploy_public_key=deploy_public_key,
-            require_signature=env.get("STARGAZER_ALLOW_UNSIGNED_MODELS", "") not in {"1", "true", "yes"},
-            prediction_log=Path(env.get("STARGAZER_PREDICTION_LOG") or DEFAULT_PREDICTION_LOG),
-            prediction_log_max_bytes=int(_number(env, "STARGAZER_PREDICTION_LOG_MAX_BYTES",
-                                                 prediction_log_module.DEFAULT_MAX_BYTES)),
-            prediction_log_backups=int(_number(env, "STARGAZER_PREDICTION_LOG_BACKUPS",
-                                               prediction_log_module.DEFAULT_BACKUPS)),
-            secret_key=secret_key,
-            session_cookie_secure=_flag(env, "STARGAZER_SESSION_COOKIE_SECURE", default=True),
-            github=GitHubSettings.from_env(env),
-            task_timeout=_number(env, "STARGAZER_TASK_TIMEOUT", 10.0, minimum=0.1),
-            task_soft_time_limit=soft,
-            task_hard_time_limit=hard,
-            ready_timeout=_number(env, "STARGAZER_READY_TIMEOUT", 2.0, minimum=0.1),
-            ready_cache_seconds=_number(env, "STARGAZER_READY_CACHE_SECONDS", 1.0),
-            lookup_ttl=_number(env, "STARGAZER_LOOKUP_TTL", 600.0),
-            lookup_negative_ttl=_number(env, "STARGAZER_LOOKUP_NEGATIVE_TTL", 60.0),
-            lookup_cache_size=int(_number(env, "STARGAZER_LOOKUP_CACHE_SIZE", 4096, minimum=1)),
-            lookup_threads=int(_number(env, "STARGAZER_LOOKUP_THREADS", 8, minimum=1)),
-            lookup_timeout=_number(env, "STARGAZER_LOOKUP_TIMEOUT", 5.0, minimum=0.1),
-            github_budget_per_hour=_number(env, "STARGAZER_GITHUB_BUDGET_PER_HOUR", DEFAULT_GITHUB_BUDGET,
-                                           minimum=1.0),
-            github_budget_db=Path(env.get("STARGAZER_STATE_DIR") or REPO_ROOT / "var") / BUDGET_FILE,
-            trusted_proxies=_networks(env, "STARGAZER_FORWARDED_ALLOW_IPS", "127.0.0.1"),
-            example_repositories=_example_repositories(env),
-        )
+    def _parse_key(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return artifact.parse_public_key(value)
+            except artifact.ArtifactError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _key_from_file(self) -> ModelSettings:
+        if self.deploy_public_key is None and self.deploy_public_key_file is not None:
+            text = read_secret(None, self.deploy_public_key_file, name="STARGAZER_DEPLOY_PUBLIC_KEY")
+            if text is not None:
+                object.__setattr__(self, "deploy_public_key", self._parse_key(text))  # frozen: set once, here
+        return self
+
+    @property
+    def require_signature(self) -> bool:
+        return not self.allow_unsigned_models
 
     @property
     def current_link(self) -> Path:
@@ -257,25 +94,163 @@ class ServingSettings:
         return self.model_dir / "current"
 
 
-@dataclass(frozen=True)
-class ReportSettings:
+class ReportSettings(ModelSettings):
     """What the ``drift`` command reads: the serving app's own names, without its web-only settings (a
     report run from a shell must not need, or create, the Flask secret key)."""
 
-    model_dir: Path = DEFAULT_MODEL_DIR
-    prediction_log: Path = DEFAULT_PREDICTION_LOG
-    deploy_public_key: bytes | None = None
-    require_signature: bool = True
+
+class ServingSettings(ModelSettings):
+    """Every tunable of the web app and the workers."""
+
+    empty_is_a_value = frozenset({"STARGAZER_EXAMPLE_REPOSITORIES"})
+
+    broker_url: str = Field(DEFAULT_BROKER_URL, repr=False, validation_alias="STARGAZER_BROKER_URL",
+                            description="Celery broker (secret: the URL holds the password).")
+    broker_transport_options: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict, validation_alias="STARGAZER_BROKER_TRANSPORT_OPTIONS",
+        description='Extra kombu transport options, a JSON object (e.g. `{"polling_interval": 0.05}`).')
+    result_backend: str = Field("rpc://", validation_alias="STARGAZER_RESULT_BACKEND",
+                                description="Celery result backend.")
+    queue: str = Field("stargazer", validation_alias="STARGAZER_QUEUE",
+                       description="Queue tasks go to and workers consume (stacks may share a broker).")
+    state_dir: Path = Field(DEFAULT_STATE_DIR, validation_alias="STARGAZER_STATE_DIR",
+                            description="State kept between restarts: the generated Flask key, the GitHub "
+                                        "budget database.")
+    prediction_log_max_bytes: int = Field(
+        prediction_log_module.DEFAULT_MAX_BYTES, ge=0, validation_alias="STARGAZER_PREDICTION_LOG_MAX_BYTES",
+        description="The prediction log is rotated before it passes this size (0: never).")
+    prediction_log_backups: int = Field(
+        prediction_log_module.DEFAULT_BACKUPS, ge=0, validation_alias="STARGAZER_PREDICTION_LOG_BACKUPS",
+        description="Rotated prediction logs kept.")
+    secret_key: str = Field("", repr=False, validation_alias="STARGAZER_SECRET_KEY",
+                            description="Flask secret key (CSRF tokens; secret). Unset: one generated per "
+                                        "host in the state directory.")
+    secret_key_file: Path | None = Field(None, validation_alias="STARGAZER_SECRET_KEY_FILE",
+                                         description="File holding the Flask secret key.")
+    session_cookie_secure: bool = Field(
+        True, validation_alias="STARGAZER_SESSION_COOKIE_SECURE",
+        description="Session cookie (it carries the CSRF token) over HTTPS only; off only for plain HTTP.")
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
+    task_timeout: float = Field(10.0, ge=0.1, validation_alias="STARGAZER_TASK_TIMEOUT",
+                                description="Seconds the web process waits for a worker's answer (then 504).")
+    task_soft_time_limit: float = Field(8.0, ge=0.1, validation_alias="STARGAZER_TASK_SOFT_TIME_LIMIT",
+                                        description="Celery's soft time limit of one batch, s.")
+    task_hard_time_limit: float | None = Field(
+        None, ge=0.2, validation_alias="STARGAZER_TASK_HARD_TIME_LIMIT",
+        description="Celery's hard time limit, s; unset: max(12, soft + 2); must exceed the soft one.")
+    ready_timeout: float = Field(2.0, ge=0.1, validation_alias="STARGAZER_READY_TIMEOUT",
+                                 description="/readyz: a worker must answer the ping within this, s.")
+    #: Broker reachability probe of /readyz.
+    broker_probe_timeout: float = 1.0
+    ready_cache_seconds: float = Field(1.0, ge=0, validation_alias="STARGAZER_READY_CACHE_SECONDS",
+                                       description="/readyz reuses one probe's answer this long, s.")
+    lookup_ttl: float = Field(600.0, ge=0, validation_alias="STARGAZER_LOOKUP_TTL",
+                              description="Cache lifetime of a repository found on GitHub, s.")
+    lookup_negative_ttl: float = Field(60.0, ge=0, validation_alias="STARGAZER_LOOKUP_NEGATIVE_TTL",
+                                       description="Cache lifetime of a repository not found, s.")
+    lookup_cache_size: int = Field(4096, ge=1, validation_alias="STARGAZER_LOOKUP_CACHE_SIZE",
+                                   description="Repositories the lookup cache holds.")
+    lookup_threads: int = Field(8, ge=1, validation_alias="STARGAZER_LOOKUP_THREADS",
+                                description="GitHub lookups run at once per web process.")
+    lookup_timeout: float = Field(5.0, ge=0.1, validation_alias="STARGAZER_LOOKUP_TIMEOUT",
+                                  description="Timeout of one GitHub call made during a web request, s.")
+    github_budget_per_hour: float = Field(
+        DEFAULT_GITHUB_BUDGET, ge=1.0, validation_alias="STARGAZER_GITHUB_BUDGET_PER_HOUR",
+        description="GitHub calls one client (by address) may cause per hour.")
+    #: The budget's SQLite file, shared by every web process of the host (None: a private temporary file,
+    #: for apps built by hand in tests; from_env always names one in the state directory).
+    github_budget_db: Path | None = None
+    trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = Field(
+        default_factory=lambda: parse_networks("127.0.0.1"), validation_alias="STARGAZER_FORWARDED_ALLOW_IPS",
+        description="Peers whose X-Real-IP names the client (nginx), comma-separated; gunicorn reads it too.")
+    example_repositories: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_EXAMPLE_REPOSITORIES, validation_alias="STARGAZER_EXAMPLE_REPOSITORIES",
+        description="owner/name examples the form shows, comma-separated (empty: none).")
+    metrics_dir: Path | None = Field(
+        None, validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="Where every gunicorn and Celery process writes its metrics (emptied at each start).")
+
+    @field_validator("broker_transport_options", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"is not JSON: {exc.msg}") from None
+        if not isinstance(decoded, dict):
+            raise ValueError("must be a JSON object")
+        return decoded
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_networks(value)
+        except ValueError:
+            raise ValueError(f"must be comma-separated IP addresses or networks, got {value!r}") from None
+
+    @field_validator("example_repositories", mode="before")
+    @classmethod
+    def _repositories(cls, value: Any) -> Any:
+        from model_serving.production_server.inputs import FULL_NAME_PATTERN  # inputs imports this module
+
+        if not isinstance(value, str):
+            return value
+        names = tuple(name.strip() for name in value.split(",") if name.strip())
+        bad = [name for name in names if not FULL_NAME_PATTERN.match(name)]
+        if bad:
+            raise ValueError(f"must list owner/name, got {bad[0]!r}")
+        return names
+
+    @model_validator(mode="after")
+    def _limits_and_key_file(self) -> ServingSettings:
+        hard = self.task_hard_time_limit
+        if hard is None:
+            object.__setattr__(self, "task_hard_time_limit", max(12.0, self.task_soft_time_limit + 2.0))
+        elif hard <= self.task_soft_time_limit:
+            raise ValueError("STARGAZER_TASK_HARD_TIME_LIMIT must exceed STARGAZER_TASK_SOFT_TIME_LIMIT")
+        if not self.secret_key and self.secret_key_file is not None:
+            key = read_secret(None, self.secret_key_file, name="STARGAZER_SECRET_KEY") or ""
+            object.__setattr__(self, "secret_key", key)  # frozen: set once, here
+        return self
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ReportSettings:
-        env = dict(os.environ if env is None else env)
-        return cls(
-            model_dir=Path(env.get("STARGAZER_MODEL_DIR") or DEFAULT_MODEL_DIR),
-            prediction_log=Path(env.get("STARGAZER_PREDICTION_LOG") or DEFAULT_PREDICTION_LOG),
-            deploy_public_key=_public_key(env),
-            require_signature=env.get("STARGAZER_ALLOW_UNSIGNED_MODELS", "") not in {"1", "true", "yes"},
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
+        """The environment's settings; without a configured key, the host's generated one (made once)."""
+        values = cls.env_values(environ)
+        values["github"] = GitHubSettings.from_env(environ)
+        settings = cls.build(values)
+        changes: dict[str, Any] = {"github_budget_db": settings.state_dir / BUDGET_FILE}
+        if not settings.secret_key:
+            path = settings.state_dir / SECRET_KEY_FILE
+            try:
+                changes["secret_key"] = create_once(path)
+            except ValueError as exc:
+                raise SettingsError(f"the Flask secret key file {exc}; or set STARGAZER_SECRET_KEY") from None
+        return settings.model_copy(update=changes)
+
+
+class GunicornSettings(EnvSettings):
+    """The HTTP server's own knobs, read by ``gunicorn.conf.py`` before the app is imported."""
+
+    bind: str = Field("127.0.0.1:8000", validation_alias="STARGAZER_GUNICORN_BIND",
+                      description="gunicorn's address: `host:port` or `unix:/path`.")
+    workers: int = Field(2, ge=1, validation_alias="STARGAZER_GUNICORN_WORKERS",
+                         description="gunicorn processes.")
+    threads: int = Field(8, ge=1, validation_alias="STARGAZER_GUNICORN_THREADS",
+                         description="Threads per gunicorn process (requests mostly wait for a worker).")
+    timeout: int = Field(30, ge=1, validation_alias="STARGAZER_GUNICORN_TIMEOUT",
+                         description="Seconds a gunicorn worker may be silent before it is restarted.")
+    loglevel: str = Field("info", validation_alias="STARGAZER_GUNICORN_LOGLEVEL",
+                          description="gunicorn's log level.")
+    forwarded_allow_ips: str = Field("127.0.0.1", validation_alias="STARGAZER_FORWARDED_ALLOW_IPS",
+                                     description="Peers whose X-Forwarded-* gunicorn trusts (nginx).")
+    metrics_dir: Path | None = Field(None, validation_alias="PROMETHEUS_MULTIPROC_DIR",
+                                     description="Shared metrics directory (see the serving settings).")
 
 
 def celery_config(settings: ServingSettings) -> dict[str, Any]:

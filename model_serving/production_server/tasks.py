@@ -99,4 +99,6 @@ def _load_model_at_process_start(**_: Any) -> None:
 
 @worker_process_shutdown.connect
 def _forget_process_metrics(**_: Any) -> None:
-    metrics.mark_process_dead(os.getpid())
+    flask_app = getattr(current_celery_app, "flask_app", None)
+    if flask_app is not None:
+        metrics.mark_process_dead(os.getpid(), flask_app.config["STARGAZER"].metrics_dir)

@@ -31,7 +31,7 @@ def test_the_operator_list_is_read_in_order_and_an_empty_one_shows_none(tmp_path
 
 
 def test_a_name_that_is_not_owner_slash_name_is_refused_in_one_line(tmp_path: Path) -> None:
-    message = r"STARGAZER_EXAMPLE_REPOSITORIES must list owner/name, got 'flask'"
+    message = r"^STARGAZER_EXAMPLE_REPOSITORIES: must list owner/name, got 'flask'$"
     with pytest.raises(SettingsError, match=message):
         _settings(tmp_path, STARGAZER_EXAMPLE_REPOSITORIES="pallets/flask,flask")
 
