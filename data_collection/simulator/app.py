@@ -41,6 +41,8 @@ LIST_KINDS = ("contributors", "commits", "releases")
 
 TOO_LARGE = ("The history or contributor list is too large to list contributors for this repository via the "
              "API.")
+RATE_LIMIT_DOCS = f"{DOCS}/overview/rate-limits-for-the-rest-api"
+GRAPHQL_AUTH_DOCS = "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql"
 SECONDARY = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
              "If you reach out to GitHub Support for help, please include the request ID {rid}.")
 
@@ -59,6 +61,55 @@ def _json(payload: Any) -> bytes:
 
 def _error(status: int, message: str, doc: str = DOCS, **extra: Any) -> tuple[int, Any]:
     return status, {"message": message, **extra, "documentation_url": doc, "status": str(status)}
+
+
+@dataclass
+class Call:
+    """One request as the handlers see it: what was asked, by whom, its id and its fault draws.
+
+    ``token`` is set once the credentials check passed; ``delay`` once the fault draw chose a slow reply.
+    """
+
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    client: str
+    base_url: str
+    body: bytes
+    rid: str
+    draws: list[float]
+    endpoint: str
+    params: dict[str, str]
+    token: str | None = None
+    delay: float = 0.0
+
+    @property
+    def authenticated(self) -> bool:
+        return self.token is not None
+
+    @property
+    def caller(self) -> str:
+        """Whose quota is charged: the token's, or the client address's for an anonymous caller."""
+        return self.token if self.token is not None else self.client
+
+    @property
+    def label(self) -> str:
+        """How the statistics name the caller (a token, or ``anonymous``)."""
+        return self.token if self.token is not None else ANONYMOUS
+
+    @property
+    def resource(self) -> str:
+        """The rate-limit resource charged: ``search``, ``graphql`` or ``core``."""
+        return self.endpoint if self.endpoint in ("search", "graphql") else "core"
+
+    @property
+    def parts(self) -> list[str]:
+        return [p for p in self.path.split("/") if p]
+
+
+#: An endpoint's answer: status, payload (JSON-able, ready bytes or None) and extra headers.
+Answer = tuple[int, Any, dict[str, str]]
+Route = Callable[[Call], Answer]
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
@@ -113,8 +164,12 @@ class GitHubApp:
             self._inflight[key] = in_flight = self._inflight.get(key, 0) + 1
         try:
             limit = self._config().max_concurrent
-            resp = self._handle(method, path, query, headers, client, base_url, body,
-                                too_many=bool(limit) and in_flight > limit)
+            rid, draws = self._next_request_id()
+            endpoint, route = self._route(method, path)
+            call = Call(path=path, query=query, headers=headers, client=client,
+                        base_url=base_url, body=body, rid=rid, draws=draws, endpoint=endpoint,
+                        params=dict(parse_qsl(query, keep_blank_values=True)))
+            resp = self._handle(call, route, too_many=bool(limit) and in_flight > limit)
             if resp.delay:
                 time.sleep(resp.delay)
                 resp.delay = 0.0
@@ -125,42 +180,48 @@ class GitHubApp:
                 if not self._inflight[key]:
                     del self._inflight[key]
 
-    def _handle(self, method: str, path: str, query: str, headers: Mapping[str, str], client: str,
-                base_url: str, body: bytes, too_many: bool) -> Response:
+    def _handle(self, call: Call, route: Route, too_many: bool) -> Response:
+        """The checks in the module docstring's order; the first that answers ends the request."""
         cfg = self._config()
-        rid, draws = self._next_request_id()
-        params = dict(parse_qsl(query, keep_blank_values=True))
-        endpoint, route = self._route(method, path)
-
-        if endpoint == "graphql" and not self._config().graphql:
+        if call.endpoint == "graphql" and not cfg.graphql:
             self.stats.record("not_found", ANONYMOUS, 404, None)
-            bucket = self.limits.peek(client, "core", False)
-            return self._finish(404, _error(404, "Not Found")[1], rid, bucket, "core", {})
+            bucket = self.limits.peek(call.client, "core", False)
+            return self._finish(call, 404, _error(404, "Not Found")[1], bucket, "core")
+        refused = self._authenticate(call, cfg)  # 1.
+        if refused is not None:
+            return refused
+        if call.endpoint == "rate_limit":  # 2.
+            payload = self._rate_limit(call.caller, call.authenticated)
+            bucket = self.limits.peek(call.caller, "core", call.authenticated)
+            self.stats.record(call.endpoint, call.label, 200, None)
+            return self._finish(call, 200, payload, bucket, "core")
+        faulted = self._fault(call, cfg, too_many)  # 3.
+        if faulted is not None:
+            return faulted
+        if call.endpoint == "graphql":
+            return self._graphql(call)
+        # 4. primary limit (checked before the answer: a spent quota answers nothing else)
+        bucket = self.limits.peek(call.caller, call.resource, call.authenticated)
+        if bucket.remaining <= 0:
+            return self._exhausted(call, bucket)
+        return self._answer(call, route, bucket)  # 5.
 
-        # 1. credentials
-        auth = headers.get("authorization") or headers.get("Authorization") or ""
-        token: str | None = None
-        if auth:
-            scheme, _, value = auth.strip().partition(" ")
-            value = value.strip()
-            if scheme.lower() not in ("bearer", "token") or not value or not self._known(value, cfg):
-                self.stats.record(endpoint, INVALID, 401, None)
-                bucket = self.limits.peek(client, "core", False)
-                return self._finish(401, _error(401, "Bad credentials")[1], rid, bucket, "core", {})
-            token = value
-        caller = token if token is not None else client
-        label = token if token is not None else ANONYMOUS
-        authenticated = token is not None
-        resource = "search" if endpoint == "search" else ("graphql" if endpoint == "graphql" else "core")
+    def _authenticate(self, call: Call, cfg: SimulatorConfig) -> Response | None:
+        """Sets ``call.token`` from the Authorization header; a 401 for an unknown scheme or token."""
+        auth = call.headers.get("authorization") or call.headers.get("Authorization") or ""
+        if not auth:
+            return None
+        scheme, _, value = auth.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() not in ("bearer", "token") or not value or not self._known(value, cfg):
+            self.stats.record(call.endpoint, INVALID, 401, None)
+            return self._finish(call, 401, _error(401, "Bad credentials")[1],
+                                self.limits.peek(call.client, "core", False), "core")
+        call.token = value
+        return None
 
-        # 2. /rate_limit: free
-        if endpoint == "rate_limit":
-            body = self._rate_limit(caller, authenticated)
-            bucket = self.limits.peek(caller, "core", authenticated)
-            self.stats.record(endpoint, label, 200, None)
-            return self._finish(200, body, rid, bucket, "core", {})
-
-        # 3. faults
+    def _fault(self, call: Call, cfg: SimulatorConfig, too_many: bool) -> Response | None:
+        """A forced or drawn 502/503 or secondary limit; sets ``call.delay`` for a slow reply."""
         with self._lock:
             forced = self._forced.pop(0) if self._forced else None
             forced_secondary = False
@@ -168,131 +229,108 @@ class GitHubApp:
                 self._forced_secondary -= 1
                 forced_secondary = True
         status_fault = forced
-        if status_fault is None and draws[0] < cfg.error_rate_502:
+        if status_fault is None and call.draws[0] < cfg.error_rate_502:
             status_fault = 502
-        elif status_fault is None and draws[1] < cfg.error_rate_503:
+        elif status_fault is None and call.draws[1] < cfg.error_rate_503:
             status_fault = 503
-        delay = cfg.slow_seconds if draws[2] < cfg.slow_rate else 0.0
-        if delay:
+        call.delay = cfg.slow_seconds if call.draws[2] < cfg.slow_rate else 0.0
+        if call.delay:
             self.stats.fault("slow")
         if status_fault is not None:
             self.stats.fault(str(status_fault))
-            self.stats.record(endpoint, label, status_fault, None)
+            self.stats.record(call.endpoint, call.label, status_fault, None)
             message = "Server Error" if status_fault == 502 else "Service Unavailable"
-            resp = self._finish(status_fault, {"message": message, "documentation_url": DOCS}, rid,
-                                self.limits.peek(caller, resource, authenticated), resource, {})
-            resp.delay = delay
-            return resp
-        left = self.limits.secondary_blocked(caller)
+            bucket = self.limits.peek(call.caller, call.resource, call.authenticated)
+            return self._finish(call, status_fault, {"message": message, "documentation_url": DOCS}, bucket,
+                                call.resource)
+        left = self.limits.secondary_blocked(call.caller)
         if too_many:
             self.stats.fault("concurrency")
-        if left > 0 or forced_secondary or too_many or draws[3] < cfg.secondary_rate:
-            if left > 0:
-                self.stats.fault("secondary_violation")
-                retry_after = max(1, math.ceil(left))
-            else:
-                retry_after = cfg.secondary_retry_after
-            self.limits.block_secondary(caller, retry_after)
-            self.stats.fault("secondary")
-            self.stats.record(endpoint, label, cfg.secondary_status, None)
-            refusal = _error(cfg.secondary_status, SECONDARY.format(rid=rid),
-                             f"{DOCS}/overview/rate-limits-for-the-rest-api")[1]
-            bucket = self.limits.peek(caller, resource, authenticated)
-            resp = self._finish(cfg.secondary_status, refusal, rid, bucket, resource,
-                                {"Retry-After": str(retry_after)})
-            resp.delay = delay
-            return resp
+        if not (left > 0 or forced_secondary or too_many or call.draws[3] < cfg.secondary_rate):
+            return None
+        if left > 0:
+            self.stats.fault("secondary_violation")
+            retry_after = max(1, math.ceil(left))
+        else:
+            retry_after = cfg.secondary_retry_after
+        self.limits.block_secondary(call.caller, retry_after)
+        self.stats.fault("secondary")
+        self.stats.record(call.endpoint, call.label, cfg.secondary_status, None)
+        refusal = _error(cfg.secondary_status, SECONDARY.format(rid=call.rid), RATE_LIMIT_DOCS)[1]
+        bucket = self.limits.peek(call.caller, call.resource, call.authenticated)
+        return self._finish(call, cfg.secondary_status, refusal, bucket, call.resource,
+                            {"Retry-After": str(retry_after)})
 
-        if endpoint == "graphql":
-            return self._graphql(body, label, caller, client, authenticated, rid, delay)
+    def _answer(self, call: Call, route: Route, bucket: Bucket) -> Response:
+        """The endpoint's answer, charged; a matching ``If-None-Match`` makes it a 304 (module docstring).
 
-        # 4. primary limit (checked before the answer: a spent quota answers nothing else)
-        bucket = self.limits.peek(caller, resource, authenticated)
-        if bucket.remaining <= 0:
-            return self._exhausted(endpoint, label, caller, client, authenticated, rid, bucket, resource,
-                                   delay)
-
-        # 5. the answer
-        status, payload, extra = route(params, base_url, authenticated, draws[4], path, query)
+        ``bucket``: the quota as peeked before answering (what an uncharged 304 reports).
+        """
+        status, payload, extra = route(call)
         body = payload if isinstance(payload, bytes) else (b"" if payload is None else _json(payload))
-        etag = None
         if status == 200:
             etag = 'W/"' + hashlib.sha256(body).hexdigest() + '"'
             extra["ETag"] = etag
-            if self._etag_matches(headers, etag):
-                if not authenticated:
-                    ok, bucket = self.limits.charge(caller, resource, authenticated)
+            if self._etag_matches(call.headers, etag):
+                charged = None if call.authenticated else call.resource
+                if charged is not None:
+                    ok, bucket = self.limits.charge(call.caller, call.resource, call.authenticated)
                     if not ok:
-                        return self._exhausted(endpoint, label, caller, client, authenticated, rid, bucket,
-                                               resource, delay)
-                self.stats.record(endpoint, label, 304, None if authenticated else resource)
-                resp = self._finish(304, None, rid, bucket, resource, extra)
-                resp.delay = delay
-                return resp
-        ok, bucket = self.limits.charge(caller, resource, authenticated)
+                        return self._exhausted(call, bucket)
+                self.stats.record(call.endpoint, call.label, 304, charged)
+                return self._finish(call, 304, None, bucket, call.resource, extra)
+        ok, bucket = self.limits.charge(call.caller, call.resource, call.authenticated)
         if not ok:  # spent by a concurrent request in the meantime
-            return self._exhausted(endpoint, label, caller, client, authenticated, rid, bucket, resource,
-                                   delay)
-        self.stats.record(endpoint, label, status, resource)
-        resp = self._finish(status, payload, rid, bucket, resource, extra, body=body)
-        resp.delay = delay
-        return resp
+            return self._exhausted(call, bucket)
+        self.stats.record(call.endpoint, call.label, status, call.resource)
+        return self._finish(call, status, payload, bucket, call.resource, extra, body=body)
 
-    def _graphql(self, body: bytes, label: str, caller: str, client: str, authenticated: bool, rid: str,
-                 delay: float) -> Response:
+    def _graphql(self, call: Call) -> Response:
         """POST /graphql: points, not requests; a spent quota is a 200 with RATE_LIMITED (GitHub's way)."""
-        if not authenticated:
-            self.stats.record("graphql", label, 401, None)
-            resp = self._finish(401, {"message": "This endpoint requires you to be authenticated.",
-                                      "documentation_url": "https://docs.github.com/graphql/guides/"
-                                                           "forming-calls-with-graphql#authenticating-with-graphql"},
-                                rid, self.limits.peek(caller, "core", False), "core", {})
-            resp.delay = delay
-            return resp
-        bucket = self.limits.peek(caller, "graphql", True)
+        if not call.authenticated:
+            self.stats.record("graphql", call.label, 401, None)
+            return self._finish(call, 401, {"message": "This endpoint requires you to be authenticated.",
+                                            "documentation_url": GRAPHQL_AUTH_DOCS},
+                                self.limits.peek(call.caller, "core", False), "core")
+        bucket = self.limits.peek(call.caller, "graphql", True)
         try:
-            request = json.loads(body or b"null")
+            request = json.loads(call.body or b"null")
         except (ValueError, UnicodeDecodeError):
             request = _BAD_JSON
         if request is _BAD_JSON or not isinstance(request, dict):
-            self.stats.record("graphql", label, 400, None)
-            resp = self._finish(400, {"message": "Problems parsing JSON", "documentation_url": DOCS}, rid,
-                                bucket, "graphql", {})
-            resp.delay = delay
-            return resp
+            self.stats.record("graphql", call.label, 400, None)
+            return self._finish(call, 400, {"message": "Problems parsing JSON", "documentation_url": DOCS},
+                                bucket, "graphql")
         if bucket.remaining <= 0:
             self.stats.fault("exhausted")
-            self.stats.record("graphql", label, 200, None)
-            who = f"user ID {_user_id(caller)}"
-            resp = self._finish(200, {"errors": [{"type": "RATE_LIMITED",
-                                                  "message": f"API rate limit already exceeded for {who}."}]},
-                                rid, bucket, "graphql", {})
-            resp.delay = delay
-            return resp
+            self.stats.record("graphql", call.label, 200, None)
+            message = f"API rate limit already exceeded for user ID {_user_id(call.caller)}."
+            return self._finish(call, 200, {"errors": [{"type": "RATE_LIMITED", "message": message}]},
+                                bucket, "graphql")
+        payload, cost = self._run_graphql(request, bucket)
+        _, bucket = self.limits.charge(call.caller, "graphql", True, cost)
+        self.stats.record("graphql", call.label, 200, "graphql")
+        return self._finish(call, 200, payload, bucket, "graphql")
+
+    def _run_graphql(self, request: dict[str, Any], bucket: Bucket) -> tuple[dict[str, Any], int]:
+        """The query's answer and its cost in points (at least 1, as GitHub charges)."""
         query, variables = request.get("query"), request.get("variables") or {}
-        executor = Executor(self.store)
         if not isinstance(query, str) or not isinstance(variables, dict):
-            message = "A query attribute must be specified and must be a string."
-            result_payload: dict[str, Any] = {"errors": [{"message": message}]}
-            cost = 1
-        else:
+            return {"errors": [{"message": "A query attribute must be specified and must be a string."}]}, 1
+        executor = Executor(self.store)
+        result = executor.run(query, variables)
+        cost = max(1, result.cost)
+        if "rateLimit" in query:  # shows the state after this query, as GitHub does
+            executor.rate = {"limit": bucket.limit, "cost": cost, "used": bucket.used + cost,
+                             "remaining": max(0, bucket.remaining - cost),
+                             "resetAt": render.iso(bucket.reset)}
             result = executor.run(query, variables)
-            cost = max(1, result.cost)
-            if "rateLimit" in query:  # shows the state after this query, as GitHub does
-                executor.rate = {"limit": bucket.limit, "cost": cost, "used": bucket.used + cost,
-                                 "remaining": max(0, bucket.remaining - cost),
-                                 "resetAt": render.iso(bucket.reset)}
-                result = executor.run(query, variables)
-            result_payload = {}
-            if result.errors:
-                result_payload["errors"] = result.errors
-            if result.data is not None:
-                result_payload["data"] = result.data
-        _, bucket = self.limits.charge(caller, "graphql", True, cost)
-        self.stats.record("graphql", label, 200, "graphql")
-        resp = self._finish(200, result_payload, rid, bucket, "graphql", {})
-        resp.delay = delay
-        return resp
+        payload: dict[str, Any] = {}
+        if result.errors:
+            payload["errors"] = result.errors
+        if result.data is not None:
+            payload["data"] = result.data
+        return payload, cost
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _known(self, token: str, cfg: SimulatorConfig) -> bool:
@@ -308,29 +346,27 @@ class GitHubApp:
         ours = etag.removeprefix("W/")
         return any(tag.strip().removeprefix("W/") == ours for tag in sent.split(","))
 
-    def _exhausted(self, endpoint: str, label: str, caller: str, client: str, authenticated: bool, rid: str,
-                   bucket: Bucket, resource: str, delay: float) -> Response:
+    def _exhausted(self, call: Call, bucket: Bucket) -> Response:
+        """The primary limit is spent: 403 (or 429) naming the user, or the address of an anonymous caller."""
         cfg = self._config()
         self.stats.fault("exhausted")
-        self.stats.record(endpoint, label, cfg.exhausted_status, None)
-        if authenticated:
-            who = f"user ID {_user_id(caller)}"
+        self.stats.record(call.endpoint, call.label, cfg.exhausted_status, None)
+        if call.authenticated:
+            who = f"user ID {_user_id(call.caller)}"
             message = (f"API rate limit exceeded for {who}. If you reach out to GitHub Support for help, "
-                       f"please include the request ID {rid}.")
+                       f"please include the request ID {call.rid}.")
         else:
-            message = (f"API rate limit exceeded for {client}. (But here's the good news: Authenticated "
+            message = (f"API rate limit exceeded for {call.client}. (But here's the good news: Authenticated "
                        "requests get a higher rate limit. Check out the documentation for more details.) "
-                       f"If you reach out to GitHub Support for help, please include the request ID {rid}.")
+                       "If you reach out to GitHub Support for help, please include the request ID "
+                       f"{call.rid}.")
         spent = Bucket(bucket.limit, bucket.limit, bucket.reset)
-        resp = self._finish(cfg.exhausted_status,
-                            _error(cfg.exhausted_status, message,
-                                   f"{DOCS}/overview/rate-limits-for-the-rest-api")[1],
-                            rid, spent, resource, {})
-        resp.delay = delay
-        return resp
+        return self._finish(call, cfg.exhausted_status,
+                            _error(cfg.exhausted_status, message, RATE_LIMIT_DOCS)[1], spent, call.resource)
 
-    def _finish(self, status: int, payload: Any, rid: str, bucket: Bucket, resource: str,
-                extra: dict[str, str], body: bytes | None = None) -> Response:
+    def _finish(self, call: Call, status: int, payload: Any, bucket: Bucket, resource: str,
+                extra: dict[str, str] | None = None, body: bytes | None = None) -> Response:
+        """The response with GitHub's headers, delayed as the request's fault draw says."""
         if body is None:
             body = b"" if payload is None or status in (204, 304) else _json(payload)
         headers = {
@@ -339,7 +375,7 @@ class GitHubApp:
             "x-ratelimit-reset": str(bucket.reset),
             "x-ratelimit-used": str(bucket.used),
             "x-ratelimit-resource": resource,
-            "x-github-request-id": rid,
+            "x-github-request-id": call.rid,
             "x-github-api-version-selected": "2022-11-28",
             "Cache-Control": "private, max-age=60, s-maxage=60",
             "Vary": "Accept, Authorization, Cookie, X-GitHub-OTP",
@@ -347,10 +383,10 @@ class GitHubApp:
         }
         if status not in (204, 304):
             headers["Content-Type"] = "application/json; charset=utf-8"
-        headers.update(extra)
-        return Response(status=status, body=body, headers=headers)
+        headers.update(extra or {})
+        return Response(status=status, body=body, headers=headers, delay=call.delay)
 
-    def _route(self, method: str, path: str) -> tuple[str, Callable[..., tuple[int, Any, dict[str, str]]]]:
+    def _route(self, method: str, path: str) -> tuple[str, Route]:
         parts = [p for p in path.split("/") if p]
         if method == "GET":
             if parts == ["rate_limit"]:
@@ -367,12 +403,12 @@ class GitHubApp:
             return "graphql", self._not_found
         return "not_found", self._not_found
 
-    def _not_found(self, *_: Any) -> tuple[int, Any, dict[str, str]]:
+    def _not_found(self, call: Call) -> Answer:
         return (*_error(404, "Not Found"), {})
 
     # -- endpoints -------------------------------------------------------------------------------------------
-    def _search(self, params: dict[str, str], base: str, authenticated: bool, draw: float, path: str,
-                query: str) -> tuple[int, Any, dict[str, str]]:
+    def _search(self, call: Call) -> Answer:
+        params, base = call.params, call.base_url
         q = params.get("q", "").strip()
         if not q:
             return (*_error(422, "Validation Failed", "https://docs.github.com/v3/search",
@@ -394,6 +430,7 @@ class GitHubApp:
                             "https://docs.github.com/v3/search/"), {})
         reachable = min(len(matches), SEARCH_CAP)
         chosen = matches[start:min(start + per_page, reachable)]
+        draw = call.draws[4]
         incomplete = draw < self._config().incomplete_rate and len(chosen) > 1
         if incomplete:
             self.stats.fault("incomplete")
@@ -406,11 +443,7 @@ class GitHubApp:
             b"true" if incomplete else b"false", b',"items":[',
             b",".join(self._item_json(r, base) for r in chosen), b"]}",
         ))
-        extra: dict[str, str] = {}
-        link = link_header(base, path, query, page, per_page, reachable)
-        if link:
-            extra["Link"] = link
-        return 200, payload, extra
+        return 200, payload, _link(call, page, per_page, reachable)
 
     def _item_json(self, repo: Repo, base: str) -> bytes:
         key = (repo.id, base)
@@ -423,25 +456,23 @@ class GitHubApp:
                     self._items.popitem(last=False)
         return cached
 
-    def _repo(self, params: dict[str, str], base: str, authenticated: bool, draw: float, path: str,
-              query: str) -> tuple[int, Any, dict[str, str]]:
-        _, owner, name = [p for p in path.split("/") if p]
+    def _repo(self, call: Call) -> Answer:
+        _, owner, name = call.parts
         repo = self.store.repo(f"{owner}/{name}")
         if repo is None:
             return (*_error(404, "Not Found", f"{DOCS}/repos/repos#get-a-repository"), {})
-        return 200, render.full_repo(repo, base, authenticated), {}
+        return 200, render.full_repo(repo, call.base_url, call.authenticated), {}
 
-    def _user(self, params: dict[str, str], base: str, authenticated: bool, draw: float, path: str,
-              query: str) -> tuple[int, Any, dict[str, str]]:
-        login = [p for p in path.split("/") if p][1]
+    def _user(self, call: Call) -> Answer:
+        login = call.parts[1]
         owner = self.store.owner(login)
         if owner is None:
             return (*_error(404, "Not Found", f"{DOCS}/users/users#get-a-user"), {})
-        return 200, render.user(owner, base), {}
+        return 200, render.user(owner, call.base_url), {}
 
-    def _list(self, params: dict[str, str], base: str, authenticated: bool, draw: float, path: str,
-              query: str) -> tuple[int, Any, dict[str, str]]:
-        _, owner, name, kind = [p for p in path.split("/") if p]
+    def _list(self, call: Call) -> Answer:
+        params = call.params
+        _, owner, name, kind = call.parts
         repo = self.store.repo(f"{owner}/{name}")
         if repo is None:
             return (*_error(404, "Not Found", f"{DOCS}/repos/repos#get-a-repository"), {})
@@ -465,12 +496,8 @@ class GitHubApp:
         per_page = min(100, max(1, _int_param(params, "per_page", 30)))
         page = max(1, _int_param(params, "page", 1))
         start = (page - 1) * per_page
-        items = [make(repo, i, base) for i in range(start, min(total, start + per_page))]
-        extra: dict[str, str] = {}
-        link = link_header(base, path, query, page, per_page, total)
-        if link:
-            extra["Link"] = link
-        return 200, items, extra
+        items = [make(repo, i, call.base_url) for i in range(start, min(total, start + per_page))]
+        return 200, items, _link(call, page, per_page, total)
 
     def _rate_limit(self, caller: str, authenticated: bool) -> dict[str, Any]:
         resources = {}
@@ -491,6 +518,12 @@ _BAD_JSON = object()
 def _user_id(token: str) -> int:
     """A stable pretend user id for a token (GitHub names the user, never the token, in limit messages)."""
     return 1_000_000 + int(hashlib.sha256(token.encode()).hexdigest()[:8], 16) % 90_000_000
+
+
+def _link(call: Call, page: int, per_page: int, total: int) -> dict[str, str]:
+    """The ``Link`` header of one page of a listing, as extra headers (none when one page holds all)."""
+    link = link_header(call.base_url, call.path, call.query, page, per_page, total)
+    return {"Link": link} if link else {}
 
 
 def link_header(base: str, path: str, query: str, page: int, per_page: int, total: int) -> str:

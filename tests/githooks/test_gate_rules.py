@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from githooks import gate
-from githooks.settings import DEFAULT_GATE_FLOORS, DEFAULT_GATE_MARGINS, SettingsError, load
+from githooks.settings import DEFAULT_GATE_FLOORS, DEFAULT_GATE_MARGINS, HookSettings, SettingsError
 
 SERVING = gate.Scores(spearman=0.70, mae_log=0.90, coverage=0.80, rows=300)
 MARGINS = {"spearman": 0.05, "mae_log": 0.05, "coverage": 0.10}
@@ -127,15 +127,16 @@ def test_records_round_trip_and_a_commit_without_scores_loses_an_old_one(tmp_pat
 def test_gate_settings_come_from_git_config() -> None:
     base = {"stargazer.appdir": "/a", "stargazer.modeldir": "/m"}
     env = {"STARGAZER_DEPLOY_SECRET": "s"}
-    plain = load(env, base)
+    plain = HookSettings.from_env(env, base)
     assert plain.evalset is None and plain.gate_margins == DEFAULT_GATE_MARGINS
     assert plain.gate_floors == DEFAULT_GATE_FLOORS
-    configured = load(env, {**base, "stargazer.evalset": "/e/evalset-1.csv.gz",
-                            "stargazer.evalsetsha256": "a" * 64, "stargazer.gatemaelogmargin": "0.2",
-                            "stargazer.gatespearmanfloor": "0.4"})
+    configured = HookSettings.from_env(env, {**base, "stargazer.evalset": "/e/evalset-1.csv.gz",
+                                           "stargazer.evalsetsha256": "a" * 64,
+                                           "stargazer.gatemaelogmargin": "0.2",
+                                           "stargazer.gatespearmanfloor": "0.4"})
     assert configured.evalset == Path("/e/evalset-1.csv.gz") and configured.evalset_sha256 == "a" * 64
     assert configured.gate_margins["mae_log"] == 0.2 and configured.gate_floors["spearman"] == 0.4
     with pytest.raises(SettingsError, match=r"stargazer\.evalsetsha256 must be the 64-hex sha256"):
-        load(env, {**base, "stargazer.evalset": "/e/x.csv.gz"})
-    with pytest.raises(SettingsError, match=r"stargazer\.gatecoveragemargin must be a number"):
-        load(env, {**base, "stargazer.gatecoveragemargin": "lots"})
+        HookSettings.from_env(env, {**base, "stargazer.evalset": "/e/x.csv.gz"})
+    with pytest.raises(SettingsError, match=r"^git config stargazer\.gatecoveragemargin: Input should be"):
+        HookSettings.from_env(env, {**base, "stargazer.gatecoveragemargin": "lots"})

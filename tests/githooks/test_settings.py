@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from githooks import gitcmd
-from githooks.settings import SettingsError, load
+from githooks.settings import HookSettings, SettingsError
 
 
 def test_git_config_wins_over_the_pushers_environment(tmp_path: Path) -> None:
@@ -29,7 +28,7 @@ def test_git_config_wins_over_the_pushers_environment(tmp_path: Path) -> None:
         "stargazer.checksandbox": "/usr/local/libexec/stargazer/check-sandbox",
         "stargazer.hostname": "prod1",
     }
-    settings = load(env, config)
+    settings = HookSettings.from_env(env, config)
     assert settings.app_dir == Path("/opt/stargazer")
     assert settings.model_dir == Path("/var/lib/stargazer/models")
     assert settings.secret == b"host-secret"
@@ -46,7 +45,7 @@ def test_git_config_wins_over_the_pushers_environment(tmp_path: Path) -> None:
 
 def test_environment_is_the_fallback() -> None:
     env = {"STARGAZER_APP_DIR": "/a", "STARGAZER_MODEL_DIR": "/m", "STARGAZER_DEPLOY_SECRET": "s"}
-    settings = load(env, {})
+    settings = HookSettings.from_env(env, {})
     assert (settings.app_dir, settings.model_dir, settings.secret) == (Path("/a"), Path("/m"), b"s")
     assert settings.keep == 5 and settings.check_user == "stargazer-check"
     assert settings.check_memory_mb == 3072 and settings.check_sandbox is None
@@ -55,13 +54,14 @@ def test_environment_is_the_fallback() -> None:
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({}, "stargazer.appdir is not set"),
-        ({"stargazer.appdir": "/a"}, "stargazer.modeldir is not set"),
+        ({}, "git config stargazer.appdir / STARGAZER_APP_DIR is not set"),
+        ({"stargazer.appdir": "/a"}, "git config stargazer.modeldir / STARGAZER_MODEL_DIR is not set"),
         (
             {"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.keep": "many"},
-            "must be a number",
+            "git config stargazer.keep: Input should be a valid integer",
         ),
-        ({"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.keep": "0"}, "must be >= 1"),
+        ({"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.keep": "0"},
+         "git config stargazer.keep: Input should be greater than or equal to 1"),
         (
             {"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.secretfile": "/nonexistent/s"},
             "cannot read deploy secret file",
@@ -70,11 +70,19 @@ def test_environment_is_the_fallback() -> None:
 )
 def test_bad_settings_are_one_line(config: dict[str, str], expected: str) -> None:
     with pytest.raises(SettingsError) as info:
-        load({}, config)
+        HookSettings.from_env({}, config)
     assert expected in str(info.value) and "\n" not in str(info.value)
 
 
-def test_push_options() -> None:
+def test_push_options_are_read_with_the_settings() -> None:
+    config = {"stargazer.appdir": "/a", "stargazer.modeldir": "/m"}
     env = {"GIT_PUSH_OPTION_COUNT": "2", "GIT_PUSH_OPTION_0": "actor=alice@dev", "GIT_PUSH_OPTION_1": "flag"}
-    assert gitcmd.push_options(env) == {"actor": "alice@dev", "flag": ""}
-    assert gitcmd.push_options({"GIT_PUSH_OPTION_COUNT": "x"}) == {}
+    assert HookSettings.from_env(env, config).push_options == {"actor": "alice@dev", "flag": ""}
+    assert HookSettings.from_env({"GIT_PUSH_OPTION_COUNT": "x"}, config).push_options == {}
+
+
+def test_an_empty_git_config_value_is_unset_except_the_check_user() -> None:
+    env = {"STARGAZER_APP_DIR": "/from-env", "STARGAZER_MODEL_DIR": "/m"}
+    config = {"stargazer.appdir": "", "stargazer.keep": "", "stargazer.checkuser": ""}
+    settings = HookSettings.from_env(env, config)
+    assert (settings.app_dir, settings.keep, settings.check_user) == (Path("/from-env"), 5, None)
