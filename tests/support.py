@@ -24,6 +24,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -114,8 +115,39 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 # Serving: signed models and their installation
 # ------------------------------------------------------------------------------------------------------------
 
-#: The deploy secret every serving test signs with and gives its workers, web processes and stacks.
-DEPLOY_SECRET = b"serving-test-deploy-secret"
+@dataclasses.dataclass(frozen=True)
+class DeployKeys:
+    """An Ed25519 deploy key pair as the vault holds it (base64 text), and as the code takes it."""
+
+    signing_text: str
+    public_text: str
+
+    @classmethod
+    def generate(cls) -> DeployKeys:
+        return cls(*artifact.generate_key_pair())
+
+    @property
+    def signing(self) -> Ed25519PrivateKey:
+        """What ``deploy`` signs with (``artifact.sign_version``)."""
+        return artifact.parse_signing_key(self.signing_text)
+
+    @property
+    def public(self) -> bytes:
+        """What hooks, workers and web processes verify with (``artifact.verify_signature``)."""
+        return artifact.parse_public_key(self.public_text)
+
+    def write_public(self, path: Path) -> Path:
+        """The public key file, as the deploy_key role writes it on a production host."""
+        path.write_text(self.public_text + "\n", encoding="utf-8")
+        path.chmod(0o644)
+        return path
+
+
+#: The deploy key pair every test signs with (``DEPLOY_KEYS.signing``) and gives its hooks, workers, web
+#: processes and stacks to verify with (``DEPLOY_KEYS.public``, or ``public_text`` in their environment).
+DEPLOY_KEYS = DeployKeys.generate()
+#: Another pair: what it signs, a host holding DEPLOY_KEYS' public key must refuse.
+OTHER_DEPLOY_KEYS = DeployKeys.generate()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +168,9 @@ def install(model_dir: Path, version_dir: Path) -> str:
 
 
 def install_signed_tiny_model(root: Path) -> tuple[Path, str]:
-    """A tiny forest, signed with DEPLOY_SECRET and installed as ``root/production/current``."""
+    """A tiny forest, signed with DEPLOY_KEYS and installed as ``root/production/current``."""
     version_dir = build_tiny_version(root / "models")
-    artifact.sign_version(version_dir, DEPLOY_SECRET)
+    artifact.sign_version(version_dir, DEPLOY_KEYS.signing)
     model_dir = root / "production"
     return model_dir, install(model_dir, version_dir)
 
@@ -165,7 +197,8 @@ class BlockWhileGate:
         return block_while_gate, (self.gate, self.seconds)
 
 
-def gated_load_version(models_dir: Path, secret: bytes, gate: Path, seconds: float, seed: int = 7) -> Path:
+def gated_load_version(models_dir: Path, signing_key: Ed25519PrivateKey, gate: Path, seconds: float,
+                       seed: int = 7) -> Path:
     """A signed tiny model whose loading blocks ``seconds`` while the file ``gate`` exists, else is quick.
 
     The model itself is sound (signature, sha256, predictions): a store that gives up on it after an
@@ -179,7 +212,7 @@ def gated_load_version(models_dir: Path, secret: bytes, gate: Path, seconds: flo
     manifest = artifact.read_manifest(version_dir)
     digest = artifact.sha256_of(model_file)
     artifact.write_manifest(version_dir, manifest.model_copy(update={"sha256": digest}))
-    artifact.sign_version(version_dir, secret)
+    artifact.sign_version(version_dir, signing_key)
     return version_dir
 
 
@@ -203,7 +236,7 @@ class BrokenRegressor(RegressorMixin, BaseEstimator):
         raise RuntimeError("the shadow model exploded")
 
 
-def broken_version(models_dir: Path, mode: str, secret: bytes) -> Path:
+def broken_version(models_dir: Path, mode: str, signing_key: Ed25519PrivateKey) -> Path:
     """A signed version whose regressor is a BrokenRegressor (not compilable: scikit-learn's path runs it).
 
     Pre-receive would refuse it (the canned-sample check predicts with it), so the shadow tests install it
@@ -220,7 +253,7 @@ def broken_version(models_dir: Path, mode: str, secret: bytes) -> Path:
                  "holdout": placeholder_metrics(0.0)},
         params={}, tuning=NO_TUNING, baseline={},
     )
-    artifact.sign_version(version, secret)
+    artifact.sign_version(version, signing_key)
     return version
 
 
@@ -228,8 +261,9 @@ def broken_version(models_dir: Path, mode: str, secret: bytes) -> Path:
 TRAINING_ROWS = 1500
 
 
-def version_with_training_data(root: Path, secret: bytes, *, rows: int = TRAINING_ROWS, seed: int = 1,
-                               now: datetime | None = None, holdout: dict[str, float] | None = None) -> Path:
+def version_with_training_data(root: Path, signing_key: Ed25519PrivateKey, *, rows: int = TRAINING_ROWS,
+                               seed: int = 1, now: datetime | None = None,
+                               holdout: dict[str, float] | None = None) -> Path:
     """A version written as training writes it (with ``dataset_file``), signed as deploy signs it.
 
     The model itself is a constant (drift never runs it); the training rows are the synthetic dataset's.
@@ -245,7 +279,7 @@ def version_with_training_data(root: Path, secret: bytes, *, rows: int = TRAININ
         metrics={"protocol": "test", "cv": metrics, "holdout": metrics}, params={},
         tuning=NO_TUNING, baseline={}, dataset_file=dataset, now=now,
     )
-    artifact.sign_version(version, secret)
+    artifact.sign_version(version, signing_key)
     return version
 
 
@@ -360,7 +394,7 @@ def worker_env(broker_url: str, model_dir: Path, state_dir: Path, **extra: str) 
     return {
         "STARGAZER_BROKER_URL": broker_url,
         "STARGAZER_MODEL_DIR": str(model_dir),
-        "STARGAZER_DEPLOY_SECRET": DEPLOY_SECRET.decode(),
+        "STARGAZER_DEPLOY_PUBLIC_KEY": DEPLOY_KEYS.public_text,
         "STARGAZER_STATE_DIR": str(state_dir),
         "STARGAZER_PREDICTION_LOG": str(state_dir / "worker-predictions.jsonl"),
         # Lookups never reach the real GitHub from a test: an address where nothing listens.
@@ -410,7 +444,7 @@ def app_settings(broker_url: str, model_dir: Path, tmp_path: Path, **overrides: 
     return ServingSettings(
         broker_url=broker_url,
         model_dir=model_dir,
-        deploy_secret=DEPLOY_SECRET,
+        deploy_public_key=DEPLOY_KEYS.public,
         prediction_log=tmp_path / "predictions.jsonl",
         secret_key="test-secret-key",
         github=github,
@@ -433,7 +467,7 @@ def start_stack(state_dir: Path, model_dir: Path, **overrides: Any) -> Stack:
     """The whole serving stack for real (RabbitMQ -> Celery worker -> gunicorn -> nginx), one of each unless
     ``overrides`` say otherwise; every process dies with the test run."""
     env = {
-        "STARGAZER_DEPLOY_SECRET": DEPLOY_SECRET.decode(),
+        "STARGAZER_DEPLOY_PUBLIC_KEY": DEPLOY_KEYS.public_text,
         # Name lookups must never reach the real GitHub from a test: an address where nothing listens.
         "GITHUB_API_URL": f"http://127.0.0.1:{free_port()}",
         **overrides.pop("env", {}),

@@ -21,10 +21,8 @@ from click.testing import CliRunner
 from model_serving import artifact, releases
 from model_serving.development_server.deploy import deploy_command
 from synthetic.versions import make_versions
-from tests.support import REPO_ROOT, require_executable
+from tests.support import DEPLOY_KEYS, REPO_ROOT, DeployKeys, require_executable
 
-SECRET = "test-deploy-secret-f00d"
-OTHER_SECRET = "another-hosts-secret"
 INSTALL_SH = REPO_ROOT / "githooks" / "install.sh"
 CHECK_TIMEOUT = 60.0  # generous for a loaded 2-core CI machine; the time-limit case sets its own
 
@@ -60,14 +58,9 @@ class Host:
         self.git("config", "--local", key, value)
 
 
-def write_secret(path: Path, value: str) -> Path:
-    path.write_text(value + "\n", encoding="utf-8")
-    path.chmod(0o600)
-    return path
-
-
 def install_host(
-    root: Path, name: str, secret_file: Path, *, keep: int = 5, probe: bool = False, extra: Sequence[str] = ()
+    root: Path, name: str, public_key_file: Path, *, keep: int = 5, probe: bool = False,
+    extra: Sequence[str] = ()
 ) -> Host:
     """Run the real installer (githooks/install.sh), as Ansible does (``extra``: more installer options)."""
     repo, model_dir = root / name / "models.git", root / name / "var-models"
@@ -78,8 +71,8 @@ def install_host(
             str(repo),
             "--model-dir",
             str(model_dir),
-            "--secret-file",
-            str(secret_file),
+            "--public-key-file",
+            str(public_key_file),
             "--keep",
             str(keep),
             "--check-timeout",
@@ -115,15 +108,15 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture
-def secret_file(tmp_path: Path) -> Path:
-    return write_secret(tmp_path / "deploy_secret", SECRET)
+def public_key_file(tmp_path: Path) -> Path:
+    return DEPLOY_KEYS.write_public(tmp_path / "deploy_public_key")
 
 
 @pytest.fixture
 def dev_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The development side holds the secret (the deploy command keeps it out of the pushes' environment)."""
-    monkeypatch.setenv(artifact.SECRET_ENV, SECRET)
-    monkeypatch.delenv(artifact.SECRET_FILE_ENV, raising=False)
+    """The development side holds the signing key (deploy keeps it out of the pushes' environment)."""
+    monkeypatch.setenv(artifact.SIGNING_KEY_ENV, DEPLOY_KEYS.signing_text)
+    monkeypatch.delenv(artifact.SIGNING_KEY_FILE_ENV, raising=False)
     for name in (
         "STARGAZER_APP_DIR",
         "STARGAZER_MODEL_DIR",
@@ -160,7 +153,9 @@ def stargazer_lines(text: str) -> list[str]:
     return [line.removeprefix("remote:").strip() for line in text.splitlines() if "stargazer:" in line]
 
 
-def signed_copy(version: Path, into: Path, *, secret: str = SECRET, edit: dict | None = None) -> Path:
+def signed_copy(
+    version: Path, into: Path, *, keys: DeployKeys = DEPLOY_KEYS, edit: dict | None = None
+) -> Path:
     """A copy of a version, its manifest optionally edited, then signed (as a deploy would sign it)."""
     target = into / version.name
     shutil.copytree(version, target)
@@ -168,5 +163,5 @@ def signed_copy(version: Path, into: Path, *, secret: str = SECRET, edit: dict |
         data = json.loads((target / "model.json").read_text())
         data.update(edit)
         (target / "model.json").write_text(json.dumps(data))
-    artifact.sign_version(target, secret.encode())
+    artifact.sign_version(target, keys.signing)
     return target

@@ -14,15 +14,8 @@ import pytest
 
 from model_serving import artifact
 from model_serving.development_server.deploy import DeployRepo
-from tests.githooks.conftest import (
-    OTHER_SECRET,
-    SECRET,
-    Host,
-    install_host,
-    stargazer_lines,
-    write_secret,
-)
-from tests.support import REPO_ROOT
+from tests.githooks.conftest import Host, install_host, stargazer_lines
+from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS, REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +24,10 @@ import json, sys, time
 from pathlib import Path
 import pandas as pd
 from githooks.check_model import SAMPLE_FILE
-from model_serving import features
+from model_serving import artifact, features
 from model_serving.production_server.model_store import ModelStore
 
-store = ModelStore(Path(sys.argv[1]), sys.argv[2].encode())
+store = ModelStore(Path(sys.argv[1]), artifact.parse_public_key(sys.argv[2]))
 frame = pd.DataFrame(json.loads(SAMPLE_FILE.read_text()))
 deadline = time.monotonic() + float(sys.argv[3])
 served = None
@@ -53,7 +46,7 @@ class Worker:
 
     def __init__(self, model_dir: Path, timeout: float = 240) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(model_dir / "current"), SECRET, str(timeout)],
+            [sys.executable, "-c", WORKER, str(model_dir / "current"), DEPLOY_KEYS.public_text, str(timeout)],
             stdout=subprocess.PIPE,
             text=True,
             cwd=REPO_ROOT,
@@ -87,9 +80,9 @@ def _assert_one_switched(output: str, host: Host, version: str) -> None:
 
 
 def test_deploy_switches_current_worker_follows_and_rollback(
-    tmp_path: Path, versions: list[Path], secret_file: Path, deploy
+    tmp_path: Path, versions: list[Path], public_key_file: Path, deploy
 ) -> None:
-    host = install_host(tmp_path, "h1", secret_file)
+    host = install_host(tmp_path, "h1", public_key_file)
     v0, v1 = versions[0].name, versions[1].name
     first = deploy("--version", v0, models=versions[0].parent, remotes=[host])
     assert first.exit_code == 0, first.output
@@ -148,10 +141,10 @@ def test_deploy_switches_current_worker_follows_and_rollback(
 
 
 def test_a_failed_switch_fails_every_rerun_by_host_name_until_the_host_is_fixed(
-    tmp_path: Path, versions: list[Path], secret_file: Path, deploy
+    tmp_path: Path, versions: list[Path], public_key_file: Path, deploy
 ) -> None:
     """git moves ``deploy`` before post-receive runs: a failed switch must not make re-runs "up to date"."""
-    host = install_host(tmp_path, "h1", secret_file)
+    host = install_host(tmp_path, "h1", public_key_file)
     models = versions[0].parent
     v0, v1, v2 = (v.name for v in versions[:3])
     assert deploy("--version", v0, models=models, remotes=[host]).exit_code == 0
@@ -177,7 +170,7 @@ def test_a_failed_switch_fails_every_rerun_by_host_name_until_the_host_is_fixed(
     # A post-receive that died before it could put the branch back (killed, power cut): the branch names v2,
     # current serves v1. Redeploying v2 is then "up to date" for git; the deploy must still say it failed.
     dev = DeployRepo(tmp_path / "deploy.git")
-    v2_commit, _ = dev.commit_version(versions[2], SECRET.encode())
+    v2_commit, _ = dev.commit_version(versions[2], DEPLOY_KEYS.signing)
     no_hooks = tmp_path / "no-hooks"
     no_hooks.mkdir()
     host.set("core.hooksPath", str(no_hooks))
@@ -192,9 +185,9 @@ def test_a_failed_switch_fails_every_rerun_by_host_name_until_the_host_is_fixed(
 
 
 def test_pruning_keeps_n_releases_and_old_objects_go(
-    tmp_path: Path, versions: list[Path], secret_file: Path, deploy
+    tmp_path: Path, versions: list[Path], public_key_file: Path, deploy
 ) -> None:
-    host = install_host(tmp_path, "h1", secret_file, keep=1)
+    host = install_host(tmp_path, "h1", public_key_file, keep=1)
     models = versions[0].parent
     blob = {
         v.name: subprocess.run(
@@ -227,11 +220,11 @@ def test_pruning_keeps_n_releases_and_old_objects_go(
 
 
 def test_two_hosts_one_refuses_then_none_switches_and_a_phase_two_failure_is_reported(
-    tmp_path: Path, versions: list[Path], secret_file: Path, deploy
+    tmp_path: Path, versions: list[Path], public_key_file: Path, deploy
 ) -> None:
-    h1 = install_host(tmp_path, "h1", secret_file)
-    h2_secret = write_secret(tmp_path / "h2_secret", SECRET)
-    h2 = install_host(tmp_path, "h2", h2_secret)
+    h1 = install_host(tmp_path, "h1", public_key_file)
+    h2_key = DEPLOY_KEYS.write_public(tmp_path / "h2_key")
+    h2 = install_host(tmp_path, "h2", h2_key)
     models = versions[0].parent
     first = deploy("--version", versions[0].name, models=models, remotes=[h1, h2])
     assert first.exit_code == 0, first.output
@@ -239,7 +232,7 @@ def test_two_hosts_one_refuses_then_none_switches_and_a_phase_two_failure_is_rep
     assert "validated at staging" in first.output  # phase 2 did not repeat the load check
     assert h1.current() == h2.current() == versions[0].name
 
-    write_secret(h2_secret, OTHER_SECRET)  # h2 no longer trusts the development side's signature
+    OTHER_DEPLOY_KEYS.write_public(h2_key)  # h2 no longer trusts the development side's signature
     second = deploy("--version", versions[1].name, models=models, remotes=[h1, h2])
     assert second.exit_code == 1
     assert f"{h2.url}: REFUSED: stargazer: refused refs/staging/{versions[1].name}" in second.output
@@ -250,11 +243,12 @@ def test_two_hosts_one_refuses_then_none_switches_and_a_phase_two_failure_is_rep
     assert len(h1.log()) == len(h2.log()) == 1
     for host in (h1, h2):
         assert host.git("for-each-ref", "--format=%(refname)", "refs/staging").stdout == ""
-    assert OTHER_SECRET not in second.output and SECRET not in second.output
+    for keys in (DEPLOY_KEYS, OTHER_DEPLOY_KEYS):
+        assert keys.signing_text not in second.output
 
     # Phase 2 can still fail on a host (here: its model directory became unusable after phase 1 passed).
     # That cannot be undone atomically; the command must say exactly which host serves what.
-    write_secret(h2_secret, SECRET)
+    DEPLOY_KEYS.write_public(h2_key)
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")
     h2.set("stargazer.modeldir", str(blocked))
@@ -269,9 +263,9 @@ def test_two_hosts_one_refuses_then_none_switches_and_a_phase_two_failure_is_rep
 
 
 def test_racing_deploys_end_consistent_and_log_both(
-    tmp_path: Path, versions: list[Path], secret_file: Path, dev_env: None, git_ready: None
+    tmp_path: Path, versions: list[Path], public_key_file: Path, dev_env: None, git_ready: None
 ) -> None:
-    host = install_host(tmp_path, "h1", secret_file)
+    host = install_host(tmp_path, "h1", public_key_file)
     models = versions[0].parent
 
     def start(version: Path) -> subprocess.Popen[str]:
@@ -308,15 +302,15 @@ def test_racing_deploys_end_consistent_and_log_both(
 
 
 def test_raw_pushes_racing_from_two_repositories_stay_consistent(
-    tmp_path: Path, versions: list[Path], secret_file: Path, dev_env: None, git_ready: None
+    tmp_path: Path, versions: list[Path], public_key_file: Path, dev_env: None, git_ready: None
 ) -> None:
     """No development-side lock here: git's ref lock and the hosts' release lock keep things consistent."""
-    host = install_host(tmp_path, "h1", secret_file)
+    host = install_host(tmp_path, "h1", public_key_file)
     commits = []
     for index, version in enumerate(versions[2:]):
         repo = DeployRepo(tmp_path / f"dev{index}.git")
         repo.ensure()
-        commits.append((repo, repo.commit_version(version, SECRET.encode())[0]))
+        commits.append((repo, repo.commit_version(version, DEPLOY_KEYS.signing)[0]))
     racers = [
         subprocess.Popen(
             ["git", f"--git-dir={repo.path}", "push", host.url, f"+{commit}:refs/heads/deploy"],

@@ -43,7 +43,7 @@ class GateWorld:
     good_scores: gate.Scores
     worse_scores: gate.Scores
 
-    def host(self, root: Path, name: str, secret_file: Path) -> Host:
+    def host(self, root: Path, name: str, public_key_file: Path) -> Host:
         """A host with its own copy of the eval set (a test may tamper with it)."""
         (root / name).mkdir(parents=True, exist_ok=True)
         copy = root / name / self.evalset.name
@@ -51,7 +51,7 @@ class GateWorld:
         return install_host(
             root,
             name,
-            secret_file,
+            public_key_file,
             extra=["--evalset", str(copy), "--evalset-sha256", self.sha256,
                    "--gate-floor", f"spearman={SPEARMAN_FLOOR}"],
         )  # fmt: skip
@@ -97,9 +97,9 @@ def test_the_evaluation_set_holds_no_training_repository(world: GateWorld) -> No
 
 
 def test_a_first_model_below_the_floors_is_refused_and_one_above_them_accepted(
-    world: GateWorld, tmp_path: Path, secret_file: Path, deploy
+    world: GateWorld, tmp_path: Path, public_key_file: Path, deploy
 ) -> None:
-    host = world.host(tmp_path, "gate-first", secret_file)
+    host = world.host(tmp_path, "gate-first", public_key_file)
     w = world.worse_scores
     refused = deploy("--version", world.worse.name, models=world.models, remotes=[host])
     assert refused.exit_code == 1, refused.output
@@ -120,9 +120,9 @@ def test_a_first_model_below_the_floors_is_refused_and_one_above_them_accepted(
 
 
 def test_a_worse_model_is_refused_naming_both_models_numbers_then_deployed_with_an_override(
-    world: GateWorld, tmp_path: Path, secret_file: Path, deploy
+    world: GateWorld, tmp_path: Path, public_key_file: Path, deploy
 ) -> None:
-    host = world.host(tmp_path, "gate-worse", secret_file)
+    host = world.host(tmp_path, "gate-worse", public_key_file)
     assert deploy("--version", world.good.name, models=world.models, remotes=[host]).exit_code == 0
     g, w = world.good_scores, world.worse_scores
 
@@ -159,9 +159,9 @@ def test_a_worse_model_is_refused_naming_both_models_numbers_then_deployed_with_
 
 
 def test_a_tampered_evaluation_set_is_refused_in_one_line(
-    world: GateWorld, tmp_path: Path, secret_file: Path, deploy
+    world: GateWorld, tmp_path: Path, public_key_file: Path, deploy
 ) -> None:
-    host = world.host(tmp_path, "gate-tampered", secret_file)
+    host = world.host(tmp_path, "gate-tampered", public_key_file)
     installed = tmp_path / "gate-tampered" / world.evalset.name
     lines = gzip.decompress(installed.read_bytes()).splitlines(keepends=True)
     installed.write_bytes(gzip.compress(b"".join(lines[:-1])))  # still a valid eval set, one row short
@@ -182,14 +182,14 @@ def test_a_tampered_evaluation_set_is_refused_in_one_line(
 
 
 def test_the_installer_refuses_an_evaluation_set_it_was_not_given(
-    world: GateWorld, tmp_path: Path, secret_file: Path, git_ready: None
+    world: GateWorld, tmp_path: Path, public_key_file: Path, git_ready: None
 ) -> None:
     import subprocess
 
     from tests.githooks.conftest import INSTALL_SH
 
     base = [str(INSTALL_SH), "--repo", str(tmp_path / "r.git"), "--model-dir", str(tmp_path / "m"),
-            "--secret-file", str(secret_file), "--no-probe", "--check-user", ""]  # fmt: skip
+            "--public-key-file", str(public_key_file), "--no-probe", "--check-user", ""]  # fmt: skip
     wrong = subprocess.run([*base, "--evalset", str(world.evalset), "--evalset-sha256", "0" * 64],
                            capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
     assert wrong.returncode == 1
@@ -211,9 +211,9 @@ def test_the_installer_refuses_an_evaluation_set_it_was_not_given(
 
 
 def test_two_hosts_gate_in_phase_one_and_log_the_override_on_both(
-    world: GateWorld, tmp_path: Path, secret_file: Path, deploy
+    world: GateWorld, tmp_path: Path, public_key_file: Path, deploy
 ) -> None:
-    hosts = [world.host(tmp_path, name, secret_file) for name in ("gate-a", "gate-b")]
+    hosts = [world.host(tmp_path, name, public_key_file) for name in ("gate-a", "gate-b")]
     first = deploy("--version", world.good.name, models=world.models, remotes=hosts)
     assert first.exit_code == 0, first.output
     assert first.output.count("quality gate passed: first model on this host") == 2  # in phase 1 (staging)

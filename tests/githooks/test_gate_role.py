@@ -19,9 +19,8 @@ import pytest
 import yaml
 
 from githooks import gate
-from tests.githooks.conftest import SECRET, write_secret
 from tests.playbooks.ansible_run import PLAYBOOKS, playbook
-from tests.support import REPO_ROOT, require_root
+from tests.support import DEPLOY_KEYS, REPO_ROOT, require_root
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +48,7 @@ def _play(workdir: Path, evalset: Path) -> Path:
         "stargazer_venv_dir": str(Path(sys.executable).parent.parent),
         "stargazer_config_dir": str(workdir / "etc"),
         "stargazer_model_dir": str(workdir / "models"),
-        "stargazer_deploy_secret_file": str(write_secret(workdir / "deploy_secret", SECRET)),
+        "stargazer_deploy_public_key_file": str(DEPLOY_KEYS.write_public(workdir / "deploy_public_key")),
         "common_checkout": {"changed": False},
         "githooks_repo_dir": str(workdir / "git" / "stargazer-deploy.git"),
         "githooks_check_user": "",

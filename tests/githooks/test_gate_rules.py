@@ -10,6 +10,7 @@ import pytest
 
 from githooks import gate
 from githooks.settings import DEFAULT_GATE_FLOORS, DEFAULT_GATE_MARGINS, HookSettings, SettingsError
+from tests.support import DEPLOY_KEYS
 
 SERVING = gate.Scores(spearman=0.70, mae_log=0.90, coverage=0.80, rows=300)
 MARGINS = {"spearman": 0.05, "mae_log": 0.05, "coverage": 0.10}
@@ -126,7 +127,7 @@ def test_records_round_trip_and_a_commit_without_scores_loses_an_old_one(tmp_pat
 
 def test_gate_settings_come_from_git_config() -> None:
     base = {"stargazer.appdir": "/a", "stargazer.modeldir": "/m"}
-    env = {"STARGAZER_DEPLOY_SECRET": "s"}
+    env = {"STARGAZER_DEPLOY_PUBLIC_KEY": DEPLOY_KEYS.public_text}
     plain = HookSettings.from_env(env, base)
     assert plain.evalset is None and plain.gate_margins == DEFAULT_GATE_MARGINS
     assert plain.gate_floors == DEFAULT_GATE_FLOORS

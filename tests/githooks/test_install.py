@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from githooks.install import GIT_SETTINGS
+from model_serving import artifact
 from model_serving.development_server.deploy import DeployRepo
-from tests.githooks.conftest import CHECK_TIMEOUT, INSTALL_SH, SECRET, install_host, stargazer_lines
-from tests.support import REPO_ROOT
+from tests.githooks.conftest import CHECK_TIMEOUT, INSTALL_SH, install_host, stargazer_lines
+from tests.support import DEPLOY_KEYS, REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +22,9 @@ def _install(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_installs_hooks_and_config_then_changes_nothing(
-    tmp_path: Path, secret_file: Path, git_ready: None
+    tmp_path: Path, public_key_file: Path, git_ready: None
 ) -> None:
-    host = install_host(tmp_path, "h1", secret_file, keep=3, probe=True)  # probe: the check user runs Python
+    host = install_host(tmp_path, "h1", public_key_file, keep=3, probe=True)  # probe: the check user runs it
     for name in ("pre-receive", "post-receive"):
         hook = host.repo / "hooks" / name
         assert hook.read_bytes() == (REPO_ROOT / "githooks" / name).read_bytes()
@@ -33,12 +34,13 @@ def test_installs_hooks_and_config_then_changes_nothing(
     for key, value in GIT_SETTINGS.items():
         assert host.git("config", "--local", "--get", key).stdout.strip() == value, key
     assert host.git("config", "--get", "stargazer.keep").stdout.strip() == "3"
-    assert host.git("config", "--get", "stargazer.secretfile").stdout.strip() == str(secret_file)
-    assert SECRET not in (host.repo / "config").read_text()  # only the secret's path is stored
+    assert host.git("config", "--get", "stargazer.publickeyfile").stdout.strip() == str(public_key_file)
+    assert DEPLOY_KEYS.public_text not in (host.repo / "config").read_text()  # only the key file's path
     assert host.model_dir.is_dir()
 
     same = [
-        "--repo", str(host.repo), "--model-dir", str(host.model_dir), "--secret-file", str(secret_file),
+        "--repo", str(host.repo), "--model-dir", str(host.model_dir),
+        "--public-key-file", str(public_key_file),
         "--keep", "3", "--check-timeout", f"{CHECK_TIMEOUT:g}", "--prune-expire", "now", "--host-name", "h1",
         "--no-probe",
     ]  # fmt: skip
@@ -61,10 +63,10 @@ def test_installs_hooks_and_config_then_changes_nothing(
                 str(p / "r.git"),
                 "--model-dir",
                 str(p / "m"),
-                "--secret-file",
+                "--public-key-file",
                 str(p / "nope"),
             ],
-            "deploy secret file",
+            "deploy public key file",
         ),
         (
             lambda p: [
@@ -89,7 +91,7 @@ def test_installs_hooks_and_config_then_changes_nothing(
             "check user root must not be root",
         ),
     ],
-    ids=["not_bare", "missing_secret_file", "missing_python", "root_as_check_user"],
+    ids=["not_bare", "missing_public_key_file", "missing_python", "root_as_check_user"],
 )
 def test_bad_installs_fail_with_one_line(tmp_path: Path, git_ready: None, make_args, expected: str) -> None:
     if "must not be root" in expected and os.geteuid() != 0:
@@ -102,16 +104,17 @@ def test_bad_installs_fail_with_one_line(tmp_path: Path, git_ready: None, make_a
     assert line.startswith("Error: ") and expected in line, line
 
 
-def test_host_without_secret_refuses_every_model(
-    tmp_path: Path, versions: list[Path], secret_file: Path, git_ready: None, monkeypatch: pytest.MonkeyPatch
+def test_host_without_public_key_refuses_every_model(
+    tmp_path: Path, versions: list[Path], public_key_file: Path, git_ready: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("STARGAZER_DEPLOY_SECRET", "STARGAZER_DEPLOY_SECRET_FILE"):
+    for name in (artifact.PUBLIC_KEY_ENV, artifact.PUBLIC_KEY_FILE_ENV):
         monkeypatch.delenv(name, raising=False)
-    host = install_host(tmp_path, "h1", secret_file)
-    host.git("config", "--local", "--unset", "stargazer.secretfile")
+    host = install_host(tmp_path, "h1", public_key_file)
+    host.git("config", "--local", "--unset", "stargazer.publickeyfile")
     dev = DeployRepo(tmp_path / "dev.git")
     dev.ensure()
-    commit, _ = dev.commit_version(versions[0], SECRET.encode())
+    commit, _ = dev.commit_version(versions[0], DEPLOY_KEYS.signing)
     result = subprocess.run(
         ["git", f"--git-dir={dev.path}", "push", host.url, f"{commit}:refs/heads/deploy"],
         capture_output=True,
@@ -120,7 +123,7 @@ def test_host_without_secret_refuses_every_model(
     )
     assert result.returncode != 0
     assert stargazer_lines(result.stderr) == [
-        f"stargazer: refused refs/heads/deploy ({commit[:10]}): no deploy secret configured on this host: "
-        "cannot verify signatures"
+        f"stargazer: refused refs/heads/deploy ({commit[:10]}): no deploy public key configured on this "
+        "host: cannot verify signatures"
     ]
     assert host.current() is None

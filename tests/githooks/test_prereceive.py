@@ -9,6 +9,8 @@ rule directly. The time limit gets its own push, with a short limit.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -27,15 +29,8 @@ from sklearn.dummy import DummyRegressor
 from sklearn.pipeline import Pipeline
 
 from model_serving import artifact
-from tests.githooks.conftest import (
-    OTHER_SECRET,
-    SECRET,
-    Host,
-    install_host,
-    signed_copy,
-    stargazer_lines,
-    write_secret,
-)
+from tests.githooks.conftest import Host, install_host, signed_copy, stargazer_lines
+from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS, DeployKeys
 
 pytestmark = pytest.mark.integration
 
@@ -59,8 +54,19 @@ def _with_model_bytes(version: Path, into: Path, payload: bytes, name: str, *, s
     data.update(version=name, sha256=artifact.sha256_of(target / "model.joblib"))
     (target / "model.json").write_text(json.dumps(data))
     if sign:
-        artifact.sign_version(target, SECRET.encode())
+        artifact.sign_version(target, DEPLOY_KEYS.signing)
     return target
+
+
+def _hmac_signed(version: Path) -> Path:
+    """``version`` signed in place as deploy signed before Ed25519: HMAC-SHA256 with a shared secret."""
+    data = json.loads((version / "model.json").read_text())
+    data.pop("signature", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    digest = hmac.new(b"the-old-deploy-secret", canonical, hashlib.sha256).hexdigest()
+    data["signature"] = "hmac-sha256:" + digest
+    (version / "model.json").write_text(json.dumps(data))
+    return version
 
 
 def _pipeline_that_cannot_predict() -> bytes:
@@ -126,9 +132,11 @@ def _version_files(version: Path) -> dict[str, Path | bytes]:
     return {"model.joblib": version / "model.joblib", "model.json": version / "model.json"}
 
 
-def _renamed(version: Path, into: Path, name: str, *, secret: str = SECRET, edit: dict | None = None) -> Path:
+def _renamed(
+    version: Path, into: Path, name: str, *, keys: DeployKeys = DEPLOY_KEYS, edit: dict | None = None
+) -> Path:
     """A signed copy whose manifest says ``version: name`` (so each case has its own staging ref)."""
-    return signed_copy(version, into, secret=secret, edit={"version": name, **(edit or {})})
+    return signed_copy(version, into, keys=keys, edit={"version": name, **(edit or {})})
 
 
 def _name(index: int) -> str:
@@ -139,8 +147,8 @@ def _name(index: int) -> str:
 def refused_push(tmp_path_factory: pytest.TempPathFactory, versions: list[Path], git_ready: None) -> dict:
     """One host with a good version deployed, then one push carrying every refusal case and one good ref."""
     root = tmp_path_factory.mktemp("refusals")
-    secret_file = write_secret(root / "secret", SECRET)
-    host = install_host(root, "h1", secret_file)
+    public_key_file = DEPLOY_KEYS.write_public(root / "public_key")
+    host = install_host(root, "h1", public_key_file)
     pusher = Pusher(root / "scratch.git")
     subprocess.run(["git", "init", "-q", "--bare", str(pusher.repo)], check=True)
     craft = root / "craft"
@@ -167,6 +175,7 @@ def refused_push(tmp_path_factory: pytest.TempPathFactory, versions: list[Path],
     columns = [c for c in artifact.expected_input_columns() if c["name"] != "forks_count"]
     marker_unsigned = Path("/tmp") / f"stargazer-test-unsigned-pickle-ran-{os.getpid()}"
     marker_nobody = root / "written-by-the-model-check"  # root-only directory (pytest's tmp is 0700)
+    marker_hmac = Path("/tmp") / f"stargazer-test-hmac-pickle-ran-{os.getpid()}"
 
     cases: dict[str, tuple[dict[str, Path | bytes], str]] = {
         "missing_manifest": ({"model.joblib": versions[1] / "model.joblib"}, "model.json missing"),
@@ -180,9 +189,15 @@ def refused_push(tmp_path_factory: pytest.TempPathFactory, versions: list[Path],
             "model.json is malformed at",
         ),
         "unsigned": (_version_files(versions[1]), "model.json is not signed"),
-        "wrong_secret": (
-            _version_files(_renamed(versions[1], case_dir("wrong"), _name(5), secret=OTHER_SECRET)),
+        "other_key": (
+            _version_files(_renamed(versions[1], case_dir("wrong"), _name(5), keys=OTHER_DEPLOY_KEYS)),
             "signature does not match",
+        ),
+        "retired_hmac": (
+            _version_files(_hmac_signed(_with_model_bytes(
+                versions[1], craft, pickle.dumps(_Call(os.mkdir, str(marker_hmac))), _name(16), sign=False
+            ))),
+            "retired HMAC-SHA256 signature",
         ),
         "edited_after_signing": (_version_files(edited), "signature does not match"),
         "sha256_mismatch": (_version_files(tampered), "does not match model.json"),
@@ -254,7 +269,7 @@ def refused_push(tmp_path_factory: pytest.TempPathFactory, versions: list[Path],
         "cases": {label: (commits[label], expected) for label, (_, expected) in cases.items()},
         "control": control,
         "unsigned_deploy": unsigned_deploy,
-        "markers": (marker_unsigned, marker_nobody),
+        "markers": (marker_unsigned, marker_nobody, marker_hmac),
         "seconds": seconds,
     }
 
@@ -265,7 +280,8 @@ CASES = [
     "malformed_json",
     "malformed_schema",
     "unsigned",
-    "wrong_secret",
+    "other_key",
+    "retired_hmac",
     "edited_after_signing",
     "sha256_mismatch",
     "input_columns",
@@ -301,7 +317,8 @@ def test_whole_push_rejected_and_nothing_switched(refused_push: dict) -> None:
     assert ("only refs/heads/deploy, refs/staging/<version> and refs/stargazer/shadow accept pushes"
             in main_line)
     assert all("\n" not in line for line in lines)
-    assert SECRET not in result.stderr and OTHER_SECRET not in result.stderr
+    for keys in (DEPLOY_KEYS, OTHER_DEPLOY_KEYS):
+        assert keys.signing_text not in result.stderr
     # Nothing moved: current, the log, the refs; and git dropped the quarantined objects.
     [entry] = host.log()
     assert host.current() == entry["version"]
@@ -311,15 +328,16 @@ def test_whole_push_rejected_and_nothing_switched(refused_push: dict) -> None:
 
 
 def test_no_pickle_ran_unsigned_and_signed_ones_ran_unprivileged(refused_push: dict) -> None:
-    unsigned_marker, nobody_marker = refused_push["markers"]
+    unsigned_marker, nobody_marker, hmac_marker = refused_push["markers"]
     assert not unsigned_marker.exists(), "an unsigned pickle was unpickled"
+    assert not hmac_marker.exists(), "an HMAC-signed pickle was unpickled"
     if os.geteuid() == 0:
         assert not nobody_marker.exists(), "the model check ran with root's rights"
 
 
 def test_time_limit_kills_a_model_that_hangs(tmp_path: Path, versions: list[Path], git_ready: None) -> None:
-    secret_file = write_secret(tmp_path / "secret", SECRET)
-    host = install_host(tmp_path, "slow", secret_file)
+    public_key_file = DEPLOY_KEYS.write_public(tmp_path / "public_key")
+    host = install_host(tmp_path, "slow", public_key_file)
     host.set("stargazer.checktimeout", "3")
     pusher = Pusher(tmp_path / "scratch.git")
     subprocess.run(["git", "init", "-q", "--bare", str(pusher.repo)], check=True)

@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 
 from githooks.settings import HookSettings, SettingsError
+from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS, REPO_ROOT
 
 
 def test_git_config_wins_over_the_pushers_environment(tmp_path: Path) -> None:
-    host_secret = tmp_path / "host_secret"
-    host_secret.write_text("host-secret\n")
+    host_key = DEPLOY_KEYS.write_public(tmp_path / "host_public_key")
     env = {
         "STARGAZER_APP_DIR": "/pusher/app",
         "STARGAZER_MODEL_DIR": "/pusher/models",
-        "STARGAZER_DEPLOY_SECRET": "pusher-secret",
+        "STARGAZER_DEPLOY_PUBLIC_KEY": OTHER_DEPLOY_KEYS.public_text,
     }
     config = {
         "stargazer.appdir": "/opt/stargazer",
         "stargazer.modeldir": "/var/lib/stargazer/models",
-        "stargazer.secretfile": str(host_secret),
+        "stargazer.publickeyfile": str(host_key),
         "stargazer.keep": "3",
         "stargazer.checktimeout": "7.5",
         "stargazer.checkuser": "",
@@ -31,7 +31,7 @@ def test_git_config_wins_over_the_pushers_environment(tmp_path: Path) -> None:
     settings = HookSettings.from_env(env, config)
     assert settings.app_dir == Path("/opt/stargazer")
     assert settings.model_dir == Path("/var/lib/stargazer/models")
-    assert settings.secret == b"host-secret"
+    assert settings.public_key == DEPLOY_KEYS.public
     assert (settings.keep, settings.check_timeout, settings.check_user, settings.host_name) == (
         3,
         7.5,
@@ -40,13 +40,14 @@ def test_git_config_wins_over_the_pushers_environment(tmp_path: Path) -> None:
     )
     assert settings.check_memory_mb == 1024
     assert settings.check_sandbox == Path("/usr/local/libexec/stargazer/check-sandbox")
-    assert "host-secret" not in repr(settings)
 
 
 def test_environment_is_the_fallback() -> None:
-    env = {"STARGAZER_APP_DIR": "/a", "STARGAZER_MODEL_DIR": "/m", "STARGAZER_DEPLOY_SECRET": "s"}
+    env = {"STARGAZER_APP_DIR": "/a", "STARGAZER_MODEL_DIR": "/m",
+           "STARGAZER_DEPLOY_PUBLIC_KEY": DEPLOY_KEYS.public_text}
     settings = HookSettings.from_env(env, {})
-    assert (settings.app_dir, settings.model_dir, settings.secret) == (Path("/a"), Path("/m"), b"s")
+    assert (settings.app_dir, settings.model_dir) == (Path("/a"), Path("/m"))
+    assert settings.public_key == DEPLOY_KEYS.public
     assert settings.keep == 5 and settings.check_user == "stargazer-check"
     assert settings.check_memory_mb == 3072 and settings.check_sandbox is None
 
@@ -63,8 +64,13 @@ def test_environment_is_the_fallback() -> None:
         ({"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.keep": "0"},
          "git config stargazer.keep: Input should be greater than or equal to 1"),
         (
-            {"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.secretfile": "/nonexistent/s"},
-            "cannot read deploy secret file",
+            {"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.publickeyfile": "/nonexistent"},
+            "cannot read the deploy public key file",
+        ),
+        (
+            {"stargazer.appdir": "/a", "stargazer.modeldir": "/m",
+             "stargazer.publickeyfile": str(REPO_ROOT / "README.md")},
+            "the deploy public key is not the base64 of 32 bytes",
         ),
     ],
 )

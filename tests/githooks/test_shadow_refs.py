@@ -15,7 +15,8 @@ import pytest
 from model_serving import releases
 from model_serving.development_server.deploy import DeployRepo
 from model_serving.production_server import shadow_log
-from tests.githooks.conftest import SECRET, Host, install_host, stargazer_lines
+from tests.githooks.conftest import Host, install_host, stargazer_lines
+from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS
 
 pytestmark = pytest.mark.integration
 
@@ -33,9 +34,9 @@ def _pairs(host: Host, serving: str, shadow: str, pairs: list[tuple[list[float],
 
 
 def test_shadow_sets_the_link_never_current_then_promote_clears_it(
-    tmp_path: Path, versions: list[Path], secret_file: Path, deploy
+    tmp_path: Path, versions: list[Path], public_key_file: Path, deploy
 ) -> None:
-    host = install_host(tmp_path, "h1", secret_file)
+    host = install_host(tmp_path, "h1", public_key_file)
     models = versions[0].parent
     v0, v1 = versions[0].name, versions[1].name
     assert deploy("--version", v0, models=models, remotes=[host]).exit_code == 0
@@ -70,9 +71,9 @@ def test_shadow_sets_the_link_never_current_then_promote_clears_it(
 
 
 def test_promote_refused_by_thresholds_names_the_one_that_failed(
-    tmp_path: Path, versions: list[Path], secret_file: Path, deploy
+    tmp_path: Path, versions: list[Path], public_key_file: Path, deploy
 ) -> None:
-    host = install_host(tmp_path, "h1", secret_file)
+    host = install_host(tmp_path, "h1", public_key_file)
     models = versions[0].parent
     v0, v1 = versions[0].name, versions[1].name
     assert deploy("--version", v0, models=models, remotes=[host]).exit_code == 0
@@ -114,7 +115,7 @@ def test_promote_refused_by_thresholds_names_the_one_that_failed(
     ],
 )
 def test_bad_shadow_options_are_one_line_errors(
-    tmp_path: Path, versions: list[Path], secret_file: Path, deploy, args: list[str], message: str
+    tmp_path: Path, versions: list[Path], public_key_file: Path, deploy, args: list[str], message: str
 ) -> None:
     result = deploy(*args, models=versions[0].parent, remotes=[str(tmp_path / "nowhere.git")])
     assert result.exit_code != 0
@@ -122,21 +123,21 @@ def test_bad_shadow_options_are_one_line_errors(
 
 
 def test_prereceive_judges_shadow_pushes_and_report_requests(
-    tmp_path: Path, versions: list[Path], secret_file: Path, deploy
+    tmp_path: Path, versions: list[Path], public_key_file: Path, deploy
 ) -> None:
-    host = install_host(tmp_path, "h1", secret_file)
+    host = install_host(tmp_path, "h1", public_key_file)
     models = versions[0].parent
     v0 = versions[0].name
     assert deploy("--version", v0, models=models, remotes=[host]).exit_code == 0
     dev = DeployRepo(tmp_path / "deploy.git")
-    wrong, _ = dev.commit_version(versions[1], b"not-the-hosts-secret")
+    wrong, _ = dev.commit_version(versions[1], OTHER_DEPLOY_KEYS.signing)
 
     pushed = subprocess.run(["git", f"--git-dir={dev.path}", "push", host.url, f"+{wrong}:{SHADOW_REF}"],
                             capture_output=True, text=True, check=False)
     assert pushed.returncode != 0
     assert stargazer_lines(pushed.stderr) == [
         f"stargazer: refused {SHADOW_REF} ({wrong[:10]}): model.json signature does not match "
-        "(wrong deploy secret or edited manifest)"]
+        "(signed with another key or edited manifest)"]
     assert host.ref(SHADOW_REF) is None and releases.shadow_version(host.model_dir) is None
 
     served = host.ref("refs/heads/deploy")
@@ -147,7 +148,7 @@ def test_prereceive_judges_shadow_pushes_and_report_requests(
     assert ("refs/stargazer/shadow-report accepts only the commit of refs/stargazer/shadow (a report request)"
             in asked.stderr)
 
-    good, _ = dev.commit_version(versions[1], SECRET.encode())
+    good, _ = dev.commit_version(versions[1], DEPLOY_KEYS.signing)
     direct = subprocess.run(["git", f"--git-dir={dev.path}", "push", host.url, f"+{good}:{SHADOW_REF}"],
                             capture_output=True, text=True, check=False)
     assert direct.returncode == 0, direct.stderr
@@ -163,9 +164,9 @@ def test_prereceive_judges_shadow_pushes_and_report_requests(
     assert host.ref("refs/stargazer/shadow-report") is None
 
 
-def test_a_shadow_release_is_never_pruned(tmp_path: Path, versions: list[Path], secret_file: Path,
+def test_a_shadow_release_is_never_pruned(tmp_path: Path, versions: list[Path], public_key_file: Path,
                                           deploy) -> None:
-    host = install_host(tmp_path, "h1", secret_file, keep=1)
+    host = install_host(tmp_path, "h1", public_key_file, keep=1)
     models = versions[0].parent
     names = [v.name for v in versions]
     assert deploy("--version", names[0], models=models, remotes=[host]).exit_code == 0

@@ -39,7 +39,7 @@ def _run(*args: str) -> None:
 
 
 @pytest.fixture
-def ssh_host(tmp_path: Path, secret_file: Path, git_ready: None) -> Iterator[SshHost]:
+def ssh_host(tmp_path: Path, public_key_file: Path, git_ready: None) -> Iterator[SshHost]:
     require_root("network namespaces and sshd")
     ip = require_executable("ip", "/usr/sbin/ip")
     sshd = require_executable("sshd", "/usr/sbin/sshd")
@@ -89,7 +89,7 @@ def ssh_host(tmp_path: Path, secret_file: Path, git_ready: None) -> Iterator[Ssh
                 break
             assert time.monotonic() < deadline, f"sshd in {netns} never answered: {probe.stderr!r}"
             time.sleep(0.3)
-        yield SshHost(install_host(tmp_path, "ssh-host", secret_file), host_ip, ssh_command)
+        yield SshHost(install_host(tmp_path, "ssh-host", public_key_file), host_ip, ssh_command)
     finally:
         if sshd_proc is not None:
             sshd_proc.send_signal(signal.SIGTERM)

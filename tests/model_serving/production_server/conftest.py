@@ -23,7 +23,7 @@ from model_serving.process_stack.stack import Stack
 from model_serving.production_server import create_app
 from synthetic.versions import build_tiny_version
 from tests.support import (
-    DEPLOY_SECRET,
+    DEPLOY_KEYS,
     AppFactory,
     Models,
     WorkerFactory,
@@ -43,7 +43,7 @@ def signed_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     v1 = build_tiny_version(root, seed=1)
     v2 = build_tiny_version(root, seed=2)
     for version in (v1, v2):
-        artifact.sign_version(version, DEPLOY_SECRET)
+        artifact.sign_version(version, DEPLOY_KEYS.signing)
     return Models(v1, v2)
 
 

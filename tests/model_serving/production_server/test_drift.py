@@ -21,6 +21,8 @@ from model_serving.production_server import create_app, drift
 from model_serving.production_server.cli import RETRAIN_EXIT_CODE, main
 from model_serving.production_server.settings import ServingSettings
 from tests.support import (
+    DEPLOY_KEYS,
+    OTHER_DEPLOY_KEYS,
     install,
     shifted_requests,
     unshifted_requests,
@@ -28,7 +30,6 @@ from tests.support import (
     write_requests,
 )
 
-SECRET = b"drift-test-deploy-secret"
 #: The features the shifted stream moves (forks x25, created within 60 days, pushed at collection).
 MOVED = {"log_forks_count", "log_forks_count_per_year", "age_days", "days_since_push", "active_span_days"}
 UNTOUCHED = {"log_open_issues_count", "log_size", "log_owner_followers", "language", "license_spdx",
@@ -38,13 +39,13 @@ UNTOUCHED = {"log_open_issues_count", "log_size", "log_owner_followers", "langua
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("drift")
-    version = version_with_training_data(root, SECRET)
+    version = version_with_training_data(root, DEPLOY_KEYS.signing)
     model_dir = root / "production"
     return model_dir, install(model_dir, version)
 
 
 def _report(model_dir: Path, log: Path, **options: int) -> drift.Report:
-    return drift.report(model_dir, log, SECRET, **options)
+    return drift.report(model_dir, log, DEPLOY_KEYS.public, **options)
 
 
 def test_an_unshifted_stream_is_not_flagged(served: tuple[Path, str], tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ def test_the_command_prints_the_verdict_first_writes_the_plot_and_checks(
     served: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model_dir, version = served
-    monkeypatch.setenv(artifact.SECRET_ENV, SECRET.decode())
+    monkeypatch.setenv(artifact.PUBLIC_KEY_ENV, DEPLOY_KEYS.public_text)
     monkeypatch.setenv("STARGAZER_MODEL_DIR", str(model_dir))
     shifted, unshifted = tmp_path / "shifted.jsonl", tmp_path / "unshifted.jsonl"
     write_requests(shifted, shifted_requests(400), version)
@@ -150,7 +151,7 @@ def test_the_command_refuses_in_one_line_what_it_cannot_judge(
     served: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model_dir, _ = served
-    monkeypatch.setenv(artifact.SECRET_ENV, SECRET.decode())
+    monkeypatch.setenv(artifact.PUBLIC_KEY_ENV, DEPLOY_KEYS.public_text)
     runner = CliRunner()
     log = tmp_path / "predictions.jsonl"
 
@@ -160,7 +161,7 @@ def test_the_command_refuses_in_one_line_what_it_cannot_judge(
     assert nothing.output.strip() == ("Error: no model is served on this host (no current release): "
                                       "nothing to compare with")
 
-    monkeypatch.setenv(artifact.SECRET_ENV, "another-secret")
+    monkeypatch.setenv(artifact.PUBLIC_KEY_ENV, OTHER_DEPLOY_KEYS.public_text)
     wrong = runner.invoke(main, ["drift", "--model-dir", str(model_dir), "--prediction-log", str(log)])
     assert wrong.exit_code == 1 and "signature does not match" in wrong.output
     assert len(wrong.output.strip().splitlines()) == 1
@@ -170,7 +171,7 @@ def test_the_command_refuses_in_one_line_what_it_cannot_judge(
 
 
 def test_a_snapshot_that_is_not_the_signed_one_gives_no_report(tmp_path: Path) -> None:
-    version = version_with_training_data(tmp_path, SECRET, rows=300)
+    version = version_with_training_data(tmp_path, DEPLOY_KEYS.signing, rows=300)
     model_dir = tmp_path / "production"
     install(model_dir, version)
     snapshot = model_dir / "current" / artifact.SNAPSHOT_FILE
@@ -178,23 +179,24 @@ def test_a_snapshot_that_is_not_the_signed_one_gives_no_report(tmp_path: Path) -
     with gzip.open(snapshot, "wt", encoding="utf-8") as handle:
         handle.write("full_name,forks_count\nx/y,1\n")
     with pytest.raises(drift.DriftError, match="sha256 does not match"):
-        drift.report(model_dir, tmp_path / "predictions.jsonl", SECRET)
+        drift.report(model_dir, tmp_path / "predictions.jsonl", DEPLOY_KEYS.public)
 
 
 def test_a_release_without_training_data_says_so(tmp_path: Path) -> None:
     from synthetic.versions import build_tiny_version
 
     version = build_tiny_version(tmp_path / "models", rows=60, n_estimators=2)
-    artifact.sign_version(version, SECRET)
+    artifact.sign_version(version, DEPLOY_KEYS.signing)
     model_dir = tmp_path / "production"
     install(model_dir, version)
     with pytest.raises(drift.DriftError, match="ships no training data"):
-        drift.report(model_dir, tmp_path / "predictions.jsonl", SECRET)
+        drift.report(model_dir, tmp_path / "predictions.jsonl", DEPLOY_KEYS.public)
 
 
 def _app(model_dir: Path, log: Path, tmp_path: Path) -> Flask:
     settings = ServingSettings(broker_url="amqp://nobody:nothing@127.0.0.1:1/none", model_dir=model_dir,
-                               deploy_secret=SECRET, prediction_log=log, secret_key="test-secret-key",
+                               deploy_public_key=DEPLOY_KEYS.public, prediction_log=log,
+                               secret_key="test-secret-key",
                                github_budget_db=tmp_path / "budget.sqlite3")
     return create_app({"STARGAZER": settings, "TESTING": True})
 
@@ -234,7 +236,7 @@ def test_the_page_and_the_api_show_the_same_report_with_its_plot(served: tuple[P
 
 def test_a_new_release_gets_its_own_report_at_once(tmp_path: Path) -> None:
     model_dir, log = tmp_path / "production", tmp_path / "predictions.jsonl"
-    first = install(model_dir, version_with_training_data(tmp_path, SECRET, rows=400, seed=1,
+    first = install(model_dir, version_with_training_data(tmp_path, DEPLOY_KEYS.signing, rows=400, seed=1,
                                                           now=datetime(2026, 11, 1, tzinfo=UTC)))
     write_requests(log, shifted_requests(300), first)
     client = _app(model_dir, log, tmp_path).test_client()
@@ -242,7 +244,7 @@ def test_a_new_release_gets_its_own_report_at_once(tmp_path: Path) -> None:
 
     # ... but a deploy (current moves) does: the retrained model's data is what requests are compared with.
     retrained = tmp_path / "retrained"
-    second = install(model_dir, version_with_training_data(retrained, SECRET, rows=400, seed=9,
+    second = install(model_dir, version_with_training_data(retrained, DEPLOY_KEYS.signing, rows=400, seed=9,
                                                            now=datetime(2026, 11, 4, tzinfo=UTC)))
     answer = client.get("/api/v1/models/drift").get_json()
     assert answer["model_version"] == second != first

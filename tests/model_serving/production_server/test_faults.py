@@ -21,7 +21,7 @@ import pytest
 from model_serving import artifact, releases
 from model_serving.process_stack.services import RabbitMQ
 from tests.support import (
-    DEPLOY_SECRET,
+    DEPLOY_KEYS,
     READYZ_DETAIL,
     AppFactory,
     Models,
@@ -225,7 +225,7 @@ def test_a_model_load_cut_short_by_the_soft_time_limit_is_retried_and_served_wit
     # on a slow disk might: every load the worker tries is cut short by the task's soft time limit.
     gate = tmp_path / "slow-disk"
     gate.touch()
-    new = install(model_dir, gated_load_version(tmp_path / "slow", DEPLOY_SECRET, gate, seconds=600))
+    new = install(model_dir, gated_load_version(tmp_path / "slow", DEPLOY_KEYS.signing, gate, seconds=600))
     answer = client.post("/api/v1/predict", json=body)
     assert answer.status_code == 200 and answer.json["model_version"] == old  # answered, by the old model
     worker_log = worker.log_file.read_text(errors="replace")

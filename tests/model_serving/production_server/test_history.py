@@ -23,8 +23,9 @@ from model_serving.development_server import deploy as deploy_module
 from model_serving.production_server import create_app, history
 from model_serving.production_server.settings import ServingSettings
 from synthetic.versions import START, fitted_pipeline
-from tests.githooks.conftest import SECRET, Host, install_host, write_secret
+from tests.githooks.conftest import Host, install_host
 from tests.support import (
+    DEPLOY_KEYS,
     REPO_ROOT,
     json_rows,
     require,
@@ -71,7 +72,8 @@ def _write_version(models: Path, index: int) -> Path:
 
 
 def _deploy(*args: str, models: Path, repo: Path, host: Host) -> None:
-    env = {artifact.SECRET_ENV: SECRET, artifact.SECRET_FILE_ENV: None, "STARGAZER_DEPLOY_REMOTES": None,
+    env = {artifact.SIGNING_KEY_ENV: DEPLOY_KEYS.signing_text, artifact.SIGNING_KEY_FILE_ENV: None,
+           "STARGAZER_DEPLOY_REMOTES": None,
            "STARGAZER_DEPLOY_REPO": None, "STARGAZER_MODEL_DIR": None, "STARGAZER_APP_DIR": None}
     result = CliRunner().invoke(deploy_module.deploy_command,
                                 [*args, "--models", str(models), "--repo", str(repo), "--remote", host.url],
@@ -86,7 +88,7 @@ def pushed(tmp_path_factory: pytest.TempPathFactory) -> PushedHost:
     root = tmp_path_factory.mktemp("history")
     models = root / "models"
     versions = [_write_version(models, index) for index in range(3)]
-    host = install_host(root, "h-history", write_secret(root / "deploy_secret", SECRET), keep=2)
+    host = install_host(root, "h-history", DEPLOY_KEYS.write_public(root / "deploy_public_key"), keep=2)
     repo = root / "deploy.git"
     for version in versions:
         _deploy("--version", version.name, models=models, repo=repo, host=host)
@@ -96,7 +98,7 @@ def pushed(tmp_path_factory: pytest.TempPathFactory) -> PushedHost:
 
 def _app(model_dir: Path, tmp_path: Path, prediction_log: Path | None = None) -> Flask:
     settings = ServingSettings(broker_url="amqp://nobody:nothing@127.0.0.1:1/none", model_dir=model_dir,
-                               deploy_secret=SECRET.encode(),
+                               deploy_public_key=DEPLOY_KEYS.public,
                                prediction_log=prediction_log or tmp_path / "predictions.jsonl",
                                secret_key="test-secret-key", github_budget_db=tmp_path / "budget.sqlite3")
     return create_app({"STARGAZER": settings, "TESTING": True})
@@ -238,7 +240,7 @@ def test_the_models_page_in_chromium_through_nginx(
 
     v0, v1, v2 = pushed.versions
     state = tmp_path_factory.mktemp("models-stack")
-    stack = start_stack(state, pushed.host.model_dir, env={artifact.SECRET_ENV: SECRET})
+    stack = start_stack(state, pushed.host.model_dir, env={artifact.PUBLIC_KEY_ENV: DEPLOY_KEYS.public_text})
     try:
         write_requests(state / "predictions.jsonl", shifted_requests(300), v1)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -290,7 +292,7 @@ def test_the_gates_scores_and_an_override_reason_from_real_pushes(tmp_path: Path
     assert made.exit_code == 0, made.output
     sha256 = re.search(r"^sha256 ([0-9a-f]{64})$", made.output, re.MULTILINE).group(1)
     [evalset] = tmp_path.glob("evalset-*.csv.gz")
-    host = install_host(tmp_path, "h-gated", write_secret(tmp_path / "deploy_secret", SECRET),
+    host = install_host(tmp_path, "h-gated", DEPLOY_KEYS.write_public(tmp_path / "deploy_public_key"),
                         extra=["--evalset", str(evalset), "--evalset-sha256", sha256])
     models = tmp_path / "models"
     good, worse = write_at(fitted_pipeline(0), models, 0), write_at(shuffled_pipeline(1), models, 1)

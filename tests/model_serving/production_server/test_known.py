@@ -12,8 +12,7 @@ from data_collection.dataset import render_csv
 from model_serving import artifact, releases
 from model_serving.production_server.known import KnownRepositories
 from synthetic.dataset import synthetic_dataset
-
-SECRET = b"known-test-deploy-secret"
+from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS
 
 
 def version_with_snapshot(root: Path) -> tuple[Path, list[dict[str, object]]]:
@@ -32,7 +31,7 @@ def version_with_snapshot(root: Path) -> tuple[Path, list[dict[str, object]]]:
         tuning={"trials": 0, "wall_seconds": 0.0, "nodes": 0, "cpus": 0, "search": "none"}, baseline={},
         dataset_file=dataset,
     )
-    artifact.sign_version(version, SECRET)
+    artifact.sign_version(version, DEPLOY_KEYS.signing)
     return version, rows
 
 
@@ -45,7 +44,7 @@ def test_a_release_keeps_the_snapshot_and_the_web_reads_it(tmp_path: Path) -> No
                                                 artifact.SNAPSHOT_FILE)
     model_dir = tmp_path / "production"
     releases.install_release(version, model_dir, actor="tests")
-    known = KnownRepositories(model_dir, SECRET)
+    known = KnownRepositories(model_dir, DEPLOY_KEYS.public)
     assert len(known) == len(rows)
     first = rows[0]
     row = known.get(str(first["full_name"]).upper())  # GitHub names are case-insensitive
@@ -63,15 +62,16 @@ def test_a_snapshot_that_is_not_the_signed_one_is_refused(tmp_path: Path) -> Non
     snapshot = release / artifact.SNAPSHOT_FILE
     os.chmod(snapshot, 0o644)
     snapshot.write_bytes(snapshot.read_bytes() + b"\0")
-    assert KnownRepositories(model_dir, SECRET).get(str(rows[0]["full_name"])) is None  # logged, not used
+    known = KnownRepositories(model_dir, DEPLOY_KEYS.public)
+    assert known.get(str(rows[0]["full_name"])) is None  # logged, not used
     with pytest.raises(artifact.ArtifactError, match=r"dataset\.csv\.gz sha256 does not match"):
         artifact.verify_checksum(release, artifact.read_manifest(release))  # pre-receive and installs
-    # A manifest signed with another secret: the snapshot is not trusted either.
-    assert KnownRepositories(model_dir, b"another-secret").get(str(rows[1]["full_name"])) is None
+    # A manifest verified with another key: the snapshot is not trusted either.
+    assert KnownRepositories(model_dir, OTHER_DEPLOY_KEYS.public).get(str(rows[1]["full_name"])) is None
 
 
 def test_a_version_without_its_listed_snapshot_is_refused(tmp_path: Path) -> None:
     version, _ = version_with_snapshot(tmp_path)
     (version / artifact.SNAPSHOT_FILE).unlink()
     with pytest.raises(artifact.ArtifactError, match=r"dataset\.csv\.gz missing"):
-        artifact.validate_version(version, SECRET)
+        artifact.validate_version(version, DEPLOY_KEYS.public)

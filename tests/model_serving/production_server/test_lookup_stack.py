@@ -21,7 +21,7 @@ from model_serving import artifact, releases
 from model_serving.process_stack.stack import Stack
 from model_serving.production_server.lookup import RepositoryLookup
 from synthetic.versions import build_tiny_version
-from tests.support import DEPLOY_SECRET, five_rows, require_stack_tools, start_stack
+from tests.support import DEPLOY_KEYS, five_rows, require_stack_tools, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, simulator: SimulatorServer,
     snapshot = artifact.write_snapshot(dataset, version, rows=len(known))
     artifact.write_manifest(version, artifact.Manifest.model_validate(
         {**manifest.model_dump(mode="json"), "dataset_snapshot": snapshot}))
-    artifact.sign_version(version, DEPLOY_SECRET)
+    artifact.sign_version(version, DEPLOY_KEYS.signing)
     model_dir = root / "production"
     releases.install_release(version, model_dir, actor="tests")
     assert (model_dir / "current" / artifact.SNAPSHOT_FILE).is_file()  # the release keeps the snapshot

@@ -13,14 +13,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from model_serving import artifact, releases
 from model_serving.production_server.model_store import ModelStore, ModelUnavailable, RetryState, release_key
-from tests.support import DEPLOY_SECRET, Models, gated_load_version, install, wait_until
+from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS, Models, gated_load_version, install, wait_until
 
 
 def test_loads_once_and_reloads_only_when_current_moves(tmp_path: Path, signed_models: Models) -> None:
     model_dir = tmp_path / "production"
     install(model_dir, signed_models.v1)
     events: list[tuple[str | None, str | None, bool]] = []
-    store = ModelStore(model_dir / "current", DEPLOY_SECRET, on_load=lambda *e: events.append(e))
+    store = ModelStore(model_dir / "current", DEPLOY_KEYS.public, on_load=lambda *e: events.append(e))
     first = store.get()
     assert first.version == signed_models.v1.name
     assert store.get() is first and store.loads == 1  # the cheap check found nothing new
@@ -35,7 +35,7 @@ def test_loads_once_and_reloads_only_when_current_moves(tmp_path: Path, signed_m
 
 
 def test_no_model_installed_is_a_clear_error(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path / "production" / "current", DEPLOY_SECRET)
+    store = ModelStore(tmp_path / "production" / "current", DEPLOY_KEYS.public)
     with pytest.raises(ModelUnavailable, match=r"^no model installed yet$"):  # the API's 503: no path
         store.get()
     assert store.status()["model_version"] is None
@@ -47,18 +47,19 @@ def test_corrupt_model_is_refused_before_unpickling(tmp_path: Path, signed_model
     install(model_dir, signed_models.v1)
     joblib_file = model_dir / "current" / artifact.MODEL_FILE
     joblib_file.write_bytes(b"not a pickle, and not the signed bytes")
-    store = ModelStore(model_dir / "current", DEPLOY_SECRET)
+    store = ModelStore(model_dir / "current", DEPLOY_KEYS.public)
     with pytest.raises(ModelUnavailable, match=r"^the installed model release was refused"):
         store.get()
     assert re.search(r"unusable: model.joblib sha256 .* does not match model.json", store.last_error or "")
 
 
-def test_wrong_secret_and_unsigned_are_refused(tmp_path: Path, signed_models: Models) -> None:
+def test_another_key_and_no_key_are_refused(tmp_path: Path, signed_models: Models) -> None:
     model_dir = tmp_path / "production"
     install(model_dir, signed_models.v1)
-    refusals = [(b"another secret", "signature does not match"), (None, "no deploy secret configured")]
-    for secret, why in refusals:
-        store = ModelStore(model_dir / "current", secret)
+    refusals = [(OTHER_DEPLOY_KEYS.public, "signature does not match"),
+                (None, "no deploy public key configured")]
+    for public_key, why in refusals:
+        store = ModelStore(model_dir / "current", public_key)
         with pytest.raises(ModelUnavailable, match="refused"):
             store.get()
         assert why in (store.last_error or "")
@@ -72,10 +73,10 @@ def test_bytes_that_do_not_unpickle_are_a_verdict(tmp_path: Path, signed_models:
     manifest = artifact.read_manifest(garbage)
     artifact.write_manifest(garbage, manifest.model_copy(
         update={"sha256": artifact.sha256_of(garbage / artifact.MODEL_FILE)}))
-    artifact.sign_version(garbage, DEPLOY_SECRET)
+    artifact.sign_version(garbage, DEPLOY_KEYS.signing)
     model_dir = tmp_path / "production"
     install(model_dir, garbage)
-    store = ModelStore(model_dir / "current", DEPLOY_SECRET)
+    store = ModelStore(model_dir / "current", DEPLOY_KEYS.public)
     with pytest.raises(ModelUnavailable, match="refused"):
         store.get()
     assert "model.joblib cannot be loaded" in (store.last_error or "")
@@ -91,11 +92,11 @@ def test_a_load_interrupted_by_the_soft_time_limit_is_retried_not_condemned(
 ) -> None:
     model_dir = tmp_path / "production"
     install(model_dir, signed_models.v1)
-    store = ModelStore(model_dir / "current", DEPLOY_SECRET)
+    store = ModelStore(model_dir / "current", DEPLOY_KEYS.public)
     assert store.get().version == signed_models.v1.name
     gate = tmp_path / "slow-disk"
     gate.touch()
-    slow = gated_load_version(tmp_path / "slow", DEPLOY_SECRET, gate, seconds=600)
+    slow = gated_load_version(tmp_path / "slow", DEPLOY_KEYS.signing, gate, seconds=600)
     install(model_dir, slow)
 
     previous = signal.signal(signal.SIGALRM, _raise_soft_time_limit)
@@ -125,8 +126,8 @@ def test_a_fresh_host_whose_first_load_was_cut_short_says_so_without_a_path(
     gate = tmp_path / "slow-disk"
     gate.touch()
     model_dir = tmp_path / "production"
-    install(model_dir, gated_load_version(tmp_path / "slow", DEPLOY_SECRET, gate, seconds=600))
-    store = ModelStore(model_dir / "current", DEPLOY_SECRET)
+    install(model_dir, gated_load_version(tmp_path / "slow", DEPLOY_KEYS.signing, gate, seconds=600))
+    store = ModelStore(model_dir / "current", DEPLOY_KEYS.public)
     previous = signal.signal(signal.SIGALRM, _raise_soft_time_limit)
     signal.setitimer(signal.ITIMER_REAL, 0.5)
     try:
@@ -153,7 +154,7 @@ def test_retry_backoff_doubles_up_to_a_minute(tmp_path: Path) -> None:
 def test_a_broken_new_release_never_replaces_a_working_model(tmp_path: Path, signed_models: Models) -> None:
     model_dir = tmp_path / "production"
     install(model_dir, signed_models.v1)
-    store = ModelStore(model_dir / "current", DEPLOY_SECRET)
+    store = ModelStore(model_dir / "current", DEPLOY_KEYS.public)
     assert store.get().version == signed_models.v1.name
     broken = tmp_path / "broken"
     shutil.copytree(signed_models.v2, broken)

@@ -22,7 +22,7 @@ from model_serving import artifact, releases
 from model_serving.process_stack.stack import Stack
 from synthetic.versions import build_tiny_version
 from tests.support import (
-    DEPLOY_SECRET,
+    DEPLOY_KEYS,
     install_signed_tiny_model,
     require_stack_tools,
     start_stack,
@@ -143,7 +143,7 @@ def test_a_refused_release_is_detail_for_the_allowlist_and_a_short_reason_for_ot
     stack, model_dir, version = served
     # A newer release whose bytes stop matching its signed manifest after install (a bit flip on disk).
     newer = build_tiny_version(tmp_path, seed=11)
-    artifact.sign_version(newer, DEPLOY_SECRET)
+    artifact.sign_version(newer, DEPLOY_KEYS.signing)
     releases.install_release(newer, model_dir, actor="tests")
     installed = model_dir / "current" / artifact.MODEL_FILE
     installed.chmod(0o644)

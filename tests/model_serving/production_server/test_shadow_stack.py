@@ -25,8 +25,8 @@ from model_serving.development_server.deploy import deploy_command
 from model_serving.process_stack.stack import Stack
 from model_serving.production_server import shadow, shadow_log, shadow_report
 from synthetic.versions import make_versions
-from tests.githooks.conftest import SECRET, Host, install_host, write_secret
-from tests.support import broken_version, five_rows, require_stack_tools, start_stack, wait_until
+from tests.githooks.conftest import Host, install_host
+from tests.support import DEPLOY_KEYS, broken_version, five_rows, require_stack_tools, start_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,16 +96,17 @@ def model_versions(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def served(tmp_path: Path, model_versions: list[Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     """A host serving the first version (deployed by git push) and the whole stack on its model directory."""
     require_stack_tools()
-    monkeypatch.setenv(artifact.SECRET_ENV, SECRET)
-    for name in (artifact.SECRET_FILE_ENV, "STARGAZER_DEPLOY_REMOTES", "STARGAZER_DEPLOY_REPO",
+    monkeypatch.setenv(artifact.SIGNING_KEY_ENV, DEPLOY_KEYS.signing_text)
+    for name in (artifact.SIGNING_KEY_FILE_ENV, "STARGAZER_DEPLOY_REMOTES", "STARGAZER_DEPLOY_REPO",
                  "STARGAZER_APP_DIR", "STARGAZER_MODEL_DIR"):
         monkeypatch.delenv(name, raising=False)
-    host = install_host(tmp_path, "prod1", write_secret(tmp_path / "deploy_secret", SECRET))
+    host = install_host(tmp_path, "prod1", DEPLOY_KEYS.write_public(tmp_path / "deploy_public_key"))
     names = [v.name for v in model_versions]
     first = Served(host, None, model_versions[0].parent, names, tmp_path / "deploy.git")  # type: ignore[arg-type]
     code, output = first.deploy("--version", names[0])
     assert code == 0, output
-    stack = start_stack(tmp_path / "stack", host.model_dir, env={"STARGAZER_DEPLOY_SECRET": SECRET})
+    stack = start_stack(tmp_path / "stack", host.model_dir,
+                        env={artifact.PUBLIC_KEY_ENV: DEPLOY_KEYS.public_text})
     try:
         first.stack = stack
         yield first
@@ -184,7 +185,7 @@ def test_broken_shadows_never_change_an_answer(served: Served, tmp_path: Path) -
     try:
         load.wait_for(v0)
 
-        raising = broken_version(tmp_path / "broken", "raise", SECRET.encode())
+        raising = broken_version(tmp_path / "broken", "raise", DEPLOY_KEYS.signing)
         releases.install_shadow(raising, model_dir)
         since = time.time() - 1
         def lines_about(version: str) -> list[dict]:
@@ -201,7 +202,7 @@ def test_broken_shadows_never_change_an_answer(served: Served, tmp_path: Path) -
         for name in (artifact.MANIFEST_FILE, artifact.MODEL_FILE):
             (tampered / name).parent.mkdir(exist_ok=True)
             (tampered / name).write_bytes((served.models / v1 / name).read_bytes())
-        artifact.sign_version(tampered, SECRET.encode())
+        artifact.sign_version(tampered, DEPLOY_KEYS.signing)
         release = releases.install_shadow(tampered, model_dir)
         joblib_path = release / artifact.MODEL_FILE
         joblib_path.chmod(0o644)
@@ -215,7 +216,7 @@ def test_broken_shadows_never_change_an_answer(served: Served, tmp_path: Path) -
         [first, *_] = shadow_log.read(log_path, shadow_version=v1, since=since)
         assert first["shadow"] is None and "sha256" in first["error"] and "not loaded" in first["error"]
 
-        hanging = broken_version(tmp_path / "hanging", "hang", SECRET.encode())
+        hanging = broken_version(tmp_path / "hanging", "hang", DEPLOY_KEYS.signing)
         releases.install_shadow(hanging, model_dir)
         worker_log = served.stack.workers[0].log_file
         wait_until(lambda: "shadow scoring has been running for" in worker_log.read_text(errors="replace"),

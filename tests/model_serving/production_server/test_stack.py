@@ -32,7 +32,7 @@ from data_collection.simulator.stats import ANONYMOUS
 from model_serving.process_stack.services import Gunicorn, http_get
 from model_serving.process_stack.stack import Stack
 from tests.support import (
-    DEPLOY_SECRET,
+    DEPLOY_KEYS,
     AppFactory,
     five_rows,
     free_port,
@@ -180,7 +180,7 @@ def test_gunicorn_serves_on_a_unix_socket(tmp_path: Path, signed_model: tuple[Pa
     env = {
         "STARGAZER_MODEL_DIR": str(signed_model[0]),
         "STARGAZER_STATE_DIR": str(tmp_path),
-        "STARGAZER_DEPLOY_SECRET": DEPLOY_SECRET.decode(),
+        "STARGAZER_DEPLOY_PUBLIC_KEY": DEPLOY_KEYS.public_text,
         "STARGAZER_BROKER_URL": f"amqp://nobody:nothing@127.0.0.1:{free_port()}/none",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
