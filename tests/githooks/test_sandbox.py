@@ -3,9 +3,10 @@
 Set up as Ansible's githooks role does it: as root, ``githooks/install.sh --owner <deploy user> --check-user
 <check user>`` creates the check user, the root-owned sandbox script and the deploy user's one sudo rule.
 Then every push runs as the deploy user (``git push`` over the local transport runs the hooks as the pusher),
-who can read the deploy secret and owns the model directory: exactly what a signed hostile pickle would
-want. The pickle tries to read the secret, write into the model directory and connect to a listener of this
-test on 127.0.0.1; none of it may happen, and the pusher must not see the secret.
+who can read the host's secrets (the Flask secret key, root:deploy group 0640 as the gunicorn role writes it)
+and owns the model directory: exactly what a signed hostile pickle would want. The pickle tries to read the
+secret, write into the model directory and connect to a listener of this test on 127.0.0.1; none of it may
+happen, and the pusher must not see the secret.
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ import pytest
 
 from githooks import sandbox_setup
 from model_serving import releases
-from tests.githooks.conftest import INSTALL_SH, SECRET, signed_copy, stargazer_lines
+from tests.githooks.conftest import INSTALL_SH, signed_copy, stargazer_lines
 from tests.githooks.test_prereceive import Pusher, _Call, _version_files, _with_model_bytes
-from tests.support import require_executable, require_root
+from tests.support import DEPLOY_KEYS, require_executable, require_root
 
 pytestmark = pytest.mark.integration
+
+#: The host's Flask secret key in this test: what a hostile model would steal.
+FLASK_KEY = secrets.token_hex(32)
 
 HOSTILE = """
 import os, socket
@@ -132,10 +136,11 @@ def sandbox_host(versions: list[Path], git_ready: None) -> Iterator[SandboxHost]
         etc.mkdir()
         os.chown(etc, 0, deploy_user.pw_gid)
         etc.chmod(0o750)
-        secret_file = etc / "deploy_secret"
-        secret_file.write_text(SECRET + "\n")
+        secret_file = etc / "secret_key"
+        secret_file.write_text(FLASK_KEY + "\n")
         os.chown(secret_file, 0, deploy_user.pw_gid)
-        secret_file.chmod(0o640)  # as the deploy_secret role writes it: root, readable by the deploy group
+        secret_file.chmod(0o640)  # as the gunicorn role writes it: root, readable by the deploy group
+        public_key_file = DEPLOY_KEYS.write_public(root / "deploy_public_key")
         repo, model_dir = root / "git" / "models.git", root / "models"
         repo.parent.mkdir()
         installed = subprocess.run(
@@ -147,8 +152,8 @@ def sandbox_host(versions: list[Path], git_ready: None) -> Iterator[SandboxHost]
                 str(model_dir),
                 "--python",
                 str(python),
-                "--secret-file",
-                str(secret_file),
+                "--public-key-file",
+                str(public_key_file),
                 "--owner",
                 deploy_name,
                 "--check-user",
@@ -207,8 +212,8 @@ def test_install_sets_up_the_check_user_the_script_and_one_pinned_sudo_rule(
             str(sandbox_host.model_dir),
             "--python",
             sandbox_host.git("config", "stargazer.python"),
-            "--secret-file",
-            str(sandbox_host.secret_file),
+            "--public-key-file",
+            str(sandbox_host.root / "deploy_public_key"),
             "--owner",
             sandbox_host.deploy_user.pw_name,
             "--check-user",
@@ -279,7 +284,7 @@ def test_signed_hostile_pickle_reads_no_secret_writes_nothing_and_reaches_no_net
     for attempt in ("secret-denied:PermissionError", "write-denied:PermissionError", "connect-denied:"):
         assert attempt in hostile_line, hostile_line
     assert f"uid:{check_uid}" in hostile_line
-    assert SECRET not in result.stderr and SECRET not in result.stdout
+    assert FLASK_KEY not in result.stderr and FLASK_KEY not in result.stdout
     [hog_line] = [line for line in lines if f"({commits['hog'][:10]})" in line]
     assert "cannot be loaded: MemoryError" in hog_line, hog_line
     assert sorted(p.name for p in host.model_dir.iterdir()) == before
