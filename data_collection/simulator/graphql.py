@@ -371,7 +371,22 @@ def _owner_obj(o: Owner) -> tuple[str, Owner]:
     return (o.type, o)
 
 
-_FIELDS: dict[str, dict[str, Callable[[Executor, Any, Field], Any]]] = {
+Resolver = Callable[[Executor, Any, Field], Any]
+
+
+def _owner_fields(typename: str) -> dict[str, Resolver]:
+    """The fields a user and an organization both have (the ``RepositoryOwner`` interface and more)."""
+    return {
+        "login": lambda _ex, o, _f: o.login,
+        "id": lambda _ex, o, _f: render.node_id(typename, o.id),
+        "databaseId": lambda _ex, o, _f: o.id,
+        "name": lambda _ex, o, _f: o.name,
+        "createdAt": lambda _ex, o, _f: render.iso(o.created_at),
+        "repositories": lambda _ex, o, _f: _count(o.public_repos),
+    }
+
+
+_FIELDS: dict[str, dict[str, Resolver]] = {
     "Query": {
         "repository": lambda ex, _v, f: ex.repository(f),
         "user": lambda ex, _v, f: ex.owner(f, "User"),
@@ -435,21 +450,9 @@ _FIELDS: dict[str, dict[str, Callable[[Executor, Any, Field], Any]]] = {
         "history": lambda _ex, r, _f: _count(r.commits_count),
     },
     "User": {
-        "login": lambda _ex, o, _f: o.login,
-        "id": lambda _ex, o, _f: render.node_id("User", o.id),
-        "databaseId": lambda _ex, o, _f: o.id,
-        "name": lambda _ex, o, _f: o.name,
-        "createdAt": lambda _ex, o, _f: render.iso(o.created_at),
+        **_owner_fields("User"),
         "followers": lambda _ex, o, _f: _count(o.followers),
         "following": lambda _ex, o, _f: _count(o.following),
-        "repositories": lambda _ex, o, _f: _count(o.public_repos),
     },
-    "Organization": {
-        "login": lambda _ex, o, _f: o.login,
-        "id": lambda _ex, o, _f: render.node_id("Organization", o.id),
-        "databaseId": lambda _ex, o, _f: o.id,
-        "name": lambda _ex, o, _f: o.name,
-        "createdAt": lambda _ex, o, _f: render.iso(o.created_at),
-        "repositories": lambda _ex, o, _f: _count(o.public_repos),
-    },
+    "Organization": _owner_fields("Organization"),
 }
