@@ -35,7 +35,8 @@ from bench import provenance  # noqa: E402
 from model_serving import artifact, features  # noqa: E402
 
 BENCH_VAR = REPO_ROOT / "var" / "bench-deploy"
-SECRET = "bench-deploy-secret-0123456789abcdef"  # noqa: S105 (a throwaway secret for throwaway hosts)
+# A throwaway Ed25519 pair for throwaway hosts: deploy signs with the first, the hooks verify with the second.
+SIGNING_KEY, PUBLIC_KEY = artifact.generate_key_pair()
 PARAMS = {
     "n_estimators": 200,
     "max_depth": 16,
@@ -85,15 +86,23 @@ def demo_sized_versions(count: int) -> list[Path]:
     return existing[:count]
 
 
-def install(root: Path, name: str, secret_file: Path, prune_expire: str) -> dict[str, Path]:
+def install(root: Path, name: str, public_key_file: Path, prune_expire: str) -> dict[str, Path]:
     repo, model_dir = root / name / "models.git", root / name / "models"
     subprocess.run(
         [str(REPO_ROOT / "githooks" / "install.sh"), "--repo", str(repo), "--model-dir", str(model_dir),
-         "--secret-file", str(secret_file), "--keep", "2", "--prune-expire", prune_expire,
+         "--public-key-file", str(public_key_file), "--keep", "2", "--prune-expire", prune_expire,
          "--host-name", name, "--no-probe"],
         check=True, capture_output=True,
     )  # fmt: skip
     return {"repo": repo, "model_dir": model_dir}
+
+
+def write_public_key(root: Path) -> Path:
+    """The public key file a production host holds (world-readable, as the deploy_key role writes it)."""
+    path = root / "deploy-public-key"
+    path.write_text(PUBLIC_KEY + "\n")
+    path.chmod(0o644)
+    return path
 
 
 def du(path: Path) -> int:
@@ -122,7 +131,7 @@ def deploy(target: str, models: Path, dev_repo: Path, hosts: list[dict[str, Path
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
-        env={**os.environ, artifact.SECRET_ENV: SECRET},
+        env={**os.environ, artifact.SIGNING_KEY_ENV: SIGNING_KEY},
     )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
@@ -141,12 +150,10 @@ def main(deploys: int) -> None:
     model_mib = [round((v / artifact.MODEL_FILE).stat().st_size / 2**20, 2) for v in versions]
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
         root = Path(tmp)
-        secret_file = root / "secret"
-        secret_file.write_text(SECRET)
-        secret_file.chmod(0o600)
-        single = install(root, "single", secret_file, "now")
-        pruned = install(root, "pruned", secret_file, "now")
-        unpruned = install(root, "unpruned", secret_file, "never")
+        public_key_file = write_public_key(root)
+        single = install(root, "single", public_key_file, "now")
+        pruned = install(root, "pruned", public_key_file, "now")
+        unpruned = install(root, "unpruned", public_key_file, "never")
         one_host, two_hosts, sizes = [], [], []
         for version in versions:
             one_host.append(deploy(version.name, models, root / "dev-a.git", [single]))

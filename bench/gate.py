@@ -30,7 +30,7 @@ import click
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 from bench import provenance  # noqa: E402
-from bench.deploy import SECRET, demo_sized_versions  # noqa: E402
+from bench.deploy import SIGNING_KEY, demo_sized_versions, write_public_key  # noqa: E402
 from model_serving import artifact  # noqa: E402
 
 EVAL_ROWS = 500
@@ -53,12 +53,12 @@ def _evalset(root: Path) -> tuple[Path, str]:
     return path, sha256
 
 
-def _install(root: Path, name: str, secret_file: Path, extra: list[str]) -> dict[str, Path]:
+def _install(root: Path, name: str, public_key_file: Path, extra: list[str]) -> dict[str, Path]:
     repo, model_dir = root / name / "models.git", root / name / "models"
     subprocess.run(
         [str(REPO_ROOT / "githooks" / "install.sh"), "--repo", str(repo), "--model-dir", str(model_dir),
-         "--secret-file", str(secret_file), "--keep", "2", "--prune-expire", "now", "--host-name", name,
-         "--no-probe", *extra],
+         "--public-key-file", str(public_key_file), "--keep", "2", "--prune-expire", "now",
+         "--host-name", name, "--no-probe", *extra],
         check=True, capture_output=True,
     )  # fmt: skip
     return {"repo": repo, "model_dir": model_dir}
@@ -90,17 +90,15 @@ def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
         root = Path(tmp)
         evalset, sha256 = _evalset(root)
-        secret_file = root / "secret"
-        secret_file.write_text(SECRET)
-        secret_file.chmod(0o600)
+        public_key_file = write_public_key(root)
         gate_options = ["--evalset", str(evalset), "--evalset-sha256", sha256]
         hosts = {
-            "gated": _install(root, "gated", secret_file, gate_options),
-            "plain": _install(root, "plain", secret_file, []),
+            "gated": _install(root, "gated", public_key_file, gate_options),
+            "plain": _install(root, "plain", public_key_file, []),
         }
         dev = DeployRepo(root / "dev.git")
         dev.ensure()
-        first, second = (dev.commit_version(v, SECRET.encode())[0] for v in versions)
+        first, second = (dev.commit_version(v, artifact.parse_signing_key(SIGNING_KEY))[0] for v in versions)
         for host in hosts.values():
             _push(dev.path, host, first)  # both serve A before the timed pushes
         seconds: dict[str, list[float]] = {name: [] for name in hosts}

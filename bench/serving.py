@@ -50,7 +50,11 @@ from model_serving.process_stack.stack import Stack, StackConfig  # noqa: E402
 from model_serving.production_server import compiled_pipeline  # noqa: E402
 
 BENCH_VAR = REPO_ROOT / "var" / "bench-model"
-SECRET = b"bench-serving-secret"
+# A throwaway Ed25519 pair made per run: the benchmark signs its copies of the model with it, and the
+# stack's workers and the in-process pools (given the public key) verify them.
+_SIGNING_TEXT, PUBLIC_KEY_TEXT = artifact.generate_key_pair()
+SIGNING_KEY = artifact.parse_signing_key(_SIGNING_TEXT)
+PUBLIC_KEY = artifact.parse_public_key(PUBLIC_KEY_TEXT)
 TARGET_RPS = 200.0
 TARGET_P99_MS = 100.0
 
@@ -162,9 +166,9 @@ def _predictor(pipeline: Any, path: str) -> Any:
     return lambda rows: compiled_pipeline.reference_predict(pipeline, pd.DataFrame.from_records(rows))
 
 
-def _inprocess_worker(args: tuple[str, int, float, str]) -> tuple[list[float], float]:
-    version_dir, count, seconds, path = args
-    pipeline, _ = artifact.load_version(Path(version_dir), SECRET)
+def _inprocess_worker(args: tuple[str, int, float, str, bytes]) -> tuple[list[float], float]:
+    version_dir, count, seconds, path, public_key = args
+    pipeline, _ = artifact.load_version(Path(version_dir), public_key)
     predict = _predictor(pipeline, path)
     rows = request_rows(count)
     for _ in range(5):  # warm-up
@@ -183,7 +187,8 @@ def in_process(version_dir: Path, count: int, processes: int, seconds: float,
                path: str = "compiled") -> dict[str, Any]:
     """The same prediction code, no network, no queue: the ceiling the stack is compared with."""
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        per_process = pool.map(_inprocess_worker, [(str(version_dir), count, seconds, path)] * processes)
+        task = (str(version_dir), count, seconds, path, PUBLIC_KEY)
+        per_process = pool.map(_inprocess_worker, [task] * processes)
     latencies = [x for chunk, _ in per_process for x in chunk]
     cpu = sum(c for _, c in per_process)
     return {
@@ -205,7 +210,7 @@ def cpu_breakdown(version_dir: Path, count: int = 5, repeat: int = 20) -> dict[s
     The compiled path (what a worker runs) stage by stage, next to the scikit-learn paths it replaced, whose
     stages explain where their CPU went. Every path is verified to give the same answers before timing.
     """
-    pipeline, _ = artifact.load_version(version_dir, SECRET)
+    pipeline, _ = artifact.load_version(version_dir, PUBLIC_KEY)
     rows = request_rows(count)
     frame = pd.DataFrame.from_records(rows)
     X = features.select_input(frame)
@@ -375,7 +380,7 @@ def through_stack(
         staged.mkdir(parents=True)
         for name in (artifact.MODEL_FILE, artifact.MANIFEST_FILE):
             shutil.copy2(version_dir / name, staged / name)
-        artifact.sign_version(staged, SECRET)
+        artifact.sign_version(staged, SIGNING_KEY)
         releases.install_release(staged, model_dir, actor="bench", move=True)
     config = StackConfig(
         state_dir=work / f"stack-{workers}",
@@ -385,7 +390,7 @@ def through_stack(
         gunicorn_workers=2,
         gunicorn_threads=8,
         nginx_variables={"nginx_limit_req_exempt": ["127.0.0.0/8"], "nginx_worker_processes": 1},
-        env={"STARGAZER_DEPLOY_SECRET": SECRET.decode(), "GITHUB_API_URL": "http://127.0.0.1:9"},
+        env={artifact.PUBLIC_KEY_ENV: PUBLIC_KEY_TEXT, "GITHUB_API_URL": "http://127.0.0.1:9"},
     )
     rows_out = []
     with Stack(config) as stack:
@@ -497,8 +502,8 @@ def main(duration: float, connections: str, inprocess_seconds: float, model_choi
         signed.mkdir(parents=True)
         for name in (artifact.MODEL_FILE, artifact.MANIFEST_FILE):
             shutil.copy2(version_dir / name, signed / name)
-        artifact.sign_version(signed, SECRET)
-        pipeline, _ = artifact.load_version(signed, SECRET)
+        artifact.sign_version(signed, SIGNING_KEY)
+        pipeline, _ = artifact.load_version(signed, PUBLIC_KEY)
         trees = len(getattr(pipeline.named_steps["model"].regressor_, "estimators_", []))
         del pipeline
 

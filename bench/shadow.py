@@ -44,7 +44,6 @@ from model_serving.production_server import shadow_log, shadow_report  # noqa: E
 
 RESULTS = REPO_ROOT / "bench" / "results"
 SHADOW_VAR = REPO_ROOT / "var" / "bench-model" / "shadow-models"
-SECRET = serving_bench.SECRET
 REPOS = 5
 PROCESSES = 2  # Celery prefork processes, as bench/serving.py's 2-process runs
 
@@ -80,7 +79,7 @@ def signed_copy(version_dir: Path, into: Path) -> Path:
     target.mkdir(parents=True)
     for name in (artifact.MODEL_FILE, artifact.MANIFEST_FILE):
         shutil.copy2(version_dir / name, target / name)
-    artifact.sign_version(target, SECRET)
+    artifact.sign_version(target, serving_bench.SIGNING_KEY)
     return target
 
 
@@ -229,7 +228,7 @@ def main(duration: float, connections: str, rounds: int, render_only: bool) -> N
             celery_concurrency=PROCESSES,
             gunicorn_workers=2, gunicorn_threads=8,
             nginx_variables={"nginx_limit_req_exempt": ["127.0.0.0/8"], "nginx_worker_processes": 1},
-            env={"STARGAZER_DEPLOY_SECRET": SECRET.decode(), "GITHUB_API_URL": "http://127.0.0.1:9"},
+            env={artifact.PUBLIC_KEY_ENV: serving_bench.PUBLIC_KEY_TEXT, "GITHUB_API_URL": "http://127.0.0.1:9"},
         )
         with Stack(config) as stack:
             stack.start(timeout=180)
