@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import requests_mock
 
+from data_collection.checkpoint import Checkpoint
 from data_collection.client import ApiResponse, GitHubClient
-from data_collection.enrich import Enricher, count_from
+from data_collection.enrich import REPO_FIELDS, Enricher, count_from
 from data_collection.normalize import normalize_item
+from data_collection.search import SearchWalk
+from data_collection.settings import Settings
+from data_collection.simulator import SimulatorServer
 from tests.data_collection.fake_github import FakeGitHub, population
 
 
@@ -71,3 +76,34 @@ def test_graphql_batches_cut_calls_to_about_one_per_repository(settings, journal
         assert (row["subscribers_count"], row["commits_count"], row["releases_count"],
                 row["contributors_count"], row["owner_followers"]) == (
                 repo.stars // 20, repo.commits, repo.releases, repo.contributors, 7)
+
+
+@pytest.mark.integration
+def test_progress_counts_a_repository_only_when_all_its_values_are_in(tmp_path):
+    """Owner lookups are jobs too: counting jobs instead of repositories would put the bar ahead of the
+    work."""
+    tokens = ("tok-enrich-k1-5e1f0a", "tok-enrich-k2-9c3b7d")
+    journal = Checkpoint(tmp_path / "j.sqlite", {"t": 1}, resume=False)
+    with SimulatorServer(repos=150, seed=31, tokens=tokens, quota_core=100_000, quota_search=100_000,
+                         graphql=False) as sim:
+        client = GitHubClient(Settings(api_url=sim.url, tokens=tokens, max_tries=3, backoff_base=0.01,
+                                       backoff_max=0.05, secondary_wait=0.2))
+        try:
+            rows = SearchWalk(client, journal, min_stars=50).run()
+            owners = {r["owner_login"] for r in rows}
+            assert len(owners) > 20  # owner lookups are a real share of the jobs
+
+            seen: list[tuple[int, int]] = []
+
+            def progress(value: int) -> None:
+                complete = sum(1 for fields in journal.enrichment().values()
+                               if len(fields) == len(REPO_FIELDS))
+                seen.append((value, complete))
+
+            Enricher(client, journal, workers=3, progress=progress).run(rows)
+        finally:
+            client.close()
+            journal.close()
+    assert seen and seen[-1][0] == len(rows)
+    overstated = [(value, complete) for value, complete in seen if value > complete]
+    assert overstated == [], f"bar ahead of the work: {overstated[:5]}"

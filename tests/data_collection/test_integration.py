@@ -1,4 +1,5 @@
-"""data_collection against the project's GitHub simulator over real HTTP (loopback).
+"""data_collection against the project's GitHub simulator over real HTTP (loopback): the collector, and the
+``collect`` command line run as a real process (its progress bar, its errors, what it leaves behind).
 
 Every test starts its own simulator on a free port and stops it at teardown. Ground truth comes from the
 simulator itself (`sim.expected(q)`, `sim.truth(name)`, `sim.stats`), not from our own code.
@@ -6,8 +7,11 @@ simulator itself (`sim.expected(q)`, `sim.truth(name)`, `sim.stats`), not from o
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -26,7 +30,7 @@ from data_collection.dataset import DatasetError, read_dataset
 from data_collection.schema import DATASET_COLUMNS, ENRICHMENT_COLUMNS
 from data_collection.settings import Settings
 from data_collection.simulator import SimulatorServer
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -225,12 +229,12 @@ def test_etag_304_costs_no_quota(simulator):
 
 
 # -- resumability ------------------------------------------------------------------------------------------
-def cli(sim, out: Path, *extra: str, tokens=TOKENS) -> subprocess.Popen:
+def cli(sim, out: Path, *extra: str, tokens=TOKENS, progress: bool = False) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
     env.update({"GITHUB_API_URL": sim.url, "GITHUB_TOKENS": ",".join(tokens), "GITHUB_MAX_TRIES": "4",
-                "GITHUB_BACKOFF_BASE": "0.01", "PYTHONPATH": str(REPO_ROOT)})
+                "GITHUB_BACKOFF_BASE": "0.01", "GITHUB_BACKOFF_MAX": "0.05", "PYTHONPATH": str(REPO_ROOT)})
     return subprocess.Popen([sys.executable, "-m", "data_collection", "collect", "--min-stars", "50",
-                             "--out", str(out), "--no-progress", *extra],
+                             "--out", str(out), "--progress" if progress else "--no-progress", *extra],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -262,12 +266,12 @@ def test_resume_after_kill_9_gives_the_same_dataset(simulator, tmp_path, phase, 
     args = ["--workers", str(workers), "--max-repos", str(max_repos), *([] if enrich else ["--no-enrich"])]
     proc = cli(sim, out, *args)
     journal = checkpoint_path(out)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
+
+    def far_enough_or_finished() -> bool:
         pages, values = journal_progress(journal)
-        if (pages if phase == "search" else values) >= threshold:
-            break
-        time.sleep(0.005)
+        return proc.poll() is not None or (pages if phase == "search" else values) >= threshold
+
+    wait_until(far_enough_or_finished, 60, f"{threshold} journaled {phase} steps", interval=0.005)
     assert proc.poll() is None, f"finished before the kill: {proc.communicate()}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
@@ -336,3 +340,60 @@ def test_cli_success_and_no_token_anywhere(simulator, tmp_path):
     assert all_revoked.returncode == 1
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "rejected" in errors[0] and TOKENS[0] not in stderr
+
+
+# -- the command line's progress bar and failures -----------------------------------------------------------
+def test_cli_progress_bar_shows_repositories_and_the_quota_of_each_token(simulator, tmp_path):
+    tokens = TOKENS[:2]
+    sim = simulator(repos=150, seed=31, tokens=tokens, graphql=False)
+    proc = cli(sim, tmp_path / "repos.csv", "--workers", "2", tokens=tokens, progress=True)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    n = len(sim.expected("stars:>=50"))
+    frames = re.split(r"[\r\n]", stderr)
+    # tqdm's frames: "enrich: 100%|...| 150/150 [..., core quota token#1=99812 token#2=99811]"
+    quota = re.compile(r"core quota token#1=(\d+) token#2=(\d+)")
+    enrich = [f for f in frames if f.startswith("enrich") and quota.search(f)]
+    assert enrich, stderr[-2000:]
+    assert any(f"{n}/{n}" in f for f in enrich)
+    left = [tuple(map(int, quota.search(f).groups())) for f in enrich]
+    assert all(a < 100_000 and b < 100_000 for a, b in left[-1:])  # real counts from the headers, both tokens
+    assert any(re.search(r"search quota token#1=(\d+|\?) token#2=(\d+|\?)", f) for f in frames)
+    assert not any(t in stderr + stdout for t in TOKENS)
+    # the sidecar carries every key of docs/contracts.md §1, and its sha256 is the CSV's
+    meta = json.loads((tmp_path / "repos.csv.meta.json").read_text())
+    assert {"schema_version", "query", "min_stars", "slices", "rows", "collected_started_at",
+            "collected_finished_at", "api_calls", "sha256"} <= set(meta)
+    assert meta["sha256"] == hashlib.sha256((tmp_path / "repos.csv").read_bytes()).hexdigest()
+    assert meta["rows"] == n and meta["collected_started_at"] <= meta["collected_finished_at"]
+
+
+def test_cli_progress_bar_says_when_every_token_is_spent_and_it_sleeps(simulator, tmp_path):
+    tokens = TOKENS[:2]
+    sim = simulator(repos=40, seed=32, tokens=tokens, quota_core=40, quota_search=1000, reset_seconds=1.0,
+                    graphql=False)
+    proc = cli(sim, tmp_path / "repos.csv", "--workers", "2", tokens=tokens, progress=True)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    frames = re.split(r"[\r\n]", stderr)
+    # on the bar itself (its description), not only in the log
+    sleeping = [f for f in frames if f.startswith("all tokens spent for core: sleeping") and "|" in f]
+    assert sleeping, stderr[-2000:]
+
+
+def test_cli_fatal_error_leaves_a_journal_for_resume_and_one_line_without_tokens(simulator, tmp_path):
+    sim = simulator(repos=150, seed=31, graphql=False)
+    sim.configure(error_rate_502=1.0)
+    out = tmp_path / "repos.csv"
+    proc = cli(sim, out)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "failed after 4 tries: HTTP 502" in errors[0], stderr
+    assert "Traceback" not in stderr
+    assert not out.exists()
+    journal = checkpoint_path(out)
+    assert journal.exists()  # kept for --resume
+    left_behind = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert not any(t.encode() in left_behind for t in TOKENS)
+    assert not any(t in stderr + stdout for t in TOKENS)
