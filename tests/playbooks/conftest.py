@@ -14,7 +14,7 @@ import yaml
 
 from tests.playbooks.ansible_run import BIN, close_control_sockets
 from tests.playbooks.nshost import IP, SSHD, NamespaceHost
-from tests.support import require_executable, require_root
+from tests.support import DEPLOY_KEYS, require_executable, require_root
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,8 @@ def ns_host(workdir: Path) -> Iterator[NamespaceHost]:
 def vault(workdir: Path) -> tuple[Path, Path, dict[str, str]]:
     """An ansible-vault encrypted vars file with fresh secrets, and its password file."""
     values = {
-        "vault_stargazer_deploy_secret": secrets.token_hex(32),
+        "vault_stargazer_deploy_signing_key": DEPLOY_KEYS.signing_text,
+        "vault_stargazer_deploy_public_key": DEPLOY_KEYS.public_text,
         "vault_stargazer_broker_password": secrets.token_hex(24),
         "vault_ray_auth_token": secrets.token_hex(32),
         "vault_stargazer_secret_key": secrets.token_hex(32),

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from tests.playbooks.ansible_run import playbook
-from tests.support import REPO_ROOT
+from tests.support import DEPLOY_KEYS, REPO_ROOT
 
 OLD_PYTHON = """#!/bin/sh
 # Stands in for Ubuntu 22.04's python3: whatever it is asked, it answers like Python 3.10 would.
@@ -43,7 +43,7 @@ def _inventory(workdir: Path, python: Path) -> Path:
         "stargazer_state_dir": str(workdir / "state"),
         "common_app_repo": f"file://{REPO_ROOT}",
         "common_python": str(python),
-        "vault_stargazer_deploy_secret": secrets.token_hex(32),
+        "vault_stargazer_deploy_public_key": DEPLOY_KEYS.public_text,
         "vault_stargazer_broker_password": secrets.token_hex(24),
         "vault_stargazer_secret_key": secrets.token_hex(32),
     }

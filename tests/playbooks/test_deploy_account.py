@@ -1,10 +1,10 @@
 """The development host's deploy account, converged for real: Ray's account cannot read the secret or the key.
 
 Ansible runs the development play's own variables (read from playbooks/development.yml, so what is tested is
-what is deployed) with the roles that own the deploy side (deploy_client, deploy_secret, and stargazer under
+what is deployed) with the roles that own the deploy side (deploy_client, deploy_key, and stargazer under
 them) on this machine (connection local), twice: the second run must change nothing. Every path is moved
 into a temporary directory; the two accounts get fresh names. Then, as each account (setpriv), the test
-reads what it may and may not: Ray's account reaches neither the deploy secret nor the SSH deploy key, the
+reads what it may and may not: Ray's account reaches neither the signing key nor the SSH deploy key, the
 deploy account reaches both.
 """
 
@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.playbooks.ansible_run import BIN, PLAYBOOKS, Result, playbook
-from tests.support import require_executable, require_root
+from tests.support import DeployKeys, require_executable, require_root
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ class DeploySide:
 
     @property
     def secret_file(self) -> Path:
-        return self.workdir / "etc-deploy" / "deploy_secret"
+        return self.workdir / "etc-deploy" / "deploy_signing_key"
 
     @property
     def key_file(self) -> Path:
@@ -68,8 +68,8 @@ class DeploySide:
 def _development_play(workdir: Path) -> Path:
     """development.yml's play with only the deploy-side roles (same hosts, become, vars)."""
     [play] = yaml.safe_load((PLAYBOOKS / "development.yml").read_text())
-    play["roles"] = [r for r in play["roles"] if r["role"] in ("deploy_client", "deploy_secret")]
-    assert [r["role"] for r in play["roles"]] == ["deploy_client", "deploy_secret"]
+    play["roles"] = [r for r in play["roles"] if r["role"] in ("deploy_client", "deploy_key")]
+    assert [r["role"] for r in play["roles"]] == ["deploy_client", "deploy_key"]
     play["become"] = False  # the test already runs as root, over the local connection
     path = workdir / "deploy-side.yml"
     path.write_text(yaml.safe_dump([play], sort_keys=False))
@@ -82,7 +82,7 @@ def deploy_side(workdir: Path) -> Iterator[DeploySide]:
     require_executable("setpriv", "/usr/bin/setpriv")
     tag = secrets.token_hex(2)
     ray_user, deploy_user = f"sgzr{tag}", f"sgzk{tag}"
-    secret = secrets.token_hex(32)
+    secret = DeployKeys.generate().signing_text
     local = {
         "ansible_connection": "local",
         "ansible_python_interpreter": str(BIN / "python"),
@@ -98,8 +98,8 @@ def deploy_side(workdir: Path) -> Iterator[DeploySide]:
         "deploy_client_user": deploy_user,
         "deploy_client_group": deploy_user,
         "deploy_client_home": str(workdir / "deploy-home"),
-        "deploy_client_secret_file": str(workdir / "etc-deploy" / "deploy_secret"),
-        "vault_stargazer_deploy_secret": secret,
+        "deploy_client_signing_key_file": str(workdir / "etc-deploy" / "deploy_signing_key"),
+        "vault_stargazer_deploy_signing_key": secret,
         "vault_ray_auth_token": secrets.token_hex(32),
     }
     inventory = {
@@ -184,7 +184,7 @@ def test_deploy_settings_point_the_deploy_command_at_its_secret_repo_and_remotes
         for line in env_file.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
-    assert settings["STARGAZER_DEPLOY_SECRET_FILE"] == str(deploy_side.secret_file)
+    assert settings["STARGAZER_DEPLOY_SIGNING_KEY_FILE"] == str(deploy_side.secret_file)
     assert settings["STARGAZER_DEPLOY_REPO"] == str(deploy_side.workdir / "deploy-home" / "deploy.git")
     assert settings["STARGAZER_DEPLOY_REMOTES"] == "stargazer@10.9.1.31:/srv/git/stargazer-deploy.git"
     assert deploy_side.secret not in env_file.read_text()

@@ -21,9 +21,9 @@ INVENTORY = REPO_ROOT / "inventory"
 EXAMPLE = yaml.safe_load((INVENTORY / "group_vars" / "all" / "vault.yml.example").read_text())
 TIER_SECRETS = {
     "production": (
-        "vault_stargazer_deploy_secret", "vault_stargazer_broker_password", "vault_stargazer_secret_key",
+        "vault_stargazer_deploy_public_key", "vault_stargazer_broker_password", "vault_stargazer_secret_key",
     ),
-    "development": ("vault_stargazer_deploy_secret", "vault_ray_auth_token"),
+    "development": ("vault_stargazer_deploy_signing_key", "vault_ray_auth_token"),
     "ray_workers": ("vault_ray_auth_token",),
 }
 SHORT = "is missing or shorter than 32 characters"
@@ -42,9 +42,9 @@ def _case(tier: str, **changes: str | None) -> tuple[str, dict[str, str]]:
 
 # host: (tier, its vault values, {variable: expected message}) — only the variables listed may fail.
 CASES: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
-    "prod-no-deploy-secret": (
-        *_case("production", vault_stargazer_deploy_secret=None),
-        {"vault_stargazer_deploy_secret": SHORT},
+    "prod-no-deploy-public-key": (
+        *_case("production", vault_stargazer_deploy_public_key=None),
+        {"vault_stargazer_deploy_public_key": SHORT},
     ),
     "prod-31-char-broker-password": (
         *_case("production", vault_stargazer_broker_password=secrets.token_hex(15) + "f"),
@@ -68,8 +68,8 @@ CASES: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
         {"vault_ray_auth_token": SHORT},
     ),
     "dev-lowercase-placeholder": (
-        *_case("development", vault_stargazer_deploy_secret=secrets.token_hex(20) + "-change-me"),
-        {"vault_stargazer_deploy_secret": PLACEHOLDER},
+        *_case("development", vault_stargazer_deploy_signing_key=secrets.token_hex(20) + "-change-me"),
+        {"vault_stargazer_deploy_signing_key": PLACEHOLDER},
     ),
     "worker-31-char-ray-token": (
         *_case("ray_workers", vault_ray_auth_token=secrets.token_hex(15) + "a"),
