@@ -9,6 +9,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from data_collection.schema import ENRICHMENT_COLUMNS
 from model_serving import features
+from model_serving.production_server import compiled_pipeline
 from synthetic.dataset import synthetic_dataset
 
 
@@ -86,3 +87,29 @@ def test_ages_are_measured_against_collected_at() -> None:
     row = pd.DataFrame({"created_at": ["2020-01-01T00:00:00Z"], "collected_at": ["2021-01-01T00:00:00Z"]})
     out = features.RepositoryFeatures().transform(row)
     assert out.loc[0, "age_days"] == pytest.approx(366.0)
+
+
+def test_interval_is_ordered_but_need_not_contain_the_point() -> None:
+    """The interval is the 10th-90th percentile of the trees' predictions; the point is their mean (in log
+    space). p10 <= p90 always, but a mean is not a percentile: when one tree of twenty saw an outlier, the
+    mean moves while p90 does not, and the point lies above the interval. Served answers (compiled path)
+    and scikit-learn's path say the same."""
+    data = synthetic_dataset(200, seed=0)
+    data["stargazers_count"] = 100
+    data.loc[0, "stargazers_count"] = 10_000_000
+    forest = RandomForestRegressor(n_estimators=20, max_samples=0.05, random_state=1, n_jobs=1)
+    pipeline = features.build_pipeline(forest)
+    pipeline.fit(features.select_input(data), features.target_of(data))
+    encoded = np.asarray(pipeline[:-1].transform(features.select_input(data.head(1))))
+    per_tree = [tree.predict(encoded)[0] for tree in pipeline.named_steps["model"].regressor_.estimators_]
+    assert sum(value > np.log1p(1000) for value in per_tree) == 1  # the setting this test is about
+
+    compiled = compiled_pipeline.compile_pipeline(pipeline)
+    for answer in (features.predict_with_interval(pipeline, data.head(1)),
+                   features.predict_with_interval(pipeline, data.head(1), compiled=compiled)):
+        point, low, high = (float(a[0]) for a in answer)
+        assert low == pytest.approx(100) and high == pytest.approx(100)
+        assert point > high  # outside the interval, and rightly so: the mean of the trees
+
+    point, low, high = features.predict_with_interval(pipeline, synthetic_dataset(300, seed=7))
+    assert (low <= high).all()

@@ -64,9 +64,8 @@ def test_api_round_trip_ranks_in_order_sent_and_logs(served: tuple[Flask, str], 
     assert [p["predicted_stars"] for p in by_rank] == sorted((p["predicted_stars"] for p in predictions),
                                                              reverse=True)
     for sent, got in zip(rows, predictions, strict=True):
-        low, high = got["interval"]
-        # p10 <= p90 always; the point (mean of the trees) usually, not necessarily, lies between them.
-        assert 0 <= low <= high and got["predicted_stars"] > 0
+        # What the interval guarantees is tested once, in tests/model_serving/test_features.py.
+        assert got["predicted_stars"] > 0 and len(got["interval"]) == 2
         assert got["actual_stars"] == sent["stargazers_count"]
         assert list(got) == [
             "full_name", "predicted_stars", "interval", "actual_stars", "rank", "source", "collected_at"
