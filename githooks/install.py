@@ -37,7 +37,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -81,46 +83,61 @@ def _git(repo: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def install(
-    repo: Path,
-    *,
-    app_dir: Path,
-    model_dir: Path,
-    python: Path | None,
-    public_key_file: Path | None,
-    keep: int,
-    check_user: str,
-    check_timeout: float,
-    check_memory_mb: int = DEFAULT_CHECK_MEMORY_MB,
-    prune_expire: str,
-    host_name: str | None,
-    owner: str | None,
-    probe: bool,
-    evalset: Path | None = None,
-    evalset_sha256: str | None = None,
-    gate_margins: dict[str, float] | None = None,
-    gate_floors: dict[str, float] | None = None,
-) -> list[str]:
+@dataclass(frozen=True)
+class HookOptions:
+    """What the installer is told: where the app and models are, and how the hooks check a pushed model.
+
+    Paths are absolute (``from_command_line`` makes them so): they are written into the repository's git
+    config, which the hooks read from another working directory.
+    """
+
+    app_dir: Path
+    model_dir: Path
+    #: None: the app's own venv (``interpreter``).
+    python: Path | None
+    public_key_file: Path | None
+    keep: int
+    #: '': the hook's own user runs the check, without a sandbox.
+    check_user: str
+    check_timeout: float
+    check_memory_mb: int
+    prune_expire: str
+    host_name: str | None
+    #: Who owns the repository and model directory (chown), and gets the one sudo rule of the sandbox.
+    owner: str | None
+    probe: bool
+    #: None: no quality gate.
+    evalset: Path | None
+    evalset_sha256: str | None
+    gate_margins: dict[str, float]
+    gate_floors: dict[str, float]
+
+    @classmethod
+    def from_command_line(cls, *, evalset: str, evalset_sha256: str, **values: Any) -> HookOptions:
+        """``main``'s options: every path made absolute, and '' (no quality gate, any digest) made None."""
+        absolute = {name: v.absolute() if isinstance(v, Path) else v for name, v in values.items()}
+        return cls(**absolute, evalset=Path(evalset).absolute() if evalset else None,
+                   evalset_sha256=evalset_sha256 or None)
+
+    @property
+    def interpreter(self) -> Path:
+        """The Python that runs the hooks' load check."""
+        return self.python or self.app_dir / ".venv" / "bin" / "python"
+
+
+def install(repo: Path, options: HookOptions) -> list[str]:
     """Bring ``repo`` to the wanted state; returns what changed (empty when nothing did)."""
     changes: list[str] = []
-    evalset_digest = _check_evalset(evalset, evalset_sha256) if evalset is not None else None
-    if not (app_dir / "githooks" / "prereceive.py").is_file():
-        raise InstallError(f"{app_dir} is not a stargazer checkout (no githooks/prereceive.py)")
-    interpreter = python or app_dir / ".venv" / "bin" / "python"
-    if not os.access(interpreter, os.X_OK):
-        raise InstallError(f"no Python interpreter at {interpreter} (create the app venv or pass --python)")
-    if public_key_file is not None and not public_key_file.is_file():
-        raise InstallError(f"deploy public key file {public_key_file} does not exist")
-    if repo.exists() and not _is_bare_repo(repo):
-        raise InstallError(f"{repo} exists and is not a bare git repository")
+    evalset = options.evalset
+    evalset_digest = _check_evalset(evalset, options.evalset_sha256) if evalset is not None else None
+    _check_inputs(repo, options)
     as_root = os.geteuid() == 0
-    if owner and not sandbox_setup.user_exists(owner):
-        raise InstallError(f"user {owner!r} does not exist")
+    check_user = options.check_user
     sandbox = Sandbox(
         user=check_user or None,
-        python=interpreter,
-        app_dir=app_dir,
-        memory_mb=check_memory_mb,
+        python=options.interpreter,
+        app_dir=options.app_dir,
+        memory_mb=options.check_memory_mb,
         script=sandbox_setup.installed_script() if as_root else SANDBOX_SCRIPT,
     )
     try:
@@ -133,63 +150,9 @@ def install(
     if not repo.exists():
         subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=deploy", str(repo)], check=True)
         changes.append(f"created bare repository {repo}")
-
-    wanted = dict(GIT_SETTINGS)
-    wanted.update(
-        {
-            "stargazer.appdir": str(app_dir),
-            "stargazer.modeldir": str(model_dir),
-            "stargazer.keep": str(keep),
-            "stargazer.checkuser": check_user,
-            "stargazer.checktimeout": f"{check_timeout:g}",
-            "stargazer.checkmemory": str(check_memory_mb),
-            "stargazer.checkpython": str(interpreter),
-            "stargazer.pruneexpire": prune_expire,
-        }
-    )
-    if as_root:
-        wanted["stargazer.checksandbox"] = str(sandbox.script)
-    if python is not None:
-        wanted["stargazer.python"] = str(python)
-    if public_key_file is not None:
-        wanted["stargazer.publickeyfile"] = str(public_key_file)
-    if host_name:
-        wanted["stargazer.hostname"] = host_name
-    for kind, given, defaults in (("margin", gate_margins, DEFAULT_GATE_MARGINS),
-                                  ("floor", gate_floors, DEFAULT_GATE_FLOORS)):
-        for metric, key in GATE_KEYS.items():
-            wanted[f"stargazer.gate{key}{kind}"] = f"{(given or {}).get(metric, defaults[metric]):g}"
-    if evalset is not None and evalset_digest is not None:
-        wanted["stargazer.evalset"] = str(evalset)
-        wanted["stargazer.evalsetsha256"] = evalset_digest
-    else:
-        for key in ("stargazer.evalset", "stargazer.evalsetsha256"):
-            if _git(repo, "config", "--local", "--get", key):
-                _git(repo, "config", "--local", "--unset", key)
-                changes.append(f"unset {key} (no quality gate)")
-    if _git(repo, "config", "--local", "--get", "stargazer.secretfile"):  # the retired HMAC secret's path
-        _git(repo, "config", "--local", "--unset", "stargazer.secretfile")
-        changes.append("unset stargazer.secretfile (models are verified with the public key)")
-    for key, value in wanted.items():
-        if _git(repo, "config", "--local", "--get", key) != value:
-            _git(repo, "config", "--local", key, value)
-            changes.append(f"set {key}={value}")
-    if _git(repo, "symbolic-ref", "HEAD") != "refs/heads/deploy":
-        _git(repo, "symbolic-ref", "HEAD", "refs/heads/deploy")
-        changes.append("HEAD -> refs/heads/deploy")
-
-    for name in HOOK_NAMES:
-        source, target = HOOKS_SOURCE / name, repo / "hooks" / name
-        if (
-            not target.exists()
-            or target.read_bytes() != source.read_bytes()
-            or (target.stat().st_mode & 0o777) != 0o755
-        ):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-            target.chmod(0o755)
-            changes.append(f"installed hook {name}")
-
+    changes += _configure(repo, _wanted_config(options, sandbox.script if as_root else None, evalset_digest))
+    changes += _install_hooks(repo)
+    model_dir, owner = options.model_dir, options.owner
     if not model_dir.is_dir():
         model_dir.mkdir(parents=True)
         changes.append(f"created model directory {model_dir}")
@@ -201,10 +164,104 @@ def install(
             sandbox_setup.verify_isolation(check_user, owner, model_dir)
             if owner and pwd.getpwnam(owner).pw_uid != 0:
                 changes += sandbox_setup.write_sudo_rule(owner, sandbox)
-        if probe:
+        if options.probe:
             sandbox_setup.probe(sandbox, owner if as_root and check_user else None)
     except sandbox_setup.SandboxSetupError as exc:
         raise InstallError(str(exc)) from None
+    return changes
+
+
+def _check_inputs(repo: Path, options: HookOptions) -> None:
+    """Refuse, in one line and before changing anything, what the hooks could not work with."""
+    app_dir = options.app_dir
+    if not (app_dir / "githooks" / "prereceive.py").is_file():
+        raise InstallError(f"{app_dir} is not a stargazer checkout (no githooks/prereceive.py)")
+    if not os.access(options.interpreter, os.X_OK):
+        raise InstallError(
+            f"no Python interpreter at {options.interpreter} (create the app venv or pass --python)"
+        )
+    if options.public_key_file is not None and not options.public_key_file.is_file():
+        raise InstallError(f"deploy public key file {options.public_key_file} does not exist")
+    if repo.exists() and not _is_bare_repo(repo):
+        raise InstallError(f"{repo} exists and is not a bare git repository")
+    if options.owner and not sandbox_setup.user_exists(options.owner):
+        raise InstallError(f"user {options.owner!r} does not exist")
+
+
+def _wanted_config(options: HookOptions, sandbox_script: Path | None, evalset_digest: str | None
+                   ) -> dict[str, str | None]:
+    """The repository's git config the hooks read; None: the key must be unset."""
+    wanted: dict[str, str | None] = dict(GIT_SETTINGS)
+    wanted.update(
+        {
+            "stargazer.appdir": str(options.app_dir),
+            "stargazer.modeldir": str(options.model_dir),
+            "stargazer.keep": str(options.keep),
+            "stargazer.checkuser": options.check_user,
+            "stargazer.checktimeout": f"{options.check_timeout:g}",
+            "stargazer.checkmemory": str(options.check_memory_mb),
+            "stargazer.checkpython": str(options.interpreter),
+            "stargazer.pruneexpire": options.prune_expire,
+        }
+    )
+    if sandbox_script is not None:
+        wanted["stargazer.checksandbox"] = str(sandbox_script)
+    if options.python is not None:
+        wanted["stargazer.python"] = str(options.python)
+    if options.public_key_file is not None:
+        wanted["stargazer.publickeyfile"] = str(options.public_key_file)
+    if options.host_name:
+        wanted["stargazer.hostname"] = options.host_name
+    for kind, given, defaults in (("margin", options.gate_margins, DEFAULT_GATE_MARGINS),
+                                  ("floor", options.gate_floors, DEFAULT_GATE_FLOORS)):
+        for metric, key in GATE_KEYS.items():
+            wanted[f"stargazer.gate{key}{kind}"] = f"{given.get(metric, defaults[metric]):g}"
+    with_gate = options.evalset is not None and evalset_digest is not None
+    wanted["stargazer.evalset"] = str(options.evalset) if with_gate else None
+    wanted["stargazer.evalsetsha256"] = evalset_digest if with_gate else None
+    wanted["stargazer.secretfile"] = None  # the retired HMAC secret's path: models are verified with the key
+    return wanted
+
+
+#: Why a key is unset, in the installer's report.
+_UNSET_REASONS = {
+    "stargazer.evalset": "no quality gate",
+    "stargazer.evalsetsha256": "no quality gate",
+    "stargazer.secretfile": "models are verified with the public key",
+}
+
+
+def _configure(repo: Path, wanted: dict[str, str | None]) -> list[str]:
+    """Set (or unset, for None) every key that differs, and point HEAD at the deploy branch."""
+    changes = []
+    for key in [k for k, v in wanted.items() if v is None]:
+        if _git(repo, "config", "--local", "--get", key):
+            _git(repo, "config", "--local", "--unset", key)
+            changes.append(f"unset {key} ({_UNSET_REASONS[key]})")
+    for key, value in wanted.items():
+        if value is not None and _git(repo, "config", "--local", "--get", key) != value:
+            _git(repo, "config", "--local", key, value)
+            changes.append(f"set {key}={value}")
+    if _git(repo, "symbolic-ref", "HEAD") != "refs/heads/deploy":
+        _git(repo, "symbolic-ref", "HEAD", "refs/heads/deploy")
+        changes.append("HEAD -> refs/heads/deploy")
+    return changes
+
+
+def _install_hooks(repo: Path) -> list[str]:
+    """Copy the hooks in, executable, when missing or different."""
+    changes = []
+    for name in HOOK_NAMES:
+        source, target = HOOKS_SOURCE / name, repo / "hooks" / name
+        if (
+            not target.exists()
+            or target.read_bytes() != source.read_bytes()
+            or (target.stat().st_mode & 0o777) != 0o755
+        ):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            target.chmod(0o755)
+            changes.append(f"installed hook {name}")
     return changes
 
 
@@ -348,45 +405,9 @@ def _chown(owner: str, *roots: Path) -> list[str]:
     show_default=True,
     help="Start the check sandbox once, as the hook will.",
 )
-def main(
-    repo: Path,
-    app_dir: Path,
-    model_dir: Path,
-    python: Path | None,
-    public_key_file: Path | None,
-    keep: int,
-    check_user: str,
-    check_timeout: float,
-    check_memory_mb: int,
-    prune_expire: str,
-    host_name: str | None,
-    owner: str | None,
-    probe: bool,
-    evalset: str,
-    evalset_sha256: str,
-    gate_margins: dict[str, float],
-    gate_floors: dict[str, float],
-) -> None:
+def main(repo: Path, **options: Any) -> None:
     """Create or update the bare deploy repository REPO with stargazer's hooks."""
-    changes = install(
-        repo.absolute(),
-        app_dir=app_dir.absolute(),
-        model_dir=model_dir.absolute(),
-        python=python.absolute() if python else None,
-        public_key_file=public_key_file.absolute() if public_key_file else None,
-        keep=keep,
-        check_user=check_user,
-        check_timeout=check_timeout,
-        check_memory_mb=check_memory_mb,
-        prune_expire=prune_expire,
-        host_name=host_name,
-        owner=owner,
-        probe=probe,
-        evalset=Path(evalset).absolute() if evalset else None,
-        evalset_sha256=evalset_sha256 or None,
-        gate_margins=gate_margins,
-        gate_floors=gate_floors,
-    )
+    changes = install(repo.absolute(), HookOptions.from_command_line(**options))
     for change in changes:
         click.echo(change)
     click.echo(f"changed={'true' if changes else 'false'}")
