@@ -46,8 +46,10 @@ class RehearsedFleet:
     output: str
     results: dict
     timings: dict
-    #: The vault's values (what must never show in a log, an output or a command line).
+    #: The vault's secret values (what must never show in a log, an output or a command line).
     secrets: dict[str, str] = field(repr=False)
+    #: The vault's values that are not secret (the public half of the signing key pair).
+    public: dict[str, str]
     watch: CmdlineWatch = field(repr=False)
     network: hosts.Network | None = None
     #: Every stage log's text, read before the teardown removes them.
@@ -90,16 +92,19 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _vault_values(root: Path) -> dict[str, str]:
+def _vault_values(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(secret values, public values) of the rehearsal's vault."""
     vault = root / "group_vars" / "all" / "vault.yml"
     if not vault.exists():
-        return {}
+        return {}, {}
     shown = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-vault"), "view", "--vault-password-file",
          str(root / ".vault_pass"), str(vault)],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
-    return {name: str(value) for name, value in (yaml.safe_load(shown) or {}).items()}
+    values = {name: str(value) for name, value in (yaml.safe_load(shown) or {}).items()}
+    public = {name: value for name, value in values.items() if name.endswith("_public_key")}
+    return {name: value for name, value in values.items() if name not in public}, public
 
 
 def _network(root: Path) -> hosts.Network | None:
@@ -136,14 +141,14 @@ def rehearsed_fleet() -> Iterator[RehearsedFleet]:
             shutil.copytree(root / "log", kept / "log", dirs_exist_ok=True)
         fleet = RehearsedFleet(
             prefix, root, proc.returncode, proc.stdout + proc.stderr, _read_json(root / "results.json"),
-            _read_json(root / "timings.json"), _vault_values(root), watch, _network(root), logs,
+            _read_json(root / "timings.json"), *_vault_values(root), watch, _network(root), logs,
         )
         yield fleet
     finally:
         if fleet is not None:
             fleet.down()
         else:
-            RehearsedFleet(prefix, root, -1, "", {}, {}, {}, CmdlineWatch()).down()
+            RehearsedFleet(prefix, root, -1, "", {}, {}, {}, {}, CmdlineWatch()).down()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -150,9 +150,13 @@ def test_broker_takes_the_app_account_and_refuses_guest(host: ProductionHost) ->
 
 
 def test_secrets_are_in_place_and_never_in_the_output(host: ProductionHost) -> None:
-    deploy_secret = host.path("etc") / "deploy_secret"
-    assert deploy_secret.read_text().strip() == host.fleet.secrets["vault_stargazer_deploy_secret"]
-    assert stat.S_IMODE(deploy_secret.stat().st_mode) == 0o640
+    # Production verifies with the public key only; the signing key is on no production host.
+    public = host.path("etc-public") / "deploy_public_key"
+    assert public.read_text().strip() == host.fleet.public["vault_stargazer_deploy_public_key"]
+    signing_key = host.fleet.secrets["vault_stargazer_deploy_signing_key"]
+    for path in host.fleet.tree(host.key).rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < 1_000_000:
+            assert signing_key.encode() not in path.read_bytes(), f"the signing key is in {path}"
     for program in PROGRAMS:
         conf = host.path("supervisor") / "conf.d" / f"{program}.conf"
         assert stat.S_IMODE(conf.stat().st_mode) == 0o600
