@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.githooks.conftest import Host, install_host
-from tests.support import require_executable, require_root
+from tests.support import require_executable, require_root, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -77,18 +76,13 @@ def ssh_host(tmp_path: Path, public_key_file: Path, git_ready: None) -> Iterator
             f"ssh -i {ssh_dir / 'client_key'} -o BatchMode=yes -o StrictHostKeyChecking=no "
             "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=5"
         )
-        deadline = time.monotonic() + 20
-        while True:
-            probe = subprocess.run(
-                [*ssh_command.split(), f"root@{host_ip}", "true"],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-            if probe.returncode == 0:
-                break
-            assert time.monotonic() < deadline, f"sshd in {netns} never answered: {probe.stderr!r}"
-            time.sleep(0.3)
+
+        def sshd_answers() -> bool:
+            probe = subprocess.run([*ssh_command.split(), f"root@{host_ip}", "true"], capture_output=True,
+                                   timeout=30, check=False)
+            return probe.returncode == 0
+
+        wait_until(sshd_answers, 60, f"sshd in {netns} to accept the client key", interval=0.3)
         yield SshHost(install_host(tmp_path, "ssh-host", public_key_file), host_ip, ssh_command)
     finally:
         if sshd_proc is not None:

@@ -22,7 +22,7 @@ import requests
 
 from model_serving.process_stack import services
 from model_serving.process_stack.services import ManagedProcess, Nginx, PidRecord, RabbitMQ, ServiceError
-from tests.support import free_port, require_executable
+from tests.support import free_port, require_executable, wait_until
 
 # ----------------------------------------------------------------------------------------------------------
 # RabbitMQ
@@ -325,9 +325,13 @@ def test_stop_takes_the_process_group_and_only_it(tmp_path: Path) -> None:
     sleeper.start()
     record = sleeper.record()
     assert record is not None and record.alive()
-    time.sleep(0.3)
-    group = services.group_members(record.pid)
-    assert len(group) == 2 and record.pid in group
+
+    def both_in_the_group() -> list[int] | None:
+        members = services.group_members(record.pid)
+        return members if len(members) == 2 else None
+
+    group = wait_until(both_in_the_group, 30, "the sleeper and its child in one process group", interval=0.05)
+    assert record.pid in group
     # A second manager reading the same pid file (what `local.py stop` does) stops it.
     assert _Sleeper(tmp_path).stop() is True
     assert services.group_members(record.pid) == []
@@ -355,9 +359,8 @@ def test_stop_takes_orphans_of_a_parent_that_died_on_its_own(tmp_path: Path) -> 
     sleeper.start()
     record = sleeper.record()
     assert record is not None
-    deadline = time.monotonic() + 5
-    while len(services.group_members(record.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(services.group_members(record.pid)) >= 2, 30, "the sleeper's child in its group",
+               interval=0.05)
     orphans = [pid for pid in services.group_members(record.pid) if pid != record.pid]
     assert orphans
     os.kill(record.pid, signal.SIGKILL)  # the parent crashes; its child keeps running in the group
@@ -392,10 +395,8 @@ time.sleep(60)
         assert record is not None and record.alive()
         starter.kill()  # SIGKILL: no teardown, no finally
         starter.wait()
-        deadline = time.monotonic() + 10
-        while record.alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not record.alive(), "the service outlived the killed process that started it"
+        wait_until(lambda: not record.alive(), 30, "the service to die with the process that started it",
+                   interval=0.05)
     finally:
         starter.kill()
         _Sleeper(tmp_path).stop()
