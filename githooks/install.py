@@ -301,6 +301,12 @@ def _gate_values(kind: str) -> Callable[[click.Context, click.Parameter, tuple[s
     return parse
 
 
+def _gate_option(kind: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--gate-<kind> METRIC=VALUE`` (repeatable), parsed into ``gate_<kind>s``: {metric: value}."""
+    return click.option(f"--gate-{kind}", f"gate_{kind}s", multiple=True, callback=_gate_values(kind),
+                        help=f"METRIC=VALUE: {what} (repeatable).")
+
+
 def _is_bare_repo(path: Path) -> bool:
     result = subprocess.run(
         ["git", f"--git-dir={path}", "rev-parse", "--is-bare-repository"],
@@ -384,20 +390,8 @@ def _chown(owner: str, *roots: Path) -> list[str]:
     help="The quality gate's frozen evaluation set on this host (evalset-<version>.csv.gz); '' = no gate.",
 )
 @click.option("--evalset-sha256", default="", help="The sha256 the evaluation set must have ('' = any).")
-@click.option(
-    "--gate-margin",
-    "gate_margins",
-    multiple=True,
-    callback=_gate_values("margin"),
-    help="METRIC=VALUE: how much worse than the serving model a pushed one may score (repeatable).",
-)
-@click.option(
-    "--gate-floor",
-    "gate_floors",
-    multiple=True,
-    callback=_gate_values("floor"),
-    help="METRIC=VALUE: what the first model on the host must reach (mae_log: at most; repeatable).",
-)
+@_gate_option("margin", "how much worse than the serving model a pushed one may score")
+@_gate_option("floor", "what the first model on the host must reach, mae_log at most")
 @click.option("--owner", default=None, help="chown the repository and model directory to this user.")
 @click.option(
     "--probe/--no-probe",

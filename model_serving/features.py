@@ -9,7 +9,7 @@ Ages are measured against each row's ``collected_at`` (the moment the row was fe
 moment of the lookup or of the request), never against "today", so a repository gives the same features at
 training and at serving time.
 
-``updated_at`` is deliberately NOT read (since feature version 2): GitHub bumps a repository's ``updated_at``
+``updated_at`` is deliberately NOT read: GitHub bumps a repository's ``updated_at``
 when it is starred, so "days since update" measures star activity, i.e. the target. In the genuine search
 pages under ../shared every one of the most-starred repositories has ``updated_at`` within the same 4 days
 (2023-05-18..22) while their ``pushed_at`` spans 3.5 years.
