@@ -45,6 +45,7 @@ from data_collection.dataset import read_dataset  # noqa: E402
 from data_collection.schema import ENRICHMENT_COLUMNS  # noqa: E402
 from data_collection.settings import Settings  # noqa: E402
 from data_collection.simulator import SimulatorServer  # noqa: E402
+from envsettings import child_environment  # noqa: E402
 
 TOKENS = ("bench-token-1", "bench-token-2", "bench-token-3")
 #: Real GitHub quotas per token: core requests/hour, searches/minute, GraphQL points/hour.
@@ -74,7 +75,7 @@ def start_simulator(repos: int, seed: int) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        env=child_environment({"PYTHONPATH": str(REPO_ROOT)}),
     )
     line = proc.stdout.readline() if proc.stdout else ""
     if not line:

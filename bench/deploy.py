@@ -32,6 +32,7 @@ import click
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 from bench import provenance  # noqa: E402
+from envsettings import child_environment  # noqa: E402
 from model_serving import artifact, features  # noqa: E402
 
 BENCH_VAR = REPO_ROOT / "var" / "bench-deploy"
@@ -131,7 +132,7 @@ def deploy(target: str, models: Path, dev_repo: Path, hosts: list[dict[str, Path
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
-        env={**os.environ, artifact.SIGNING_KEY_ENV: SIGNING_KEY},
+        env=child_environment({artifact.SIGNING_KEY_ENV: SIGNING_KEY}),
     )
     seconds = time.perf_counter() - started
     if result.returncode != 0:

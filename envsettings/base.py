@@ -12,11 +12,14 @@ exactly what the code says, never silently topped up from the environment of the
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
 class SettingsError(ValueError):
@@ -31,15 +34,17 @@ class _MappingEnvSource(EnvSettingsSource):
 
     def __init__(self, settings_cls: type[EnvSettings], environ: Mapping[str, str]) -> None:
         keep_empty = settings_cls.empty_is_a_value
-        self._environ = {k: v for k, v in environ.items() if v != "" or k in keep_empty}
+        self._environ = {  # only variables: a source like git config's "stargazer.keep" is never one
+            k: v for k, v in environ.items() if _ENV_NAME.match(k) and (v != "" or k in keep_empty)
+        }
         super().__init__(settings_cls, case_sensitive=True, env_ignore_empty=False)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return self._environ
 
     def __call__(self) -> dict[str, Any]:
-        fields = self.settings_cls.model_fields.values()
-        names = {info.validation_alias for info in fields if isinstance(info.validation_alias, str)}
+        cls = self.settings_cls
+        names = {name for field in cls.model_fields for name in sources_of(cls, field)}
         return {key: value for key, value in super().__call__().items() if key in names}
 
 
@@ -75,6 +80,11 @@ class EnvSettings(BaseSettings):
         return _MappingEnvSource(cls, os.environ if environ is None else environ)()
 
     @classmethod
+    def display_name(cls, source: str) -> str:
+        """How an error names a source (a class with other sources than variables words them here)."""
+        return source
+
+    @classmethod
     def build(cls, values: Mapping[str, Any]) -> Self:
         """Validate ``values`` (keyed by variable or field name); a bad one raises SettingsError, one line."""
         try:
@@ -88,17 +98,32 @@ class EnvSettings(BaseSettings):
         return cls.build(cls.env_values(environ))
 
 
-def env_name(cls: type[EnvSettings], field: str) -> str:
-    """The environment variable of ``field`` (its validation_alias); a code-only field's own name."""
+def sources_of(cls: type[EnvSettings], field: str) -> list[str]:
+    """Where ``field`` is read from, first match wins: its variable, or several names (``AliasChoices``)."""
     alias = cls.model_fields[field].validation_alias
-    return alias if isinstance(alias, str) else field
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    return []
+
+
+def env_name(cls: type[EnvSettings], field: str) -> str:
+    """The environment variable of ``field``, else its first source; a code-only field's own name."""
+    names = sources_of(cls, field)
+    return next((name for name in names if _ENV_NAME.match(name)), names[0] if names else field)
+
+
+def _field_of(cls: type[EnvSettings], key: str) -> str | None:
+    for name in cls.model_fields:
+        if key == name or key in sources_of(cls, name):
+            return name
+    return None
 
 
 def _is_secret(cls: type[EnvSettings], key: str) -> bool:
-    for name, info in cls.model_fields.items():
-        if key in (name, info.validation_alias):
-            return info.repr is False
-    return True  # unknown: say nothing about its value
+    field = _field_of(cls, key)
+    return True if field is None else cls.model_fields[field].repr is False  # unknown: say nothing
 
 
 def describe_error(cls: type[EnvSettings], exc: ValidationError) -> str:
@@ -109,7 +134,11 @@ def describe_error(cls: type[EnvSettings], exc: ValidationError) -> str:
     if not loc:
         return message.splitlines()[0]
     key = str(loc[0])
-    name = env_name(cls, key) if key in cls.model_fields else key
+    field = _field_of(cls, key)
+    if error["type"] == "missing" and field is not None:
+        names = sources_of(cls, field) or [field]
+        return f"{' / '.join(cls.display_name(name) for name in names)} is not set"
+    name = cls.display_name(env_name(cls, key) if key in cls.model_fields else key)
     given = error.get("input")
     # A project validator words its own message (and quotes only what is safe to show).
     quiet = error["type"] == "value_error" or _is_secret(cls, key) or not isinstance(given, str)

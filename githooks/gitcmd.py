@@ -71,17 +71,3 @@ def rev_parse(ref: str) -> str | None:
         check=False,
     )
     return result.stdout.strip() or None
-
-
-def push_options(environ: dict[str, str]) -> dict[str, str]:
-    """``git push -o key=value`` options (the deploy command sends ``actor=...``)."""
-    try:
-        count = int(environ.get("GIT_PUSH_OPTION_COUNT", "0"))
-    except ValueError:
-        return {}
-    options: dict[str, str] = {}
-    for index in range(count):
-        key, _, value = environ.get(f"GIT_PUSH_OPTION_{index}", "").partition("=")
-        if key:
-            options[key] = value
-    return options

@@ -54,6 +54,8 @@ from githooks.settings import (
     DEFAULT_KEEP,
     DEFAULT_PRUNE_EXPIRE,
     GATE_KEYS,
+    InstallSettings,
+    SettingsError,
 )
 
 HOOKS_SOURCE = Path(__file__).resolve().parent
@@ -350,9 +352,8 @@ def _chown(owner: str, *roots: Path) -> list[str]:
 @click.option(
     "--model-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    envvar="STARGAZER_MODEL_DIR",
-    required=True,
-    help="STARGAZER_MODEL_DIR: releases/, current, deploy-log.jsonl.",
+    default=None,
+    help="releases/, current, deploy-log.jsonl. Default: STARGAZER_MODEL_DIR (one of them is required).",
 )
 @click.option(
     "--python", type=click.Path(path_type=Path), default=None, help="Default: <app-dir>/.venv/bin/python."
@@ -360,9 +361,9 @@ def _chown(owner: str, *roots: Path) -> list[str]:
 @click.option(
     "--public-key-file",
     type=click.Path(path_type=Path, dir_okay=False),
-    envvar="STARGAZER_DEPLOY_PUBLIC_KEY_FILE",
     default=None,
-    help="File holding the deploy public key that verifies model.json (its path is stored).",
+    help="File holding the deploy public key that verifies model.json (its path is stored). "
+         "Default: STARGAZER_DEPLOY_PUBLIC_KEY_FILE.",
 )
 @click.option("--keep", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True)
 @click.option(
@@ -401,6 +402,14 @@ def _chown(owner: str, *roots: Path) -> list[str]:
 )
 def main(repo: Path, **options: Any) -> None:
     """Create or update the bare deploy repository REPO with stargazer's hooks."""
+    try:
+        fallback = InstallSettings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    options["model_dir"] = options.get("model_dir") or fallback.model_dir
+    options["public_key_file"] = options.get("public_key_file") or fallback.public_key_file
+    if options["model_dir"] is None:
+        raise click.UsageError("--model-dir (or STARGAZER_MODEL_DIR) is required")
     changes = install(repo.absolute(), HookOptions.from_command_line(**options))
     for change in changes:
         click.echo(change)

@@ -37,7 +37,6 @@ needs no new SSH command, no HTTP endpoint, no credential, and no account that c
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -45,17 +44,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from githooks import gate, gitcmd
-from githooks.prereceive import PREFIX, Update, extract, parse_updates
-from githooks.settings import (
+from githooks.contract import (
+    ACTOR_OPTION,
     DEPLOY_REF,
     SERVING_REF,
     SHADOW_REF,
+    SHADOW_REPORT_LINE,
     SHADOW_REPORT_REF,
     STAGING_PREFIX,
-    HookSettings,
-    SettingsError,
-    load,
 )
+from githooks.contract import HOOK_PREFIX as PREFIX
+from githooks.prereceive import Update, extract, parse_updates
+from githooks.settings import HookSettings, SettingsError
 
 
 class SwitchFailed(Exception):
@@ -80,10 +80,9 @@ def prune_objects(settings: HookSettings) -> str:
     return f"{kib / 1024:.1f} MiB"
 
 
-def switch(settings: HookSettings, pushed: Update, environ: dict[str, str]) -> str:
+def switch(settings: HookSettings, pushed: Update) -> str:
     from model_serving import releases
 
-    options = gitcmd.push_options(environ)
     attempted = pushed.new
     try:
         with releases.release_lock(settings.model_dir):  # fails too when the model directory is unusable
@@ -91,7 +90,7 @@ def switch(settings: HookSettings, pushed: Update, environ: dict[str, str]) -> s
             if tip is None:
                 return f"{PREFIX} {DEPLOY_REF} no longer exists on {settings.host_name}: current left as is"
             attempted = tip
-            release, entry, kept = _install(settings, pushed, tip, options.get("actor"))
+            release, entry, kept = _install(settings, pushed, tip, settings.push_options.get(ACTOR_OPTION))
     except Exception as exc:
         raise SwitchFailed(_describe(exc), attempted) from exc
     size = prune_objects(settings)
@@ -178,7 +177,7 @@ def shadow_report_line(settings: HookSettings) -> str:
                if version is not None and since is not None else iter(()))
     report = shadow_report.build(entries, shadow_version=version, since=since, host=settings.host_name,
                                  serving_version=releases.current_version(settings.model_dir))
-    return f"{PREFIX} shadow-report {json.dumps(report, separators=(',', ':'))}"
+    return f"{SHADOW_REPORT_LINE}{json.dumps(report, separators=(',', ':'))}"
 
 
 def handle_shadow(updates: list[Update], stderr: TextIO) -> int:
@@ -190,7 +189,7 @@ def handle_shadow(updates: list[Update], stderr: TextIO) -> int:
     from model_serving import releases
 
     try:
-        settings = load()
+        settings = HookSettings.from_env()
     except SettingsError as exc:
         print(f"{PREFIX} ERROR: shadow NOT handled: {exc}", file=stderr, flush=True)
         return 1
@@ -234,10 +233,10 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
         return shadow_status
     try:
         try:
-            settings = load()
+            settings = HookSettings.from_env()
         except SettingsError as exc:
             raise SwitchFailed(str(exc), deploys[-1].new) from exc
-        message = switch(settings, deploys[-1], dict(os.environ))
+        message = switch(settings, deploys[-1])
     except SwitchFailed as exc:  # the push already happened: say loudly that serving did not follow
         print(
             f"{PREFIX} ERROR: current NOT switched: {exc}; {put_back(exc.attempted)}", file=stderr, flush=True

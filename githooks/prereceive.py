@@ -41,22 +41,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from githooks import gitcmd
-from githooks.settings import (
-    DEPLOY_REF,
-    SHADOW_REF,
-    SHADOW_REPORT_REF,
-    STAGING_PREFIX,
-    HookSettings,
-    SettingsError,
-    load,
-)
+from githooks.contract import DEPLOY_REF, SHADOW_REF, SHADOW_REPORT_REF, STAGING_PREFIX
+from githooks.contract import HOOK_PREFIX as PREFIX
+from githooks.settings import HookSettings, SettingsError
 
 if TYPE_CHECKING:
     from githooks.check_model import GateInputs
     from githooks.gate import Verdict
-
-PREFIX = "stargazer:"
-
 
 @dataclass(frozen=True)
 class Update:
@@ -170,7 +161,7 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
         return _finish(problems, [], stderr)
 
     try:
-        settings = load()
+        settings = HookSettings.from_env()
     except SettingsError as exc:
         return _finish([*problems, f"{PREFIX} refused: host misconfigured: {exc}"], [], stderr)
 
@@ -179,7 +170,7 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
     from model_serving import artifact
 
     try:
-        override = gate.override_reason(gitcmd.push_options(dict(os.environ)))
+        override = gate.override_reason(settings.push_options)
     except gate.GateError as exc:
         return _finish([*problems, f"{PREFIX} refused: {exc}"], [], stderr)
     gate_inputs, gate_off = _gate_inputs(settings)

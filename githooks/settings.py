@@ -7,23 +7,9 @@ the installer records them in the repository itself (``git config stargazer.mode
 docs/contracts.md §6 variables are the fallback for a repository set up by hand. git config stores the path of
 the public key file, not the key: the file is the one the workers read too.
 
-| git config key (first)   | environment variable (else)    | default                                  |
-|--------------------------|--------------------------------|------------------------------------------|
-| stargazer.appdir         | STARGAZER_APP_DIR              | (required)                               |
-| stargazer.modeldir       | STARGAZER_MODEL_DIR            | (required)                               |
-| stargazer.publickeyfile  | STARGAZER_DEPLOY_PUBLIC_KEY[_FILE] | (required: unsigned models are refused) |
-| stargazer.keep           |                                | 5 releases                               |
-| stargazer.checkuser      |                                | stargazer-check ('' = no sandbox user)   |
-| stargazer.checkpython    |                                | the hook's own interpreter               |
-| stargazer.checktimeout   |                                | 60 seconds                               |
-| stargazer.checkmemory    |                                | 3072 MiB of address space                |
-| stargazer.checksandbox   |                                | githooks/check-sandbox of the app        |
-| stargazer.pruneexpire    |                                | 5.minutes.ago (git prune --expire)       |
-| stargazer.hostname       |                                | socket.gethostname()                     |
-| stargazer.evalset        |                                | none: no quality gate                    |
-| stargazer.evalsetsha256  |                                | (required with stargazer.evalset)        |
-| stargazer.gate*margin    |                                | spearman 0.05, maelog 0.05, coverage 0.1 |
-| stargazer.gate*floor     |                                | spearman 0.2, maelog 2.0, coverage 0.2   |
+Each field of ``HookSettings`` names where it is read, git config key first (``validation_alias``);
+README.md's configuration table is generated from those fields. A push's ``-o key=value`` options
+(``GIT_PUSH_OPTION_*``) are read here too, into ``push_options``.
 
 The quality gate (``githooks/gate.py``) compares a pushed model with the serving one on the frozen
 evaluation set ``stargazer.evalset``: a model worse than the serving one by more than a margin is refused, the
@@ -37,20 +23,13 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-DEPLOY_REF: Final = "refs/heads/deploy"
-STAGING_PREFIX: Final = "refs/staging/"
-# The commit ``current`` serves: moved by post-receive after a switch succeeded; pushes to it are refused.
-SERVING_REF: Final = "refs/stargazer/serving"
-# A validated candidate the workers score beside ``current`` (post-receive points ``shadow`` at it; deleting
-# the ref clears it). ``deploy --shadow`` pushes it after staging the same commit.
-SHADOW_REF: Final = "refs/stargazer/shadow"
-# Pushed (at the shadow's commit, so no new objects) to ask for the shadow report; post-receive prints the
-# report and deletes the ref again.
-SHADOW_REPORT_REF: Final = "refs/stargazer/shadow-report"
+from pydantic import AliasChoices, Field, field_validator, model_validator
+
+from envsettings import EnvSettings, SettingsError
+
 DEFAULT_KEEP: Final = 5
 DEFAULT_CHECK_TIMEOUT: Final = 60.0
 DEFAULT_CHECK_USER: Final = "stargazer-check"
@@ -64,29 +43,146 @@ DEFAULT_GATE_FLOORS: Final = {"spearman": 0.2, "mae_log": 2.0, "coverage": 0.2}
 GATE_KEYS: Final = {"spearman": "spearman", "mae_log": "maelog", "coverage": "coverage"}
 _SHA256_HEX: Final = frozenset("0123456789abcdef")
 
+__all__ = ["DEFAULT_GATE_FLOORS", "DEFAULT_GATE_MARGINS", "HookSettings", "InstallSettings", "SettingsError",
+           "git_config"]
 
-class SettingsError(ValueError):
-    """A hook setting is missing or unusable; printed to the pusher as one line."""
+
+def _config(key: str) -> str:
+    return f"stargazer.{key}"
 
 
-@dataclass(frozen=True)
-class HookSettings:
-    app_dir: Path
-    model_dir: Path
+class HookSettings(EnvSettings):
+    """Every setting of both hooks, read once per push; the pusher's ``-o key=value`` options with them."""
+
+    app_dir: Path = Field(validation_alias=AliasChoices(_config("appdir"), "STARGAZER_APP_DIR"),
+                          description="The serving checkout with its venv (the model check runs its code).")
+    model_dir: Path = Field(validation_alias=AliasChoices(_config("modeldir"), "STARGAZER_MODEL_DIR"),
+                            description="Production model directory the hooks install releases into.")
     #: The raw Ed25519 public key that verifies model.json (None: every push is refused).
-    public_key: bytes | None
-    keep: int = DEFAULT_KEEP
-    check_user: str | None = DEFAULT_CHECK_USER
-    check_python: Path = field(default_factory=lambda: Path(sys.executable))
-    check_timeout: float = DEFAULT_CHECK_TIMEOUT
-    check_memory_mb: int = DEFAULT_CHECK_MEMORY_MB
-    check_sandbox: Path | None = None  # None: the app's own githooks/check-sandbox
-    prune_expire: str = DEFAULT_PRUNE_EXPIRE
-    host_name: str = field(default_factory=socket.gethostname)
-    evalset: Path | None = None  # None: no evaluation set on this host, so no quality gate
-    evalset_sha256: str | None = None
-    gate_margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GATE_MARGINS))
-    gate_floors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GATE_FLOORS))
+    public_key: bytes | None = Field(None, validation_alias="STARGAZER_DEPLOY_PUBLIC_KEY",
+                                     description="Base64 public key that verifies model.json.")
+    public_key_file: Path | None = Field(
+        None, validation_alias=AliasChoices(_config("publickeyfile"), "STARGAZER_DEPLOY_PUBLIC_KEY_FILE"),
+        description="File holding that key (git config wins over both variables).")
+    keep: int = Field(DEFAULT_KEEP, ge=1, validation_alias=_config("keep"), description="Releases kept.")
+    check_user: str | None = Field(DEFAULT_CHECK_USER, validation_alias=_config("checkuser"),
+                                   description="Account the model check runs as ('': no sandbox user).")
+    check_python: Path = Field(default_factory=lambda: Path(sys.executable),
+                               validation_alias=_config("checkpython"),
+                               description="Interpreter of the model check (default: the hook's own).")
+    check_timeout: float = Field(DEFAULT_CHECK_TIMEOUT, ge=0.1, validation_alias=_config("checktimeout"),
+                                 description="Seconds the model check may take.")
+    check_memory_mb: int = Field(DEFAULT_CHECK_MEMORY_MB, ge=256, validation_alias=_config("checkmemory"),
+                                 description="Address space of the model check, MiB.")
+    check_sandbox: Path | None = Field(None, validation_alias=_config("checksandbox"),
+                                       description="Sandbox script (default: the app's own).")
+    prune_expire: str = Field(DEFAULT_PRUNE_EXPIRE, validation_alias=_config("pruneexpire"),
+                              description="`git prune --expire` of replaced models' objects.")
+    host_name: str = Field(default_factory=socket.gethostname, validation_alias=_config("hostname"),
+                           description="This host's name in messages and the deploy log.")
+    evalset: Path | None = Field(None, validation_alias=_config("evalset"),
+                                 description="Frozen evaluation set of the quality gate (unset: no gate).")
+    evalset_sha256: str | None = Field(None, validation_alias=_config("evalsetsha256"),
+                                       description="The sha256 the evaluation set must have.")
+    gate_spearman_margin: float = Field(
+        DEFAULT_GATE_MARGINS["spearman"], ge=0, validation_alias=_config("gatespearmanmargin"),
+        description="Quality gate: how much lower a pushed model's Spearman may be than the serving one's.")
+    gate_mae_log_margin: float = Field(
+        DEFAULT_GATE_MARGINS["mae_log"], ge=0, validation_alias=_config("gatemaelogmargin"),
+        description="Quality gate: how much higher its MAE on log stars may be.")
+    gate_coverage_margin: float = Field(
+        DEFAULT_GATE_MARGINS["coverage"], ge=0, validation_alias=_config("gatecoveragemargin"),
+        description="Quality gate: how much lower its interval coverage may be.")
+    gate_spearman_floor: float = Field(
+        DEFAULT_GATE_FLOORS["spearman"], ge=-1, validation_alias=_config("gatespearmanfloor"),
+        description="Quality gate: the Spearman the first model on a host must reach.")
+    gate_mae_log_floor: float = Field(
+        DEFAULT_GATE_FLOORS["mae_log"], ge=-1, validation_alias=_config("gatemaelogfloor"),
+        description="Quality gate: the MAE on log stars the first model must stay under.")
+    gate_coverage_floor: float = Field(
+        DEFAULT_GATE_FLOORS["coverage"], ge=-1, validation_alias=_config("gatecoveragefloor"),
+        description="Quality gate: the interval coverage the first model must reach.")
+    #: ``git push -o key=value`` options of this push (the deploy command sends ``actor=...``).
+    push_options: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def display_name(cls, source: str) -> str:
+        return f"git config {source}" if source.startswith("stargazer.") else source
+
+    @field_validator("check_user", mode="after")
+    @classmethod
+    def _no_user(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("evalset_sha256", mode="before")
+    @classmethod
+    def _digest(cls, value: Any) -> Any:
+        return (value.strip().lower() or None) if isinstance(value, str) else value
+
+    @field_validator("public_key", mode="before")
+    @classmethod
+    def _parse_key(cls, value: Any) -> Any:
+        from model_serving import artifact  # imported late: the cheap ref checks must not wait for it
+
+        if isinstance(value, str):
+            try:
+                return artifact.public_key_from(value)
+            except artifact.ArtifactError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _key_file_and_evalset(self) -> HookSettings:
+        from model_serving import artifact
+
+        if self.public_key is None and self.public_key_file is not None:
+            try:
+                object.__setattr__(self, "public_key", artifact.public_key_from(path=self.public_key_file))
+            except artifact.ArtifactError as exc:
+                raise ValueError(str(exc)) from None
+        digest = self.evalset_sha256
+        if self.evalset is None:
+            object.__setattr__(self, "evalset_sha256", None)
+        elif digest is None or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+            raise ValueError(f"git config stargazer.evalsetsha256 must be the 64-hex sha256 of "
+                             f"{self.evalset}, got {digest or 'nothing'!r}")
+        return self
+
+    @property
+    def gate_margins(self) -> dict[str, float]:
+        """How much worse than the serving model a pushed one may score, per metric."""
+        return {metric: getattr(self, f"gate_{metric}_margin") for metric in GATE_KEYS}
+
+    @property
+    def gate_floors(self) -> dict[str, float]:
+        """What the first model on a host must reach, per metric (for mae_log, a ceiling)."""
+        return {metric: getattr(self, f"gate_{metric}_floor") for metric in GATE_KEYS}
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, config: Mapping[str, str] | None = None
+    ) -> HookSettings:
+        """The host's git config (default: this repository's), else ``environ``; raise SettingsError with one
+        line naming the missing or bad value."""
+        env = os.environ if environ is None else environ
+        cfg = git_config() if config is None else config
+        values = cls.env_values(env)
+        if cfg.get(_config("publickeyfile")):
+            values.pop("STARGAZER_DEPLOY_PUBLIC_KEY", None)  # the host's file decides, not the pusher
+        # An empty git config value is unset, except checkuser's: there it means "no sandbox user".
+        values.update({key: value for key, value in cfg.items()
+                       if key.startswith("stargazer.") and (value != "" or key == _config("checkuser"))})
+        values["push_options"] = _push_options(env)
+        return cls.build(values)
+
+
+class InstallSettings(EnvSettings):
+    """The installer's fallbacks for ``--model-dir`` and ``--public-key-file``: the hooks' own variables."""
+
+    model_dir: Path | None = Field(None, validation_alias="STARGAZER_MODEL_DIR",
+                                   description="Production model directory the hooks install releases into.")
+    public_key_file: Path | None = Field(None, validation_alias="STARGAZER_DEPLOY_PUBLIC_KEY_FILE",
+                                         description="File holding the deploy public key.")
 
 
 def git_config(cwd: Path | None = None) -> dict[str, str]:
@@ -105,85 +201,15 @@ def git_config(cwd: Path | None = None) -> dict[str, str]:
     return values
 
 
-def load(environ: Mapping[str, str] | None = None, config: Mapping[str, str] | None = None) -> HookSettings:
-    """Read every setting once; raise SettingsError with one line naming the missing or bad one."""
-    from model_serving import artifact  # imported late: the cheap ref checks must not wait for sklearn
-
-    env = os.environ if environ is None else environ
-    cfg = git_config() if config is None else config
-
-    def pick(env_name: str, key: str) -> str | None:
-        return cfg.get(f"stargazer.{key}") or env.get(env_name) or None
-
-    app_dir = pick("STARGAZER_APP_DIR", "appdir")
-    if not app_dir:
-        raise SettingsError(
-            "STARGAZER_APP_DIR / git config stargazer.appdir is not set (run githooks/install.sh)"
-        )
-    model_dir = pick("STARGAZER_MODEL_DIR", "modeldir")
-    if not model_dir:
-        raise SettingsError(
-            "STARGAZER_MODEL_DIR / git config stargazer.modeldir is not set (run githooks/install.sh)"
-        )
+def _push_options(environ: Mapping[str, str]) -> dict[str, str]:
+    """``git push -o key=value`` options, as git hands them to the hooks (GIT_PUSH_OPTION_COUNT, _0, _1 …)."""
     try:
-        if cfg.get("stargazer.publickeyfile"):
-            public_key = artifact.public_key_from(path=cfg["stargazer.publickeyfile"])
-        else:
-            public_key = artifact.public_key_from(
-                env.get(artifact.PUBLIC_KEY_ENV), env.get(artifact.PUBLIC_KEY_FILE_ENV)
-            )
-    except artifact.ArtifactError as exc:
-        raise SettingsError(str(exc)) from None
-
-    check_user = cfg.get("stargazer.checkuser", DEFAULT_CHECK_USER)
-    evalset, evalset_sha256 = _evalset(cfg)
-    return HookSettings(
-        app_dir=Path(app_dir),
-        model_dir=Path(model_dir),
-        public_key=public_key,
-        keep=int(_number(cfg, "keep", DEFAULT_KEEP, integer=True, minimum=1)),
-        check_user=check_user or None,
-        check_python=Path(cfg.get("stargazer.checkpython") or sys.executable),
-        check_timeout=_number(cfg, "checktimeout", DEFAULT_CHECK_TIMEOUT, integer=False, minimum=0.1),
-        check_memory_mb=int(_number(cfg, "checkmemory", DEFAULT_CHECK_MEMORY_MB, integer=True, minimum=256)),
-        check_sandbox=Path(cfg["stargazer.checksandbox"]) if cfg.get("stargazer.checksandbox") else None,
-        prune_expire=cfg.get("stargazer.pruneexpire") or DEFAULT_PRUNE_EXPIRE,
-        host_name=cfg.get("stargazer.hostname") or socket.gethostname(),
-        evalset=evalset,
-        evalset_sha256=evalset_sha256,
-        gate_margins={
-            metric: _number(cfg, f"gate{key}margin", DEFAULT_GATE_MARGINS[metric], integer=False, minimum=0)
-            for metric, key in GATE_KEYS.items()
-        },
-        gate_floors={
-            metric: _number(cfg, f"gate{key}floor", DEFAULT_GATE_FLOORS[metric], integer=False, minimum=-1)
-            for metric, key in GATE_KEYS.items()
-        },
-    )
-
-
-def _evalset(cfg: Mapping[str, str]) -> tuple[Path | None, str | None]:
-    """The evaluation set's path and the sha256 it must have: both, or neither (no gate)."""
-    path = cfg.get("stargazer.evalset") or None
-    digest = (cfg.get("stargazer.evalsetsha256") or "").strip().lower() or None
-    if path is None:
-        return None, None
-    if digest is None or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
-        raise SettingsError(
-            f"git config stargazer.evalsetsha256 must be the 64-hex sha256 of {path}, "
-            f"got {digest or 'nothing'!r}"
-        )
-    return Path(path), digest
-
-
-def _number(cfg: Mapping[str, str], key: str, default: float, *, integer: bool, minimum: float) -> float:
-    raw = cfg.get(f"stargazer.{key}")
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
+        count = int(environ.get("GIT_PUSH_OPTION_COUNT", "0"))
     except ValueError:
-        raise SettingsError(f"git config stargazer.{key} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"git config stargazer.{key} must be >= {minimum}, got {raw!r}")
-    return value
+        return {}
+    options: dict[str, str] = {}
+    for index in range(count):
+        key, _, value = environ.get(f"GIT_PUSH_OPTION_{index}", "").partition("=")
+        if key:
+            options[key] = value
+    return options

@@ -6,9 +6,9 @@
     python -m model_serving.development_server deploy --rollback           # the one deployed before the last
     python -m model_serving.development_server deploy --remote prod1 --remote ssh://git@10.0.0.7/srv/models.git
 
-The deploy repository (``STARGAZER_DEPLOY_REPO``, default ``var/deploy.git``, a bare repository created on
-first use) holds branch ``deploy``; each commit holds ONE version (``model.joblib`` and the signed
-``model.json`` at the root) and is tagged ``model-<version>``. Production hosts are its git remotes
+The deploy repository (``STARGAZER_DEPLOY_REPO``, default ``var/deploy.git`` in the checkout, a bare
+repository created on first use) holds branch ``deploy``; each commit holds ONE version (``model.joblib`` and
+the signed ``model.json`` at the root) and is tagged ``model-<version>``. Production hosts are its git remotes
 (``git -C var/deploy.git remote add prod1 git@host:/srv/git/models.git``) or ``--remote`` names/URLs.
 
 Design choices (docs/contracts.md §4; see docs/deploy.md):
@@ -49,14 +49,14 @@ from typing import Final
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from envsettings import child_environment
+from githooks.contract import ACTOR_OPTION, DEPLOY_REF, HOOK_PREFIX, SERVING_REF, STAGING_PREFIX
 from model_serving import artifact
+from model_serving.development_server.settings import DEFAULT_DEPLOY_REPO, Settings, SettingsError
 
-DEPLOY_REF: Final = "refs/heads/deploy"
-STAGING_PREFIX: Final = "refs/staging/"
-SERVING_REF: Final = "refs/stargazer/serving"  # a host's post-receive moves it after each switch
 TAG_PREFIX: Final = "model-"
-HOOK_PREFIX: Final = "remote: stargazer:"
-DEFAULT_REPO: Final = Path("var/deploy.git")
+#: How git shows the pusher a hook's line.
+REMOTE_HOOK_PREFIX: Final = f"remote: {HOOK_PREFIX}"
 DEFAULT_MODELS: Final = Path("models")
 #: ssh of every push unless the operator set GIT_SSH_COMMAND or GIT_SSH: a host that drops off the network
 #: mid-push is given up after ~15 s of silence (ServerAlive), not after TCP's minutes or --timeout.
@@ -93,7 +93,7 @@ class DeployRepo:
             input=input_text,
             capture_output=True,
             text=True,
-            env={**os.environ, **(env or {})},
+            env=child_environment(env),
             check=False,
         )
         if result.returncode != 0:
@@ -232,14 +232,14 @@ def push(repo: DeployRepo, remote: str, refspecs: Sequence[str], *, timeout: flo
         "push",
         "--porcelain",
         "--push-option",
-        f"actor={actor}",
+        f"{ACTOR_OPTION}={actor}",
         *(word for option in repo.push_options for word in ("--push-option", option)),
         remote,
         *refspecs,
     ]
     # The signing key stays in this process: a push over the local transport would hand it to the hooks.
     hidden = (artifact.SIGNING_KEY_ENV, artifact.SIGNING_KEY_FILE_ENV)
-    env = {**{k: v for k, v in os.environ.items() if k not in hidden}, "GIT_TERMINAL_PROMPT": "0"}
+    env = child_environment({"GIT_TERMINAL_PROMPT": "0"}, drop=hidden)
     if "GIT_SSH" not in env:
         env.setdefault("GIT_SSH_COMMAND", SSH_COMMAND)
     try:
@@ -249,7 +249,7 @@ def push(repo: DeployRepo, remote: str, refspecs: Sequence[str], *, timeout: flo
     except subprocess.TimeoutExpired:
         return HostAnswer(remote, False, [f"no answer within {timeout:g} s"])
     output = result.stderr.splitlines() + result.stdout.splitlines()
-    lines = [line[len("remote: ") :].strip() for line in output if line.startswith(HOOK_PREFIX)]
+    lines = [line[len("remote: ") :].strip() for line in output if line.startswith(REMOTE_HOOK_PREFIX)]
     rejected = [line.split("\t")[-1] for line in result.stdout.splitlines() if line.startswith("!")]
     ok = result.returncode == 0 and not rejected
     up_to_date = ok and any(
@@ -289,7 +289,7 @@ def serving_commit(repo: DeployRepo, remote: str, *, timeout: float, ref: str = 
             capture_output=True,
             text=True,
             timeout=timeout,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            env=child_environment({"GIT_TERMINAL_PROMPT": "0"}),
             check=False,
         )
     except subprocess.TimeoutExpired:
@@ -432,8 +432,7 @@ def _split_remotes(values: Sequence[str]) -> list[str]:
     "--remote",
     "remotes",
     multiple=True,
-    envvar="STARGAZER_DEPLOY_REMOTES",
-    help="Remote name or URL (repeatable; env: comma-separated). Default: every remote of the deploy repo.",
+    help="Remote name or URL (repeatable). Default: STARGAZER_DEPLOY_REMOTES, else every remote of the repo.",
 )
 @click.option(
     "--models",
@@ -447,10 +446,9 @@ def _split_remotes(values: Sequence[str]) -> list[str]:
     "--repo",
     "repo_path",
     type=click.Path(path_type=Path, file_okay=False),
-    envvar="STARGAZER_DEPLOY_REPO",
-    default=DEFAULT_REPO,
-    show_default=True,
-    help="Local bare deploy repository (created on first use).",
+    default=None,
+    help=f"Local bare deploy repository (created on first use). Default: STARGAZER_DEPLOY_REPO, else "
+         f"{DEFAULT_DEPLOY_REPO.relative_to(DEFAULT_DEPLOY_REPO.parents[1])} in the checkout.",
 )
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Per push.")
 @click.option(
@@ -478,7 +476,7 @@ def deploy_command(
     rollback: bool,
     remotes: tuple[str, ...],
     models_dir: Path,
-    repo_path: Path,
+    repo_path: Path | None,
     timeout: float,
     override_gate: str | None = None,
     shadow_minutes: float | None = None,
@@ -498,11 +496,11 @@ def deploy_command(
         stop=shadow_stop, poll=poll_seconds, rollback=rollback, target=target or version,
     )
     try:
-        signing_key = artifact.signing_key_from(
-            os.environ.get(artifact.SIGNING_KEY_ENV), os.environ.get(artifact.SIGNING_KEY_FILE_ENV)
-        )
-    except artifact.ArtifactError as exc:
+        settings = Settings.from_env()
+        signing_key = artifact.signing_key_from(settings.signing_key, settings.signing_key_file)
+    except (artifact.ArtifactError, SettingsError) as exc:
         raise DeployError(str(exc)) from None
+    repo_path = repo_path or settings.deploy_repo
     repo = DeployRepo(repo_path)
     if override_gate is not None:
         from githooks.gate import OVERRIDE_OPTION
@@ -512,7 +510,7 @@ def deploy_command(
         repo.push_options.append(f"{OVERRIDE_OPTION}={override_gate}")
     with repo.lock():
         repo.ensure()
-        chosen = _split_remotes(remotes) or repo.remotes()
+        chosen = _split_remotes(remotes) or list(settings.deploy_remotes) or repo.remotes()
         if not chosen:
             raise DeployError(
                 f"no production remote: pass --remote or `git -C {repo_path} remote add NAME URL`"
@@ -533,18 +531,13 @@ def deploy_command(
 
 
 @click.command()
-@click.option("--remote", "remotes", multiple=True, envvar="STARGAZER_DEPLOY_REMOTES")
-@click.option(
-    "--repo",
-    "repo_path",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="STARGAZER_DEPLOY_REPO",
-    default=DEFAULT_REPO,
-    show_default=True,
-)
+@click.option("--remote", "remotes", multiple=True)
+@click.option("--repo", "repo_path", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True)
 @click.pass_context
-def rollback_command(ctx: click.Context, remotes: tuple[str, ...], repo_path: Path, timeout: float) -> None:
+def rollback_command(
+    ctx: click.Context, remotes: tuple[str, ...], repo_path: Path | None, timeout: float
+) -> None:
     """Roll every host back to the version deployed before the current one (same as deploy --rollback)."""
     ctx.invoke(
         deploy_command,

@@ -39,6 +39,12 @@ class Settings(EnvSettings):
     deploy_repo: Path = Field(
         DEFAULT_DEPLOY_REPO, validation_alias="STARGAZER_DEPLOY_REPO",
         description="`deploy`'s local bare repository of deploy commits (created on first use).")
+    signing_key: str | None = Field(
+        None, repr=False, validation_alias="STARGAZER_DEPLOY_SIGNING_KEY",
+        description="Base64 Ed25519 key `deploy` signs model.json with (secret; prefer the file).")
+    signing_key_file: Path | None = Field(
+        None, validation_alias="STARGAZER_DEPLOY_SIGNING_KEY_FILE",
+        description="File holding the signing key (mode 0600, the deploy account's).")
     deploy_remotes: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias="STARGAZER_DEPLOY_REMOTES",
         description="Production hosts `deploy` pushes to, comma-separated; unset: every remote of the repo.")

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import click
 
-from githooks.settings import SHADOW_REF, SHADOW_REPORT_REF, STAGING_PREFIX
+from githooks.contract import SHADOW_REF, SHADOW_REPORT_LINE, SHADOW_REPORT_REF, STAGING_PREFIX
 from model_serving.development_server.deploy import (
     DeployError,
     DeployRepo,
@@ -39,7 +39,6 @@ from model_serving.development_server.deploy import (
 )
 from model_serving.production_server import shadow_report
 
-REPORT_LINE: Final = "stargazer: shadow-report "
 #: ``--shadow-requests`` alone waits at most this long for its count.
 REQUESTS_ONLY_MAX_MINUTES: Final = 60.0
 
@@ -144,9 +143,9 @@ def _report_of(
     for attempt in range(2):
         answer = push(repo, remote, [f"+{commit}:{SHADOW_REPORT_REF}"], timeout=timeout, actor=actor)
         for line in answer.lines:
-            if line.startswith(REPORT_LINE):
+            if line.startswith(SHADOW_REPORT_LINE):
                 try:
-                    return dict(json.loads(line[len(REPORT_LINE):]))
+                    return dict(json.loads(line[len(SHADOW_REPORT_LINE):]))
                 except ValueError:
                     return f"unreadable report: {line[:120]}"
         if not answer.ok or attempt:
