@@ -57,9 +57,11 @@ rehearsal-down: venv
 bench: system-deps venv
 	@bash scripts/bench.sh
 
-## docs: rewrite the figures README.md and docs/*.md quote from bench/results/ (docs/benchmarks.md)
+## docs: rewrite the figures README.md and docs/*.md quote from bench/results/ (docs/benchmarks.md), and
+## README's configuration table from the settings classes
 docs: venv
 	$(PY) -m bench.doc_numbers
+	$(PY) -m scripts.settings_table
 
 ## serve / serve-stop: the demo's fleet through Ansible, serving what was deployed (else the newest trained model)
 serve: system-deps venv
