@@ -299,6 +299,13 @@ def _named_step(pipeline: Pipeline, name: str, kind: type) -> Any:
     return step
 
 
+def _two_steps(part: Any, name: str, first: type, second: type) -> tuple[Any, Any]:
+    """The two fitted steps of one part of the encoder; NotCompilable unless they are exactly these types."""
+    if not isinstance(part, Pipeline) or [type(s) for _, s in part.steps] != [first, second]:
+        raise NotCompilable(f"{name} part is not {first.__name__} -> {second.__name__}")
+    return part.steps[0][1], part.steps[1][1]
+
+
 def compile_encoder(encoder: ColumnTransformer) -> CompiledEncoder:
     """The fitted state of ``features.build_encoder()``'s ColumnTransformer; NotCompilable otherwise."""
     transformers = {name: (step, cols) for name, step, cols in encoder.transformers_}
@@ -317,12 +324,7 @@ def compile_encoder(encoder: ColumnTransformer) -> CompiledEncoder:
     if not (slices["numeric"].start == 0 and slices["categorical"].start == slices["numeric"].stop):
         raise NotCompilable("unexpected output layout")
 
-    if not isinstance(numeric, Pipeline) or [type(s) for _, s in numeric.steps] != [
-        SimpleImputer, StandardScaler
-    ]:
-        raise NotCompilable("numeric part is not SimpleImputer -> StandardScaler")
-    imputer: SimpleImputer = numeric.steps[0][1]
-    scaler: StandardScaler = numeric.steps[1][1]
+    imputer, scaler = _two_steps(numeric, "numeric", SimpleImputer, StandardScaler)
     if imputer.strategy not in ("median", "mean", "most_frequent") or not _is_nan(imputer.missing_values):
         raise NotCompilable(f"numeric imputer strategy {imputer.strategy!r}")
     statistics = np.asarray(imputer.statistics_, dtype=np.float64)
@@ -343,12 +345,7 @@ def compile_encoder(encoder: ColumnTransformer) -> CompiledEncoder:
     if mean.shape != (width,) or scale.shape != (width,):
         raise NotCompilable("scaler width differs from the imputer's output")
 
-    if not isinstance(categorical, Pipeline) or [type(s) for _, s in categorical.steps] != [
-        SimpleImputer, OneHotEncoder
-    ]:
-        raise NotCompilable("categorical part is not SimpleImputer -> OneHotEncoder")
-    cat_imputer: SimpleImputer = categorical.steps[0][1]
-    onehot: OneHotEncoder = categorical.steps[1][1]
+    cat_imputer, onehot = _two_steps(categorical, "categorical", SimpleImputer, OneHotEncoder)
     if cat_imputer.strategy != "constant" or not _is_nan(cat_imputer.missing_values):
         raise NotCompilable("categorical imputer is not a constant fill of NaN")
     if onehot.drop_idx_ is not None:
