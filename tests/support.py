@@ -1,6 +1,6 @@
 """Helpers shared by the test packages (fixtures live in conftest.py files): service requirements
-(docs/contracts.md §7), ports, waiting, shared data paths, and the serving tests' models, rows, workers and
-stacks.
+(docs/contracts.md §7), ports, waiting, shared data paths, the serving tests' models, rows, workers and
+stacks, and the deploy tests' hosts and pushes.
 
 The synthetic data and model versions themselves are in ``synthetic/`` (the benchmarks use them too).
 """
@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
 import signal
 import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -530,3 +532,167 @@ def metric_sample(text: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+# ------------------------------------------------------------------------------------------------------------
+# Deploy: production hosts made by the real installer, and crafted pushes
+# ------------------------------------------------------------------------------------------------------------
+
+INSTALL_SH = REPO_ROOT / "githooks" / "install.sh"
+CHECK_TIMEOUT = 60.0  # generous for a loaded 2-core CI machine; the time-limit case sets its own
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    """One production host: a bare repository with the hooks, and its STARGAZER_MODEL_DIR."""
+
+    name: str
+    repo: Path
+    model_dir: Path
+
+    @property
+    def url(self) -> str:
+        return str(self.repo)
+
+    def current(self) -> str | None:
+        return releases.current_version(self.model_dir)
+
+    def log(self) -> list[dict]:
+        return releases.read_deploy_log(self.model_dir)
+
+    def git(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", f"--git-dir={self.repo}", *args], capture_output=True, text=True, check=False
+        )
+
+    def ref(self, name: str) -> str | None:
+        result = self.git("rev-parse", "--verify", "--quiet", name)
+        return result.stdout.strip() or None
+
+    def set(self, key: str, value: str) -> None:
+        self.git("config", "--local", key, value)
+
+
+def install_host(
+    root: Path, name: str, public_key_file: Path, *, keep: int = 5, probe: bool = False,
+    extra: Sequence[str] = ()
+) -> Host:
+    """Run the real installer (githooks/install.sh), as Ansible does (``extra``: more installer options)."""
+    repo, model_dir = root / name / "models.git", root / name / "var-models"
+    result = subprocess.run(
+        [
+            str(INSTALL_SH),
+            "--repo",
+            str(repo),
+            "--model-dir",
+            str(model_dir),
+            "--public-key-file",
+            str(public_key_file),
+            "--keep",
+            str(keep),
+            "--check-timeout",
+            f"{CHECK_TIMEOUT:g}",
+            "--prune-expire",
+            "now",
+            "--host-name",
+            name,
+            "--probe" if probe else "--no-probe",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("changed=true")
+    return Host(name, repo, model_dir)
+
+
+def stargazer_lines(text: str) -> list[str]:
+    """The hooks' lines as the pusher sees them, without git's ``remote:`` prefix."""
+    return [line.removeprefix("remote:").strip() for line in text.splitlines() if "stargazer:" in line]
+
+
+def signed_copy(
+    version: Path, into: Path, *, keys: DeployKeys = DEPLOY_KEYS, edit: dict | None = None
+) -> Path:
+    """A copy of a version, its manifest optionally edited, then signed (as a deploy would sign it)."""
+    target = into / version.name
+    shutil.copytree(version, target)
+    if edit:
+        data = json.loads((target / "model.json").read_text())
+        data.update(edit)
+        (target / "model.json").write_text(json.dumps(data))
+    artifact.sign_version(target, keys.signing)
+    return target
+
+
+class PickledCall:
+    """Pickles as a call to ``func(*args)``: what a hostile or broken model.joblib does when loaded."""
+
+    def __init__(self, func: object, *args: object) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple:
+        return (self.func, self.args)
+
+
+def with_model_bytes(version: Path, into: Path, payload: bytes, name: str, *, sign: bool = True) -> Path:
+    """A copy of ``version`` named ``name``, model.joblib replaced by ``payload``, sha256 updated, signed."""
+    target = into / name
+    shutil.copytree(version, target)
+    (target / "model.joblib").write_bytes(payload)
+    data = json.loads((target / "model.json").read_text())
+    data.update(version=name, sha256=artifact.sha256_of(target / "model.joblib"))
+    (target / "model.json").write_text(json.dumps(data))
+    if sign:
+        artifact.sign_version(target, DEPLOY_KEYS.signing)
+    return target
+
+
+@dataclasses.dataclass
+class Pusher:
+    """Builds deploy-shaped commits with plumbing in a scratch repository and pushes them."""
+
+    repo: Path
+
+    def git(self, *args: str, input_text: str | None = None) -> str:
+        result = subprocess.run(
+            ["git", f"--git-dir={self.repo}", *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={
+                **os.environ,
+                "GIT_AUTHOR_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@t",
+                "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@t",
+            },
+        )
+        return result.stdout.strip()
+
+    def commit(self, files: dict[str, Path | bytes]) -> str:
+        entries = []
+        for name, content in sorted(files.items()):
+            if isinstance(content, Path):
+                oid = self.git("hash-object", "-w", "--", str(content))
+            else:
+                oid = self.git("hash-object", "-w", "--stdin", input_text=content.decode("latin-1"))
+            entries.append(f"100644 blob {oid}\t{name}\n")
+        tree = self.git("mktree", input_text="".join(entries))
+        return self.git("commit-tree", tree, "-m", "crafted")
+
+    def push(self, host: Host, refspecs: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", f"--git-dir={self.repo}", "push", "--porcelain", host.url, *refspecs],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+
+def version_files(version: Path) -> dict[str, Path | bytes]:
+    return {"model.joblib": version / "model.joblib", "model.json": version / "model.json"}

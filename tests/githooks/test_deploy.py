@@ -14,8 +14,7 @@ import pytest
 
 from model_serving import artifact
 from model_serving.development_server.deploy import DeployRepo
-from tests.githooks.conftest import Host, install_host, stargazer_lines
-from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS, REPO_ROOT
+from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS, REPO_ROOT, Host, install_host, stargazer_lines
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from model_serving import artifact
 from model_serving.development_server.evalset import evalset_command
 from synthetic.dataset import synthetic_dataset
 from synthetic.versions import fitted_pipeline, shuffled_pipeline, write_at
-from tests.githooks.conftest import Host, install_host
+from tests.support import Host, install_host
 
 pytestmark = pytest.mark.integration
 
@@ -186,7 +186,7 @@ def test_the_installer_refuses_an_evaluation_set_it_was_not_given(
 ) -> None:
     import subprocess
 
-    from tests.githooks.conftest import INSTALL_SH
+    from tests.support import INSTALL_SH
 
     base = [str(INSTALL_SH), "--repo", str(tmp_path / "r.git"), "--model-dir", str(tmp_path / "m"),
             "--public-key-file", str(public_key_file), "--no-probe", "--check-user", ""]  # fmt: skip

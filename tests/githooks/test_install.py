@@ -11,8 +11,7 @@ import pytest
 from githooks.install import GIT_SETTINGS
 from model_serving import artifact
 from model_serving.development_server.deploy import DeployRepo
-from tests.githooks.conftest import CHECK_TIMEOUT, INSTALL_SH, install_host, stargazer_lines
-from tests.support import DEPLOY_KEYS, REPO_ROOT
+from tests.support import CHECK_TIMEOUT, DEPLOY_KEYS, INSTALL_SH, REPO_ROOT, install_host, stargazer_lines
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,8 @@ import io
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -29,33 +27,21 @@ from sklearn.dummy import DummyRegressor
 from sklearn.pipeline import Pipeline
 
 from model_serving import artifact
-from tests.githooks.conftest import Host, install_host, signed_copy, stargazer_lines
-from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS, DeployKeys
+from tests.support import (
+    DEPLOY_KEYS,
+    OTHER_DEPLOY_KEYS,
+    DeployKeys,
+    Host,
+    PickledCall,
+    Pusher,
+    install_host,
+    signed_copy,
+    stargazer_lines,
+    version_files,
+    with_model_bytes,
+)
 
 pytestmark = pytest.mark.integration
-
-
-class _Call:
-    """Pickles as a call to ``func(*args)``: what a hostile or broken model.joblib does when loaded."""
-
-    def __init__(self, func: object, *args: object) -> None:
-        self.func, self.args = func, args
-
-    def __reduce__(self) -> tuple:
-        return (self.func, self.args)
-
-
-def _with_model_bytes(version: Path, into: Path, payload: bytes, name: str, *, sign: bool = True) -> Path:
-    """A copy of ``version`` named ``name``, model.joblib replaced by ``payload``, sha256 updated, signed."""
-    target = into / name
-    shutil.copytree(version, target)
-    (target / "model.joblib").write_bytes(payload)
-    data = json.loads((target / "model.json").read_text())
-    data.update(version=name, sha256=artifact.sha256_of(target / "model.joblib"))
-    (target / "model.json").write_text(json.dumps(data))
-    if sign:
-        artifact.sign_version(target, DEPLOY_KEYS.signing)
-    return target
 
 
 def _hmac_signed(version: Path) -> Path:
@@ -84,54 +70,6 @@ def _pipeline_that_cannot_predict() -> bytes:
     return buffer.getvalue()
 
 
-@dataclass
-class Pusher:
-    """Builds deploy-shaped commits with plumbing in a scratch repository and pushes them."""
-
-    repo: Path
-
-    def git(self, *args: str, input_text: str | None = None) -> str:
-        result = subprocess.run(
-            ["git", f"--git-dir={self.repo}", *args],
-            input=input_text,
-            capture_output=True,
-            text=True,
-            check=True,
-            env={
-                **os.environ,
-                "GIT_AUTHOR_NAME": "t",
-                "GIT_AUTHOR_EMAIL": "t@t",
-                "GIT_COMMITTER_NAME": "t",
-                "GIT_COMMITTER_EMAIL": "t@t",
-            },
-        )
-        return result.stdout.strip()
-
-    def commit(self, files: dict[str, Path | bytes]) -> str:
-        entries = []
-        for name, content in sorted(files.items()):
-            if isinstance(content, Path):
-                oid = self.git("hash-object", "-w", "--", str(content))
-            else:
-                oid = self.git("hash-object", "-w", "--stdin", input_text=content.decode("latin-1"))
-            entries.append(f"100644 blob {oid}\t{name}\n")
-        tree = self.git("mktree", input_text="".join(entries))
-        return self.git("commit-tree", tree, "-m", "crafted")
-
-    def push(self, host: Host, refspecs: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", f"--git-dir={self.repo}", "push", "--porcelain", host.url, *refspecs],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-
-
-def _version_files(version: Path) -> dict[str, Path | bytes]:
-    return {"model.joblib": version / "model.joblib", "model.json": version / "model.json"}
-
-
 def _renamed(
     version: Path, into: Path, name: str, *, keys: DeployKeys = DEPLOY_KEYS, edit: dict | None = None
 ) -> Path:
@@ -155,7 +93,7 @@ def refused_push(tmp_path_factory: pytest.TempPathFactory, versions: list[Path],
     craft.mkdir()
 
     good = signed_copy(versions[0], craft / "good-deployed")
-    first = pusher.push(host, [f"{pusher.commit(_version_files(good))}:refs/heads/deploy"])
+    first = pusher.push(host, [f"{pusher.commit(version_files(good))}:refs/heads/deploy"])
     assert first.returncode == 0, first.stderr
     assert host.current() == versions[0].name
 
@@ -188,47 +126,48 @@ def refused_push(tmp_path_factory: pytest.TempPathFactory, versions: list[Path],
             {"model.json": json.dumps({"version": _name(4)}).encode(), "model.joblib": b"x"},
             "model.json is malformed at",
         ),
-        "unsigned": (_version_files(versions[1]), "model.json is not signed"),
+        "unsigned": (version_files(versions[1]), "model.json is not signed"),
         "other_key": (
-            _version_files(_renamed(versions[1], case_dir("wrong"), _name(5), keys=OTHER_DEPLOY_KEYS)),
+            version_files(_renamed(versions[1], case_dir("wrong"), _name(5), keys=OTHER_DEPLOY_KEYS)),
             "signature does not match",
         ),
         "retired_hmac": (
-            _version_files(_hmac_signed(_with_model_bytes(
-                versions[1], craft, pickle.dumps(_Call(os.mkdir, str(marker_hmac))), _name(16), sign=False
+            version_files(_hmac_signed(with_model_bytes(
+                versions[1], craft, pickle.dumps(PickledCall(os.mkdir, str(marker_hmac))), _name(16),
+                sign=False,
             ))),
             "retired HMAC-SHA256 signature",
         ),
-        "edited_after_signing": (_version_files(edited), "signature does not match"),
-        "sha256_mismatch": (_version_files(tampered), "does not match model.json"),
+        "edited_after_signing": (version_files(edited), "signature does not match"),
+        "sha256_mismatch": (version_files(tampered), "does not match model.json"),
         "input_columns": (
-            _version_files(
+            version_files(
                 _renamed(versions[1], case_dir("cols"), _name(6), edit={"input_columns": columns})
             ),
             "input_columns differ",
         ),
         "feature_version": (
-            _version_files(_renamed(versions[1], case_dir("fv"), _name(7), edit={"feature_version": 99})),
+            version_files(_renamed(versions[1], case_dir("fv"), _name(7), edit={"feature_version": 99})),
             "feature_version 99 differs",
         ),
         "sklearn": (
-            _version_files(_renamed(versions[1], case_dir("skl"), _name(8), edit={"sklearn": "0.24.2"})),
+            version_files(_renamed(versions[1], case_dir("skl"), _name(8), edit={"sklearn": "0.24.2"})),
             "built with scikit-learn 0.24.2",
         ),
         "unloadable": (
-            _version_files(_with_model_bytes(versions[1], craft, b"this is not a pickle", _name(12))),
+            version_files(with_model_bytes(versions[1], craft, b"this is not a pickle", _name(12))),
             "cannot be loaded",
         ),
         "cannot_predict": (
-            _version_files(_with_model_bytes(versions[1], craft, _pipeline_that_cannot_predict(), _name(13))),
+            version_files(with_model_bytes(versions[1], craft, _pipeline_that_cannot_predict(), _name(13))),
             "cannot predict the canned sample",
         ),
         "unsigned_hostile_pickle": (
-            _version_files(
-                _with_model_bytes(
+            version_files(
+                with_model_bytes(
                     versions[1],
                     craft,
-                    pickle.dumps(_Call(os.mkdir, str(marker_unsigned))),
+                    pickle.dumps(PickledCall(os.mkdir, str(marker_unsigned))),
                     _name(14),
                     sign=False,
                 )
@@ -236,9 +175,9 @@ def refused_push(tmp_path_factory: pytest.TempPathFactory, versions: list[Path],
             "not signed",
         ),
         "signed_pickle_runs_unprivileged": (
-            _version_files(
-                _with_model_bytes(
-                    versions[1], craft, pickle.dumps(_Call(os.mkdir, str(marker_nobody))), _name(15)
+            version_files(
+                with_model_bytes(
+                    versions[1], craft, pickle.dumps(PickledCall(os.mkdir, str(marker_nobody))), _name(15)
                 )
             ),
             "Permission denied" if os.geteuid() == 0 else "cannot be loaded",
@@ -253,9 +192,9 @@ def refused_push(tmp_path_factory: pytest.TempPathFactory, versions: list[Path],
             version = json.loads(manifest_path.read_text())["version"]
             if label != "missing_model":
                 refspecs[i] = f"{commits[label]}:refs/staging/{version}"
-    control = pusher.commit(_version_files(control_version))
+    control = pusher.commit(version_files(control_version))
     refspecs.append(f"{control}:refs/staging/{_name(0)}")
-    unsigned_deploy = pusher.commit(_version_files(versions[2]))
+    unsigned_deploy = pusher.commit(version_files(versions[2]))
     refspecs.append(f"+{unsigned_deploy}:refs/heads/deploy")
     refspecs.append(f"{control}:refs/heads/main")
 
@@ -341,9 +280,9 @@ def test_time_limit_kills_a_model_that_hangs(tmp_path: Path, versions: list[Path
     host.set("stargazer.checktimeout", "3")
     pusher = Pusher(tmp_path / "scratch.git")
     subprocess.run(["git", "init", "-q", "--bare", str(pusher.repo)], check=True)
-    hanging = _with_model_bytes(versions[1], tmp_path, pickle.dumps(_Call(time.sleep, 120)), _name(1))
+    hanging = with_model_bytes(versions[1], tmp_path, pickle.dumps(PickledCall(time.sleep, 120)), _name(1))
     started = time.perf_counter()
-    result = pusher.push(host, [f"{pusher.commit(_version_files(hanging))}:refs/heads/deploy"])
+    result = pusher.push(host, [f"{pusher.commit(version_files(hanging))}:refs/heads/deploy"])
     seconds = time.perf_counter() - started
     [line] = stargazer_lines(result.stderr)
     assert result.returncode != 0

@@ -30,9 +30,18 @@ import pytest
 
 from githooks import sandbox_setup
 from model_serving import releases
-from tests.githooks.conftest import INSTALL_SH, signed_copy, stargazer_lines
-from tests.githooks.test_prereceive import Pusher, _Call, _version_files, _with_model_bytes
-from tests.support import DEPLOY_KEYS, require_executable, require_root
+from tests.support import (
+    DEPLOY_KEYS,
+    INSTALL_SH,
+    PickledCall,
+    Pusher,
+    require_executable,
+    require_root,
+    signed_copy,
+    stargazer_lines,
+    version_files,
+    with_model_bytes,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -239,7 +248,7 @@ def test_signed_hostile_pickle_reads_no_secret_writes_nothing_and_reaches_no_net
     craft = host.root / "craft"
     craft.mkdir()
     good = signed_copy(versions[0], craft)
-    first_commit = host.pusher.commit(_version_files(good))
+    first_commit = host.pusher.commit(version_files(good))
     _give_to_deploy_user(host)
     first = host.push([f"{first_commit}:refs/heads/deploy"])
     assert first.returncode == 0, first.stderr
@@ -254,15 +263,14 @@ def test_signed_hostile_pickle_reads_no_secret_writes_nothing_and_reaches_no_net
         code = HOSTILE.format(
             secret=str(host.secret_file), model_dir=str(host.model_dir), port=listener.getsockname()[1]
         )
-        hostile = _with_model_bytes(
-            versions[1], craft, pickle.dumps(_Call(exec, code)), "20261103T000000Z-0000beef"
+        hostile = with_model_bytes(
+            versions[1], craft, pickle.dumps(PickledCall(exec, code)), "20261103T000000Z-0000beef"
         )
-        hog = _with_model_bytes(
-            versions[1], craft, pickle.dumps(_Call(bytearray, 64 * 1024**3)), "20261103T000001Z-0000f00d"
-        )
+        hog = with_model_bytes(versions[1], craft, pickle.dumps(PickledCall(bytearray, 64 * 1024**3)),
+                               "20261103T000001Z-0000f00d")
         before = sorted(p.name for p in host.model_dir.iterdir())
         commits = {
-            name: host.pusher.commit(_version_files(path))
+            name: host.pusher.commit(version_files(path))
             for name, path in (("hostile", hostile), ("hog", hog))
         }
         _give_to_deploy_user(host)

@@ -15,8 +15,7 @@ import pytest
 from model_serving import releases
 from model_serving.development_server.deploy import DeployRepo
 from model_serving.production_server import shadow_log
-from tests.githooks.conftest import Host, install_host, stargazer_lines
-from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS
+from tests.support import DEPLOY_KEYS, OTHER_DEPLOY_KEYS, Host, install_host, stargazer_lines
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.githooks.conftest import Host, install_host
-from tests.support import require_executable, require_root, wait_until
+from tests.support import Host, install_host, require_executable, require_root, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -23,10 +23,11 @@ from model_serving.development_server import deploy as deploy_module
 from model_serving.production_server import create_app, history
 from model_serving.production_server.settings import ServingSettings
 from synthetic.versions import START, fitted_pipeline
-from tests.githooks.conftest import Host, install_host
 from tests.support import (
     DEPLOY_KEYS,
     REPO_ROOT,
+    Host,
+    install_host,
     json_rows,
     require,
     require_executable,

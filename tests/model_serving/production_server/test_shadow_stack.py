@@ -25,8 +25,16 @@ from model_serving.development_server.deploy import deploy_command
 from model_serving.process_stack.stack import Stack
 from model_serving.production_server import shadow, shadow_log, shadow_report
 from synthetic.versions import make_versions
-from tests.githooks.conftest import Host, install_host
-from tests.support import DEPLOY_KEYS, broken_version, five_rows, require_stack_tools, start_stack, wait_until
+from tests.support import (
+    DEPLOY_KEYS,
+    Host,
+    broken_version,
+    five_rows,
+    install_host,
+    require_stack_tools,
+    start_stack,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
