@@ -1,7 +1,7 @@
 """Serving benchmark: the whole stack (wrk -> nginx -> gunicorn -> RabbitMQ -> Celery worker -> model) next to
 calling the same prediction code in-process, for 1- and 5-repository requests, with 1 and 2 worker processes.
 In-process, the compiled path a worker runs (``compiled_pipeline``) is measured next to the scikit-learn path
-it replaced, and a CPU breakdown shows where each spends its time.
+it is checked against, and a CPU breakdown shows where each spends its time.
 
     .venv/bin/python -m bench.serving [--duration 8] [--connections 1,2,4,8,16,32]
 
@@ -151,10 +151,10 @@ def request_rows(count: int) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-#: In-process paths: what a worker runs now, and what it ran before (kept measurable side by side).
+#: In-process paths: what a worker runs, and the scikit-learn reference it is checked against.
 PATHS = {
     "compiled": "compiled (what a worker runs: compiled_pipeline.predict_rows from the JSON rows)",
-    "scikit-learn": "scikit-learn, two passes (the path served before this change)",
+    "scikit-learn": "scikit-learn, two passes (the reference the compiled path is checked against)",
 }
 
 
@@ -229,7 +229,7 @@ def cpu_breakdown(version_dir: Path, count: int = 5, repeat: int = 20) -> dict[s
             call()
         return round(1000 * (time.process_time() - started) / times, 3)
 
-    # Verified before timing: every path answers exactly what the reference (the old served code) answers.
+    # Verified before timing: every path answers exactly what the scikit-learn reference answers.
     reference = compiled_pipeline.reference_predict(pipeline, frame)
     for name, got in (("compiled", model.predict_rows(rows)),
                       ("scikit-learn one pass", features.predict_with_interval(pipeline, frame))):
@@ -244,7 +244,7 @@ def cpu_breakdown(version_dir: Path, count: int = 5, repeat: int = 20) -> dict[s
         "compiled: all trees walked at once (forest.per_tree)": cpu_ms(
             lambda: model.forest.per_tree(compiled_encoded), 20 * repeat),
         "compiled: built once per loaded model (compile + verify), ms": round(compile_ms, 1),
-        "scikit-learn, two passes (the path served before; compiled_pipeline.reference_predict)": cpu_ms(
+        "scikit-learn, two passes (compiled_pipeline.reference_predict)": cpu_ms(
             lambda: compiled_pipeline.reference_predict(pipeline,
                                                         pd.DataFrame.from_records(request_rows(count)))),
         "scikit-learn, one pass (features.predict_with_interval without a compiled model: the fallback)":
@@ -529,7 +529,7 @@ def main(duration: float, connections: str, inprocess_seconds: float, model_choi
             f"p99 {five_sat['p99_ms']:.1f} ms" if five_sat else "n/a"
         ),
         "best in-process 5-repo requests/s (2 processes, compiled path)": f"{best_inproc_5:.1f}",
-        "best in-process 5-repo requests/s (2 processes, scikit-learn path served before)": "{:.1f}".format(
+        "best in-process 5-repo requests/s (2 processes, scikit-learn two-pass path)": "{:.1f}".format(
             max((r["rps"] for r in inproc if r["path"] == "scikit-learn"), default=0.0)),
         "stack / in-process throughput ratio (5 repos, 2 processes)": f"{five_sat['rps'] / best_inproc_5:.2f}"
         if five_sat
