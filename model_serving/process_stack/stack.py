@@ -1,15 +1,15 @@
 """The whole local serving stack as one object: broker -> Celery workers -> gunicorn -> nginx.
 
-``make serve`` (``local.py``), the integration tests and ``bench/serving.py`` all use this, so the stack the
-tests check is the one the demo and the benchmark run. Its state (which processes, which ports, where their
-pid files are) is written to ``<state_dir>/stack.json`` so that a later ``local.py stop`` can stop exactly
-what was started, by pid file.
+The integration tests and ``bench/serving.py`` both use this, so the stack the tests check is the one the
+benchmark runs. Its state (which processes, which ports, where their pid files are) is written to
+``<state_dir>/stack.json`` so that another process (``Stack.from_state``) can stop exactly what was started,
+by pid file.
 
 Broker: a private RabbitMQ node by default. ``broker="embedded"`` uses kombu's filesystem transport (messages
 are files in a directory, polled every 50 ms) and Celery's file result backend, for machines where RabbitMQ
-cannot be installed: slower (both sides poll), but the same code path through Celery. (kombu's SQLAlchemy
-transport was the other candidate; it hands every transport option to ``create_engine``, so its polling
-interval cannot be shortened from the default 1 s.)
+cannot be installed: slower (both sides poll), but the same code path through Celery. Not kombu's SQLAlchemy
+transport: it hands every transport option to ``create_engine``, so its polling interval cannot be shortened
+from the default 1 s.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # -- state file: how local.py stop finds what start started ------------------------------------
+    # -- state file: how another process finds what start started --------------------------------------------
     def _write_state(self) -> None:
         state = {
             "config": self.config.to_json(),
