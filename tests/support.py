@@ -35,6 +35,7 @@ from sklearn.dummy import DummyRegressor
 from data_collection.dataset import render_csv
 from data_collection.schema import DATASET_COLUMNS
 from data_collection.settings import Settings as GitHubSettings
+from data_collection.simulator import SimulatorServer
 from model_serving import artifact, features, releases
 from model_serving.process_stack.services import CeleryWorker, RabbitMQ, rabbitmq_available
 from model_serving.process_stack.stack import Stack, StackConfig
@@ -96,6 +97,18 @@ def own_lines(output: str) -> list[str]:
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
+
+
+#: The tokens the simulator tests' simulators accept.
+SIMULATOR_TOKENS = ("tok-a", "tok-b", "tok-c")
+
+#: Starts a private GitHub simulator (``SimulatorServer`` keyword arguments), stopped at teardown.
+MakeSim = Callable[..., SimulatorServer]
+
+
+def bearer(token: str = SIMULATOR_TOKENS[0]) -> dict[str, str]:
+    """The Authorization header a GitHub client sends for ``token``."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

@@ -3,22 +3,19 @@ private simulators for tests that change quotas, faults or tokens (so no test se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
 
 from data_collection.simulator import SimulatorServer
-
-TOKENS = ("tok-a", "tok-b", "tok-c")
-
-MakeSim = Callable[..., SimulatorServer]
+from tests.support import SIMULATOR_TOKENS, MakeSim
 
 
 @pytest.fixture(scope="session")
 def big_sim() -> Iterator[SimulatorServer]:
     """5,000 repositories, generous quotas: for read-only tests (do not change its config)."""
-    with SimulatorServer(repos=5000, seed=11, tokens=TOKENS, quota_search=100_000,
+    with SimulatorServer(repos=5000, seed=11, tokens=SIMULATOR_TOKENS, quota_search=100_000,
                          quota_core=1_000_000) as sim:
         yield sim
 
@@ -28,7 +25,7 @@ def make_sim() -> Iterator[MakeSim]:
     started: list[SimulatorServer] = []
 
     def make(**overrides: object) -> SimulatorServer:
-        settings: dict[str, object] = {"repos": 300, "seed": 3, "tokens": TOKENS}
+        settings: dict[str, object] = {"repos": 300, "seed": 3, "tokens": SIMULATOR_TOKENS}
         settings.update(overrides)
         sim = SimulatorServer(**settings).start()
         started.append(sim)
@@ -43,7 +40,3 @@ def make_sim() -> Iterator[MakeSim]:
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
-
-
-def auth(token: str = TOKENS[0]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

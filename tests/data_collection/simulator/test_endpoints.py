@@ -10,14 +10,14 @@ import requests
 
 from data_collection.simulator import SimulatorServer
 from data_collection.simulator.model import Repo
-from tests.data_collection.simulator.conftest import MakeSim, auth
+from tests.support import MakeSim, bearer
 
 LISTS = {"contributors": "contributors_count", "commits": "commits_count", "releases": "releases_count"}
 
 
 def _count_in_one_request(http: requests.Session, sim: SimulatorServer, repo: Repo, kind: str) -> int | None:
     r = http.get(f"{sim.url}/repos/{repo.full_name}/{kind}", params={"per_page": 1, "anon": 1},
-                 headers=auth())
+                 headers=bearer())
     if r.status_code in (204, 409):
         return 0
     if r.status_code != 200:
@@ -51,7 +51,7 @@ def test_paging_through_a_list_yields_exactly_its_items(big_sim: SimulatorServer
         url: str | None = f"{big_sim.url}/repos/{repo.full_name}/{kind}?per_page=100&anon=1"
         items = []
         while url:
-            page = http.get(url, headers=auth())
+            page = http.get(url, headers=bearer())
             assert page.status_code == 200
             items += page.json()
             url = page.links.get("next", {}).get("url")
@@ -60,7 +60,7 @@ def test_paging_through_a_list_yields_exactly_its_items(big_sim: SimulatorServer
         if kind == "commits":
             assert len({i[key] for i in items}) == len(items)
             assert items[0]["commit"]["author"]["date"] >= items[-1]["commit"]["author"]["date"]
-    users_only = http.get(f"{big_sim.url}/repos/{repo.full_name}/contributors?per_page=100", headers=auth())
+    users_only = http.get(f"{big_sim.url}/repos/{repo.full_name}/contributors?per_page=100", headers=bearer())
     assert len(users_only.json()) == min(100, repo.contributors_count - repo.anon_contributors)
     assert {c["type"] for c in users_only.json()} == {"User"}
 
@@ -72,17 +72,17 @@ def test_without_anon_only_the_first_500_linked_contributors(big_sim: SimulatorS
                 and r.commits_count < big_sim.config.contributors_too_large_commits)
     for anon, expected in (("0", 500), ("1", repo.contributors_count)):
         r = http.get(f"{big_sim.url}/repos/{repo.full_name}/contributors",
-                     params={"per_page": 1, "anon": anon}, headers=auth())
+                     params={"per_page": 1, "anon": anon}, headers=bearer())
         assert int(parse_qs(urlsplit(r.links["last"]["url"]).query)["page"][0]) == expected
     tail = http.get(f"{big_sim.url}/repos/{repo.full_name}/contributors",
-                    params={"per_page": 1, "anon": 1, "page": 501}, headers=auth()).json()
+                    params={"per_page": 1, "anon": 1, "page": 501}, headers=bearer()).json()
     assert tail[0]["type"] == "Anonymous" and "login" not in tail[0]
 
 
 def test_full_repository_has_the_enrichment_fields(big_sim: SimulatorServer, http: requests.Session) -> None:
     repo = max(big_sim.store.repos, key=lambda r: r.stargazers_count)
     # case-insensitive, as GitHub
-    body = http.get(f"{big_sim.url}/repos/{repo.full_name.upper()}", headers=auth()).json()
+    body = http.get(f"{big_sim.url}/repos/{repo.full_name.upper()}", headers=bearer()).json()
     assert body["full_name"] == repo.full_name
     assert body["subscribers_count"] == repo.subscribers_count
     assert body["network_count"] == repo.network_count
@@ -96,45 +96,46 @@ def test_users_and_organizations(big_sim: SimulatorServer, http: requests.Sessio
     owners = {r.owner.login: r.owner for r in big_sim.store.repos}
     for kind in ("User", "Organization"):
         owner = next(o for o in owners.values() if o.type == kind)
-        body = http.get(f"{big_sim.url}/users/{owner.login}", headers=auth()).json()
+        body = http.get(f"{big_sim.url}/users/{owner.login}", headers=bearer()).json()
         assert body["type"] == kind and body["followers"] == owner.followers and body["login"] == owner.login
-    assert http.get(f"{big_sim.url}/users/no-such-user-xyz", headers=auth()).status_code == 404
+    assert http.get(f"{big_sim.url}/users/no-such-user-xyz", headers=bearer()).status_code == 404
 
 
 def test_unknown_repositories_and_paths_are_404(big_sim: SimulatorServer, http: requests.Session) -> None:
     for path in ("/repos/nobody/nothing", "/repos/nobody/nothing/commits", "/nope"):
-        r = http.get(big_sim.url + path, headers=auth())
+        r = http.get(big_sim.url + path, headers=bearer())
         assert r.status_code == 404 and r.json()["message"] == "Not Found"
 
 
 def test_biggest_histories_refuse_contributors(make_sim: MakeSim, http: requests.Session) -> None:
     sim = make_sim(contributors_too_large_commits=2000)
     huge = next(r for r in sim.store.repos if r.commits_count >= 2000)
-    r = http.get(f"{sim.url}/repos/{huge.full_name}/contributors", params={"per_page": 1}, headers=auth())
+    r = http.get(f"{sim.url}/repos/{huge.full_name}/contributors", params={"per_page": 1}, headers=bearer())
     assert r.status_code == 403
     assert r.json()["message"] == ("The history or contributor list is too large to list contributors for "
                                    "this repository via the API.")
     assert r.headers["x-ratelimit-remaining"] != "0"  # not a rate limit: the client must not wait
-    assert http.get(f"{sim.url}/repos/{huge.full_name}/commits?per_page=1", headers=auth()).status_code == 200
+    commits = http.get(f"{sim.url}/repos/{huge.full_name}/commits?per_page=1", headers=bearer())
+    assert commits.status_code == 200
 
 
 def test_empty_repository(make_sim: MakeSim, http: requests.Session) -> None:
     sim = make_sim(repos=2000)
     empty = next(r for r in sim.store.repos if r.empty)
-    commits = http.get(f"{sim.url}/repos/{empty.full_name}/commits?per_page=1", headers=auth())
+    commits = http.get(f"{sim.url}/repos/{empty.full_name}/commits?per_page=1", headers=bearer())
     assert commits.status_code == 409 and commits.json()["message"] == "Git Repository is empty."
     contributors = http.get(f"{sim.url}/repos/{empty.full_name}/contributors?per_page=1&anon=1",
-                            headers=auth())
+                            headers=bearer())
     assert contributors.status_code == 204 and contributors.content == b""
-    releases = http.get(f"{sim.url}/repos/{empty.full_name}/releases?per_page=1", headers=auth())
+    releases = http.get(f"{sim.url}/repos/{empty.full_name}/releases?per_page=1", headers=bearer())
     assert releases.status_code == 200 and releases.json() == [] and "Link" not in releases.headers
 
 
 def test_rate_limit_endpoint_is_free(make_sim: MakeSim, http: requests.Session) -> None:
     sim = make_sim()
-    http.get(f"{sim.url}/repos/{sim.store.repos[0].full_name}", headers=auth())
-    first = http.get(f"{sim.url}/rate_limit", headers=auth()).json()
-    second = http.get(f"{sim.url}/rate_limit", headers=auth()).json()
+    http.get(f"{sim.url}/repos/{sim.store.repos[0].full_name}", headers=bearer())
+    first = http.get(f"{sim.url}/rate_limit", headers=bearer()).json()
+    second = http.get(f"{sim.url}/rate_limit", headers=bearer()).json()
     assert first == second
     core = first["resources"]["core"]
     assert core["limit"] == 5000 and core["used"] == 1 and core["remaining"] == 4999
@@ -153,11 +154,11 @@ def test_concurrent_clients(big_sim: SimulatorServer) -> None:
     def work(i: int) -> None:
         with requests.Session() as s:
             for repo in repos[i::4] * 5:
-                r = s.get(f"{big_sim.url}/repos/{repo.full_name}", headers=auth(("tok-a", "tok-b")[i % 2]))
+                r = s.get(f"{big_sim.url}/repos/{repo.full_name}", headers=bearer(("tok-a", "tok-b")[i % 2]))
                 if r.status_code != 200 or r.json()["id"] != repo.id:
                     errors.append(f"{repo.full_name}: {r.status_code}")
                 q = s.get(f"{big_sim.url}/search/repositories", params={"q": "stars:>=50", "per_page": 100,
-                                                                         "page": i + 1}, headers=auth())
+                                                                         "page": i + 1}, headers=bearer())
                 if q.status_code != 200 or len(q.json()["items"]) != 100:
                     errors.append(f"search: {q.status_code}")
 
@@ -174,10 +175,10 @@ def test_a_stopped_simulator_is_unreachable_even_on_kept_alive_connections(make_
                                                                           http: requests.Session) -> None:
     sim = make_sim()
     url = f"{sim.url}/rate_limit"
-    assert http.get(url, headers=auth()).status_code == 200  # the session now holds a keep-alive connection
+    assert http.get(url, headers=bearer()).status_code == 200  # the session now holds a keep-alive connection
     sim.stop()
     with pytest.raises(requests.ConnectionError):
-        http.get(url, headers=auth(), timeout=5)
+        http.get(url, headers=bearer(), timeout=5)
 
 
 @pytest.mark.parametrize("header", ["Bearer tok-b", "token tok-b", "bearer tok-b"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 from data_collection.simulator import SimulatorServer
-from tests.data_collection.simulator.conftest import TOKENS, MakeSim, auth
+from tests.support import SIMULATOR_TOKENS, MakeSim, bearer
 
 BATCH = """
 query Counts($o0: String!, $n0: String!, $o1: String!, $n1: String!, $o2: String!, $n2: String!) {
@@ -23,10 +23,10 @@ fragment counts on Repository {
 """
 
 
-def _post(http: requests.Session, sim: SimulatorServer, query: str, token: str | None = TOKENS[0],
+def _post(http: requests.Session, sim: SimulatorServer, query: str, token: str | None = SIMULATOR_TOKENS[0],
           **variables: object) -> requests.Response:
     return http.post(f"{sim.url}/graphql", json={"query": query, "variables": variables},
-                     headers=auth(token) if token else {})
+                     headers=bearer(token) if token else {})
 
 
 def test_batched_counts_match_the_truth(make_sim: MakeSim, http: requests.Session) -> None:
@@ -74,9 +74,9 @@ def test_invalid_queries_answer_errors_without_data(make_sim: MakeSim, http: req
     assert unknown["errors"][0]["message"] == "Field 'contributors' doesn't exist on type 'Repository'"
     assert "Parse error" in _post(http, sim, "{ repository(owner: ").json()["errors"][0]["message"]
     assert _post(http, sim, "mutation { x }").json()["errors"]
-    missing = http.post(f"{sim.url}/graphql", json={"variables": {}}, headers=auth()).json()
+    missing = http.post(f"{sim.url}/graphql", json={"variables": {}}, headers=bearer()).json()
     assert missing["errors"][0]["message"].startswith("A query attribute must be specified")
-    bad_json = http.post(f"{sim.url}/graphql", data=b"{nope", headers=auth())
+    bad_json = http.post(f"{sim.url}/graphql", data=b"{nope", headers=bearer())
     assert bad_json.status_code == 400 and bad_json.json()["message"] == "Problems parsing JSON"
 
 

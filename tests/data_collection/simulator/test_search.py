@@ -8,11 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from data_collection.simulator import SimulatorServer
-from tests.data_collection.simulator.conftest import MakeSim, auth
+from tests.support import MakeSim, bearer
 
 
 def _search(http: requests.Session, sim: SimulatorServer, **params: object) -> requests.Response:
-    return http.get(f"{sim.url}/search/repositories", params=params, headers=auth())
+    return http.get(f"{sim.url}/search/repositories", params=params, headers=bearer())
 
 
 def _page_of(url: str) -> int:
@@ -52,7 +52,7 @@ def test_link_urls_keep_the_query_and_point_back_at_the_simulator(big_sim: Simul
     seen: list[int] = []
     url: str | None = f"{big_sim.url}/search/repositories?q=stars:50..60+language:Python&per_page=50"
     while url:
-        page = http.get(url, headers=auth())
+        page = http.get(url, headers=bearer())
         seen += [item["id"] for item in page.json()["items"]]
         url = page.links.get("next", {}).get("url")
     assert len(seen) == len(set(seen)) == min(total, 1000)

@@ -11,8 +11,7 @@ import requests
 
 from data_collection.simulator import SimulatorServer
 from data_collection.simulator.pages import PagesError, expand, load_pages
-from tests.data_collection.simulator.conftest import auth
-from tests.support import RAW_API_PAGES, require_shared_data
+from tests.support import RAW_API_PAGES, bearer, require_shared_data
 
 pytestmark = pytest.mark.shared_data
 
@@ -38,7 +37,7 @@ def test_search_items_have_genuine_keys_nesting_and_types(big_sim: SimulatorServ
         for key, value in g.items():
             kinds.setdefault(key, set()).add(_kind(value))
     items = http.get(f"{big_sim.url}/search/repositories", params={"q": "stars:>=50", "per_page": 100},
-                     headers=auth()).json()["items"]
+                     headers=bearer()).json()["items"]
     # a licensed, an unlicensed, a user- and an organization-owned item are all shaped alike
     assert any(i["license"] is None for i in items) and any(i["license"] for i in items)
     for item in items:
@@ -89,19 +88,19 @@ def test_genuine_pages_are_served_deduplicated_with_synthesized_counts(http: req
         assert len(sim.store) == len(unique) == 1000
         top = max(unique.values(), key=lambda i: i["stargazers_count"])
         first = http.get(f"{sim.url}/search/repositories",
-                         params={"q": "stars:>=1", "sort": "stars", "per_page": 5}, headers=auth()).json()
+                         params={"q": "stars:>=1", "sort": "stars", "per_page": 5}, headers=bearer()).json()
         assert first["total_count"] == 1000
         served = first["items"][0]
         assert served["full_name"] == top["full_name"]
         assert json.loads(json.dumps(served).replace(sim.url, "https://api.github.com")) == top  # as sent
         assert served["url"] == f"{sim.url}/repos/{top['full_name']}"  # re-pointed at the simulator
-        full = http.get(f"{sim.url}/repos/{top['full_name']}", headers=auth()).json()
+        full = http.get(f"{sim.url}/repos/{top['full_name']}", headers=bearer()).json()
         assert full["subscribers_count"] >= 1 and "score" not in full
         truth = sim.truth(top["full_name"])
-        commits = http.get(f"{sim.url}/repos/{top['full_name']}/commits?per_page=1", headers=auth())
+        commits = http.get(f"{sim.url}/repos/{top['full_name']}/commits?per_page=1", headers=bearer())
         assert int(commits.links["last"]["url"].rsplit("page=", 1)[1]) == truth["commits_count"]
         python = http.get(f"{sim.url}/search/repositories", params={"q": "stars:>=1 language:python"},
-                          headers=auth()).json()["total_count"]
+                          headers=bearer()).json()["total_count"]
         assert python == sum(1 for i in unique.values() if i["language"] == "Python")
 
 
