@@ -73,7 +73,7 @@ def demo_sized_versions(count: int) -> list[Path]:
                 pipeline,
                 models,
                 dataset={
-                    "path": "synthetic (tests/model_fixture.py), 4000 rows",
+                    "path": "synthetic (synthetic/dataset.py), 4000 rows",
                     "sha256": "0" * 64,
                     "rows": 4000,
                 },

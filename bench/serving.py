@@ -109,7 +109,7 @@ def bench_model(choice: str = "newest") -> tuple[Path, str]:
     version = artifact.write_version(
         pipeline,
         BENCH_VAR / "models",
-        dataset={"path": "synthetic (tests/model_fixture.py), 4000 rows", "sha256": "0" * 64, "rows": 4000},
+        dataset={"path": "synthetic (synthetic/dataset.py), 4000 rows", "sha256": "0" * 64, "rows": 4000},
         metrics={"protocol": "benchmark model: accuracy not measured", "cv": fake, "holdout": fake},
         params=params,
         tuning={"trials": 0, "wall_seconds": 0, "nodes": 0, "cpus": 0, "search": "none"},

@@ -66,7 +66,7 @@ def shadow_model() -> Path:
     fake = {"r2_log": 0.0, "r2": 0.0, "mae": 0.0, "rmse": 0.0, "spearman": 0.0}
     return artifact.write_version(
         pipeline, SHADOW_VAR,
-        dataset={"path": "synthetic (tests/model_fixture.py), 4000 rows, seed 2", "sha256": "0" * 64,
+        dataset={"path": "synthetic (synthetic/dataset.py), 4000 rows, seed 2", "sha256": "0" * 64,
                  "rows": 4000},
         metrics={"protocol": "benchmark shadow model: accuracy not measured", "cv": fake, "holdout": fake},
         params=params, tuning={"trials": 0, "wall_seconds": 0, "nodes": 0, "cpus": 0, "search": "none"},
