@@ -1,7 +1,13 @@
-"""Screening, tuning and the whole train run on a real local Ray (num_cpus=2), with tiny data and trials."""
+"""Screening, tuning and the whole train run on a real local Ray (num_cpus=2), with tiny data and trials.
+
+What the artifact reports is recomputable from the held-out rows (holdout) and the training part's folds (cv:
+the best trial of trials.csv; baselines: CV on the same folds), and nothing else: screening, tuning and the
+baselines never see the held-out part, and no name of the target reaches a feature.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,9 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from matplotlib import image as mpimg
 from ray import tune
 
-from model_serving import artifact
+from data_collection.schema import TARGET_ALIASES, TARGET_COLUMN
+from model_serving import artifact, features
 from model_serving.development_server import protocol, screening, train, tuning
 from model_serving.development_server.cli import main
 from model_serving.development_server.data import load_training_data
@@ -140,14 +148,6 @@ def test_cli_train_writes_a_valid_artifact_that_reloads_elsewhere(cli_run, tmp_p
     np.testing.assert_allclose(json.loads(elsewhere.stdout.strip().splitlines()[-1]), here, rtol=1e-12)
 
 
-def test_cli_bad_data_is_one_line_and_exit_status(tmp_path) -> None:
-    path = tmp_path / "empty.csv"
-    path.write_text("")
-    result = CliRunner().invoke(main, ["train", "--data", str(path), "--trials", "1", "--out", str(tmp_path)])
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"Error: {path}: empty file (no header, no rows)"]
-
-
 def test_same_seed_same_model(ray_local, cli_run) -> None:
     """The CLI run again through the API, same data and seed, max_concurrent_trials=1 (screening skipped: it
     does not touch the model): the same trials, the same params and a byte-identical model.joblib."""
@@ -162,3 +162,127 @@ def test_same_seed_same_model(ray_local, cli_run) -> None:
     assert first.params == second.params
     assert first.metrics == second.metrics
     assert first.sha256 == second.sha256
+
+
+ALIASES = sorted(TARGET_ALIASES)
+#: The keys every model.json carries (docs/contracts.md §3).
+MANIFEST_KEYS = {"version", "created_at", "sha256", "code_version", "feature_version", "python", "sklearn",
+                 "input_columns", "target", "dataset", "metrics", "params", "tuning", "baseline", "signature"}
+
+
+def _csv(tmp_path: Path, frame: pd.DataFrame) -> Path:
+    path = tmp_path / "repos.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+class _Forbidden:
+    """Stands in for the held-out part: any use (attribute, len, iteration, indexing, concat) fails."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the held-out part was touched ({name})")
+
+    def __len__(self) -> int:
+        raise AssertionError("the held-out part was touched (len)")
+
+    def __iter__(self):
+        raise AssertionError("the held-out part was touched (iter)")
+
+    def __getitem__(self, key: object) -> object:
+        raise AssertionError("the held-out part was touched (getitem)")
+
+
+def test_screening_tuning_and_baselines_never_need_the_holdout(ray_local, tmp_path: Path) -> None:
+    """If any of them touched the held-out part, the stand-ins below would break it (pd.concat refuses them;
+    None would be silently dropped by pd.concat, hence not None)."""
+    data = load_training_data(_csv(tmp_path, synthetic_dataset(120, seed=6)), folds=3)
+    prepared = protocol.prepare(data.frame, test_size=0.2, folds=3, seed=2)
+    blind = dataclasses.replace(prepared, X_holdout=_Forbidden(), y_holdout=_Forbidden(),
+                                holdout_names=_Forbidden())
+    table = screening.run_screening(blind, seed=2, show_progress=False)
+    assert len(table) >= 6
+    baselines = train.run_baselines(blind, seed=2)
+    assert set(baselines) == {"median", "default_rf_raw"}
+    space = {**tuning.search_space(), "n_estimators": 10}
+    tuned = tuning.run_tuning(blind, trials=1, seed=2, search="random", space=space, verbose=0)
+    assert set(tuned.trials["rows_digest"]) == {protocol.rows_digest(prepared.split.train)}
+
+
+def test_artifact_numbers_come_from_the_holdout_and_cv_only_and_no_target_alias_is_a_feature(
+    ray_local, tmp_path: Path
+) -> None:
+    frame = synthetic_dataset(150, seed=8)
+    for alias in ALIASES:  # the target under GitHub's other names: must never become a feature
+        frame[alias] = frame[TARGET_COLUMN]
+    data_path = _csv(tmp_path, frame)
+    out = tmp_path / "models"
+    seed, folds = 3, 3
+    result = CliRunner().invoke(main, ["train", "--data", str(data_path), "--trials", "2", "--out", str(out),
+                                       "--folds", str(folds), "--seed", str(seed), "--max-concurrent", "1"])
+    assert result.exit_code == 0, result.output
+    version_dir = artifact.newest_version(out)
+    lines = own_lines(result.output)
+    assert lines[-2] == f"artifact: {version_dir}" and lines[-1].startswith("held-out: r2_log="), lines[-5:]
+
+    raw = json.loads((version_dir / "model.json").read_text())
+    assert set(raw) >= MANIFEST_KEYS and raw["signature"] is None
+    assert raw["target"] == TARGET_COLUMN
+    assert {c["name"] for c in raw["input_columns"]}.isdisjoint({TARGET_COLUMN, *ALIASES})
+    assert sorted(raw["ignored_columns"]) == ALIASES
+    manifest = artifact.read_manifest(version_dir)
+    pipeline, _ = artifact.load_version(version_dir, None, require_signature=False)
+    names = list(pipeline[:-1].get_feature_names_out())
+    assert not any(a in n for n in names for a in (TARGET_COLUMN, *ALIASES)), names
+
+    # held-out: the seeded split's rows, scored by the saved model, give exactly the recorded numbers
+    loaded = load_training_data(data_path, folds=folds)
+    prepared = protocol.prepare(loaded.frame, test_size=0.2, folds=folds, seed=seed)
+    holdout_names = (version_dir / "holdout.txt").read_text().split()
+    assert holdout_names == sorted(prepared.holdout_names)
+    assert set(holdout_names).isdisjoint(loaded.frame.iloc[prepared.split.train]["full_name"])
+    predicted = pipeline.predict(prepared.X_holdout)
+    recomputed = protocol.regression_metrics(prepared.y_holdout.to_numpy(), predicted)
+    for name in protocol.METRIC_NAMES:
+        assert getattr(manifest.metrics.holdout, name) == pytest.approx(recomputed[name], rel=1e-9, abs=1e-12)
+
+    # cv: the best successful trial of trials.csv, whose rows were the training part only
+    trials = pd.read_csv(version_dir / "trials.csv")
+    ok = trials[trials["status"] == "ok"]
+    assert set(ok["rows_digest"]) == {protocol.rows_digest(prepared.split.train)}
+    best = ok.sort_values("r2_log", ascending=False).iloc[0]
+    for name in protocol.METRIC_NAMES:
+        assert getattr(manifest.metrics.cv, name) == pytest.approx(best[name], rel=1e-9)
+
+    # baselines: CV on the same folds of the training part (the median one recomputed here)
+    median = protocol.cross_validate(
+        train.median_baseline(), prepared.X_train, prepared.y_train, prepared.folds
+    )
+    for name in protocol.METRIC_NAMES:
+        assert getattr(manifest.baseline["median"], name) == pytest.approx(median[name], rel=1e-9, abs=1e-12)
+
+    # the report shows those numbers (and says where the model loses to the raw-stars forest, if it does)
+    report = (version_dir / "report.md").read_text()
+    assert f"| tuned RF (held-out, once) | {manifest.metrics.holdout.r2_log:.3f} |" in report
+    assert f"| tuned RF (CV, best trial) | {manifest.metrics.cv.r2_log:.3f} |" in report
+    assert "against baseline default_rf_raw (CV vs CV, same folds): better on" in report
+    rf_raw = manifest.baseline["default_rf_raw"]
+    cv = manifest.metrics.cv
+    loses = (cv.r2_log < rf_raw.r2_log or cv.r2 < rf_raw.r2 or cv.mae > rf_raw.mae or cv.rmse > rf_raw.rmse
+             or cv.spearman < rf_raw.spearman)
+    verdict = report.split("against baseline default_rf_raw")[1].splitlines()[0]
+    assert ("WORSE on" in verdict) == loses, verdict
+
+    # the aliases are inert: scrambling them (and the target) changes no prediction of the saved model
+    scrambled = frame.copy()
+    for alias in [TARGET_COLUMN, *ALIASES]:
+        scrambled[alias] = np.random.default_rng(0).permutation(frame[alias].to_numpy()) * 97
+    a, _, _ = features.predict_with_interval(pipeline, frame.head(20))
+    b, _, _ = features.predict_with_interval(pipeline, scrambled.head(20))
+    np.testing.assert_array_equal(a, b)
+
+    for png in ("screening.png", "tuning.png", "holdout_pred_vs_actual.png", "importance.png"):
+        path = version_dir / png
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        height, width = mpimg.imread(path).shape[:2]
+        assert height >= 300 and width >= 400, (png, height, width)
+    assert f"]({'importance.png'})" in report
