@@ -1,24 +1,32 @@
 """``make demo`` / ``make demo-stop`` / ``make serve``: the operator's path, with every tier on this machine.
 
-    python scripts/demo.py run     # converge site.yml on inventory/demo.yml, collect, train, deploy, serve
+    python scripts/demo.py run     # converge site.yml on inventory/demo.yml, collect, evalset, train, deploy,
+                                   # serve
     python scripts/demo.py serve   # converge, deploy the newest trained model if none is served, serve
     python scripts/demo.py stop    # supervisorctl shutdown of the demo's supervisord (every program it runs)
 
 What each stage runs is what an operator runs on a real fleet: ``ansible-playbook site.yml`` configures every
 tier (here: one host, connection local, ``inventory/demo.yml``); then, as the stargazer user of the
 development host, with the settings Ansible wrote (``stargazer.env``): collect from GitHub (the simulator
-Ansible started), train on the Ray head Ansible started (``RAY_ADDRESS``), and deploy by ``git push`` into the
-production host's deploy repository, whose hooks validate and switch the release nginx, gunicorn and the
-Celery workers serve. Each stage prints one line; the commands' own output goes to ``var/demo/logs/``.
+Ansible started), hold a sample of the collection out of training as the quality gate's frozen evaluation
+set (a second ``site.yml`` converge installs it on the production host: ``githooks_evalset_file``), train on
+the rest on the Ray head Ansible started (``RAY_ADDRESS``), and deploy by ``git push`` into the production
+host's deploy repository, whose hooks validate the model, score it on the evaluation set (the gate) and switch
+the release nginx, gunicorn and the Celery workers serve. Each stage prints one line; the commands' own
+output goes to ``var/demo/logs/``. The environment is read in ``demo_settings.py`` only.
 
 A second run reuses what is there: the converge changes nothing, a finished dataset made with the same
-simulator and sizes is kept, a model trained on the same dataset with the same trials and seed is deployed
-again instead of being retrained (``models/demo-trained.json`` records which).
+simulator and sizes is kept, so is the evaluation set held out of it (``var/demo/evalset/demo-key.json``), and
+a model trained on the same dataset with the same trials and seed is deployed again instead of being retrained
+(``models/demo-trained.json`` records which).
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -36,12 +44,13 @@ from typing import Any
 import click
 import requests
 import yaml
+from demo_settings import DemoSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "inventory" / "demo.yml"
 PLAYBOOKS = ROOT / "playbooks"
 BIN = Path(sys.executable).parent
-STAGES = 5
+STAGES = 6
 SIMULATOR_PROGRAM = "stargazer-github-simulator"
 
 
@@ -57,6 +66,7 @@ class Sizes:
     max_repos: int
     trials: int
     seed: int
+    held_out: int | None = None  # repositories of the gate's evaluation set (None: a tenth, at least 40)
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,11 @@ class Host:
     def deploy_repo(self) -> Path:
         return self.path("githooks_repo_dir")
 
+    @property
+    def evalset_dir(self) -> Path:
+        """The controller's copy of the gate's evaluation set (the inventory's githooks_evalset_file)."""
+        return self.path("demo_evalset_dir")
+
 
 def log_path(host: Host, name: str) -> Path:
     host.logs.mkdir(parents=True, exist_ok=True)
@@ -178,15 +193,22 @@ def run_logged(argv: Sequence[str], log: Path, *, cwd: Path, env: dict[str, str]
 RECAP = re.compile(r"^\s*[0-9.]+s localhost\s+:\s+ok=\d+\s+changed=(\d+)\s", re.M)
 
 
+def ansible_playbook(host: Host, playbook: str, log: Path, *, append: bool = False) -> str:
+    """Run a playbook of playbooks/ on the demo's inventory; returns the recap's changed count."""
+    env = DemoSettings.from_env().ansible_environment(
+        str(BIN), ANSIBLE_CONFIG=str(PLAYBOOKS / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    text = run_logged([str(BIN / "ansible-playbook"), "-i", str(host.inventory), playbook], log,
+                      cwd=PLAYBOOKS, env=env, what=f"ansible-playbook {playbook}", append=append)
+    recap = RECAP.findall(text.rsplit("PLAY RECAP", 1)[-1])
+    return recap[-1] if recap else "?"
+
+
 def converge(host: Host) -> None:
     stage = Stage(1, "converge", f"ansible-playbook -i {shown(host.inventory)} site.yml (all tiers here)")
     log = log_path(host, "converge")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PLAYBOOKS / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0", PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    text = run_logged([str(BIN / "ansible-playbook"), "-i", str(host.inventory), "site.yml"], log,
-                      cwd=PLAYBOOKS, env=env, what="ansible-playbook site.yml")
-    recap = RECAP.findall(text.rsplit("PLAY RECAP", 1)[-1])
-    changed = recap[-1] if recap else "?"
+    # The inventory finds the evaluation set there (an empty directory: no gate yet, and no warning).
+    host.evalset_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    changed = ansible_playbook(host, "site.yml", log)
     stage.done(f"ok, changed={changed}", log)
 
 
@@ -273,7 +295,96 @@ def run_as_user_mkdir(host: Host, path: Path) -> None:
     subprocess.run(as_stargazer(host, ["mkdir", "-p", str(path)]), check=True)
 
 
-# --- stage 3: training on the Ray head ----------------------------------------------------------------------
+# --- stage 3: the quality gate's evaluation set ------------------------------------------------------------
+
+EVALSET_MADE = re.compile(r"evaluation set (\S+\.csv\.gz): (\d+) repositories")
+MIN_HELD_OUT = 40  # the gate needs 20 rows; 40 keep its Spearman from being mostly noise on the test's sizes
+
+
+def repository_names(path: Path) -> set[str]:
+    """The ``full_name`` column of a dataset CSV, gzipped or not, case-folded as GitHub compares names."""
+    raw = path.read_bytes()
+    text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
+    return {row["full_name"].casefold() for row in csv.DictReader(io.StringIO(text)) if row.get("full_name")}
+
+
+def installed_evalset(host: Host) -> str | None:
+    """The evaluation set the production host's hooks check pushes against (git config stargazer.evalset)."""
+    result = subprocess.run(["git", "config", "--file", str(host.deploy_repo / "config"), "--get",
+                             "stargazer.evalset"], capture_output=True, text=True, check=False)
+    return Path(result.stdout.strip()).name if result.returncode == 0 else None
+
+
+def reusable_evalset(host: Host, key: str, training: Path) -> Path | None:
+    """The evaluation set made earlier from the same collection and sizes, if the training file is intact."""
+    stamp = host.evalset_dir / "demo-key.json"
+    if not stamp.exists() or not training.exists():
+        return None
+    made = json.loads(stamp.read_text(encoding="utf-8"))
+    evalset = host.evalset_dir / str(made.get("evalset"))
+    if made.get("key") != key or not evalset.is_file() or made.get("training") != file_digest(training):
+        return None
+    return evalset
+
+
+def hold_out_evalset(host: Host, dataset: Path, sizes: Sizes) -> tuple[Path, Path]:
+    """Hold a seeded sample of the collection out of training as the gate's evaluation set, and have the
+    githooks role install it on the production host; returns (the training dataset, the evaluation set).
+
+    The rest of the collection becomes ``data/train.csv``, the only file training reads, so no repository of
+    the set is ever trained on. The form's example names stay in training: the demo shows them answered from
+    the served dataset."""
+    collected = int(json.loads(dataset.with_name(dataset.name + ".meta.json").read_text())["rows"])
+    rows = sizes.held_out or max(MIN_HELD_OUT, collected // 10)
+    stage = Stage(3, "evalset", f"hold {rows} of {collected} repositories out of training (quality gate)")
+    if collected < 2 * rows:
+        click.echo("failed")
+        raise DemoError(f"only {collected} repositories collected: too few to hold {rows} out of training "
+                        "(collect more with --max-repos, or hold fewer out with --held-out)")
+    log = log_path(host, "evalset")
+    training = dataset.with_name("train.csv")
+    examples = example_names(host)
+    key = json.dumps({"dataset": file_digest(dataset), "rows": rows, "seed": sizes.seed,
+                      "kept_in_training": examples}, sort_keys=True)
+    evalset = reusable_evalset(host, key, training)
+    made = evalset is None
+    if evalset is None:
+        keep = host.evalset_dir / "kept-in-training.csv"
+        keep.write_text("full_name\n" + "".join(f"{name}\n" for name in examples), encoding="utf-8")
+        text = stargazer_run(host, ["-m", "model_serving.development_server", "evalset", "--from",
+                                    str(dataset.relative_to(host.home)), "--exclude", str(keep), "--rows",
+                                    str(rows), "--seed", str(sizes.seed), "--out", "data",
+                                    "--rest-out", str(training.relative_to(host.home))], log, "evalset")
+        found = EVALSET_MADE.search(text)
+        if found is None:
+            raise DemoError(f"the evalset command named no evaluation set; see {shown(log)}")
+        # The controller's copy, root's like the inventory: what the githooks role installs on the host.
+        evalset = host.evalset_dir / Path(found.group(1)).name
+        shutil.move(host.home / found.group(1), evalset)
+        os.chown(evalset, 0, 0)
+        evalset.chmod(0o644)
+        (host.evalset_dir / "demo-key.json").write_text(
+            json.dumps({"key": key, "evalset": evalset.name, "training": file_digest(training)}) + "\n",
+            encoding="utf-8")
+    for older in host.evalset_dir.glob("evalset-*.csv.gz"):
+        if older != evalset:
+            older.unlink()
+    trained_on = int(json.loads(training.with_name(training.name + ".meta.json").read_text())["rows"])
+    gate = "gate on"
+    if installed_evalset(host) != evalset.name:
+        # The whole site.yml, as stage 1: a play alone would template shared files (stargazer.env, the
+        # form's example names) without what the other plays set, and the next converge would change them.
+        changed = ansible_playbook(host, "site.yml", log, append=made)
+        if installed_evalset(host) != evalset.name:
+            raise DemoError(f"site.yml did not install {evalset.name} (git config stargazer.evalset of "
+                            f"{shown(host.deploy_repo)}); see {shown(log)}")
+        gate = f"gate on (site.yml changed={changed})"
+    what = f"{'reused' if not made else 'wrote'} {shown(evalset)}, {trained_on} left to train on; {gate}"
+    stage.done(what, log if made or gate != "gate on" else None)
+    return training, evalset
+
+
+# --- stage 4: training on the Ray head ----------------------------------------------------------------------
 
 def wait_for_port(host: str, port: int, deadline_s: float, what: str) -> None:
     deadline = time.monotonic() + deadline_s
@@ -299,7 +410,7 @@ def feature_version(host: Host) -> int:
 
 def train(host: Host, dataset: Path, sizes: Sizes) -> str:
     ray_address = stargazer_env(host).get("RAY_ADDRESS", "")
-    stage = Stage(3, "train", f"screening + Ray Tune ({sizes.trials} trials) on the Ray head {ray_address}")
+    stage = Stage(4, "train", f"screening + Ray Tune ({sizes.trials} trials) on the Ray head {ray_address}")
     models = host.home / "models"
     record = models / "demo-trained.json"
     key = json.dumps({"dataset": file_digest(dataset), "trials": sizes.trials, "seed": sizes.seed,
@@ -312,7 +423,8 @@ def train(host: Host, dataset: Path, sizes: Sizes) -> str:
     host_part, _, port = ray_address.rpartition(":")
     wait_for_port(host_part, int(port), 180, "the Ray head")
     log = log_path(host, "train")
-    stargazer_run(host, ["-m", "model_serving.development_server", "train", "--data", "data/repos.csv",
+    stargazer_run(host, ["-m", "model_serving.development_server", "train", "--data",
+                         str(dataset.relative_to(host.home)),
                          "--trials", str(sizes.trials), "--out", "models/", "--seed", str(sizes.seed)],
                   log, "training")
     newest = max((p for p in models.iterdir() if (p / "model.json").exists()), key=lambda p: p.name)
@@ -325,24 +437,56 @@ def train(host: Host, dataset: Path, sizes: Sizes) -> str:
     return newest.name
 
 
-# --- stage 4: deploy by git push ----------------------------------------------------------------------------
+# --- stage 5: deploy by git push ----------------------------------------------------------------------------
 
-def deploy(host: Host, version: str, number: int = 4) -> None:
+def deploy(host: Host, version: str, number: int = 5, evalset: Path | None = None) -> None:
     stage = Stage(number, "deploy", f"git push {version} to {shown(host.deploy_repo)} (pre-receive checks, "
                                     "post-receive switches)")
     log = log_path(host, "deploy")
-    stargazer_run(host, ["-m", "model_serving.development_server", "deploy", "--version", version,
-                         "--remote", str(host.deploy_repo)], log, "deploy")
+    argv = ["-m", "model_serving.development_server", "deploy", "--version", version,
+            "--remote", str(host.deploy_repo)]
     current = host.path("stargazer_model_dir") / "current"
+    reason = stale_gate_reason(current, version, evalset)
+    if reason:
+        argv += ["--override-gate", reason]
+    # The demo's one service account also signs (inventory/demo.yml: the signing key's group is stargazer).
+    stargazer_run(host, argv, log, "deploy",
+                  STARGAZER_DEPLOY_SIGNING_KEY_FILE=str(host.path("deploy_client_signing_key_file")))
     served = current.resolve().name if current.exists() else None
     if served != version:
         raise DemoError(f"deploy ended but {shown(current)} is {served}, not {version}; see {shown(log)}")
-    stage.done(f"serving {version}", log)
+    stage.done(f"serving {version}{gate_summary(host, version)}", log)
 
 
-# --- stage 5: serving ---------------------------------------------------------------------------------------
+def stale_gate_reason(current: Path, version: str, evalset: Path | None) -> str | None:
+    """Why the gate may be overridden: the serving model was trained on the evaluation set (a demo from before
+    it held one out), so its scores on it are not a fair bar. None: let the gate judge."""
+    dataset = current / "dataset.csv.gz"
+    if evalset is None or not dataset.exists() or current.resolve().name == version:
+        return None
+    if not repository_names(dataset) & repository_names(evalset):
+        return None
+    return (f"the serving model {current.resolve().name} was trained on repositories of {evalset.name} "
+            "(deployed before the demo held an evaluation set out)")
 
-def served_answer(host: Host, version: str, number: int = 5) -> list[str]:
+
+def gate_summary(host: Host, version: str) -> str:
+    """The quality gate's numbers for ``version`` as its release record keeps them (the deploy log)."""
+    log = host.path("stargazer_model_dir") / "deploy-log.jsonl"
+    entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    gate = next((entry["gate"] for entry in reversed(entries)
+                 if entry.get("version") == version and isinstance(entry.get("gate"), dict)), None)
+    if gate is None or not isinstance(gate.get("pushed"), dict):
+        return "; no quality gate scores"
+    pushed = gate["pushed"]
+    return (f"; gate {gate.get('decision')}: Spearman {pushed['spearman']:.2f}, "
+            f"MAE log {pushed['mae_log']:.2f}, coverage {pushed['coverage']:.2f} "
+            f"on {gate.get('rows')} held-out repositories")
+
+
+# --- stage 6: serving ---------------------------------------------------------------------------------------
+
+def served_answer(host: Host, version: str, number: int = 6) -> list[str]:
     """Wait until nginx answers with ``version`` and a name is predicted; return the example names."""
     stage = Stage(number, "serve", f"nginx -> gunicorn -> RabbitMQ -> Celery at {host.url}")
     # Per request, not on a Session: requests lets REQUESTS_CA_BUNDLE override a session's verify.
@@ -425,19 +569,24 @@ def main() -> None:
 @click.option("--max-repos", type=click.IntRange(1), default=4000, show_default=True)
 @click.option("--trials", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--held-out", type=click.IntRange(MIN_HELD_OUT), default=None,
+              help="Repositories held out of training as the quality gate's evaluation set "
+                   f"[default: a tenth of those collected, at least {MIN_HELD_OUT}]")
 @INVENTORY_OPTION
-def run_command(min_stars: int, max_repos: int, trials: int, seed: int, inventory: Path) -> None:
-    """Converge, collect, train, deploy, serve."""
+def run_command(min_stars: int, max_repos: int, trials: int, seed: int, held_out: int | None,
+                inventory: Path) -> None:
+    """Converge, collect, hold the gate's evaluation set out, train, deploy, serve."""
     require_root()
-    sizes = Sizes(min_stars=min_stars, max_repos=max_repos, trials=trials, seed=seed)
+    sizes = Sizes(min_stars=min_stars, max_repos=max_repos, trials=trials, seed=seed, held_out=held_out)
     host = Host.load(inventory)
 
     def everything() -> None:
         click.echo(f"stargazer demo: the operator's path on this machine (stage logs in {shown(host.logs)}/)")
         converge(host)
         dataset = collect(host, sizes)
-        version = train(host, dataset, sizes)
-        deploy(host, version)
+        training, evalset = hold_out_evalset(host, dataset, sizes)
+        version = train(host, training, sizes)
+        deploy(host, version, evalset=evalset)
         farewell(host, served_answer(host, version))
 
     timed(everything)

@@ -5,14 +5,22 @@ paths, ports, accounts and Ray temp dir are this test's own, so a demo running o
 touched. Only sizes are smaller. The first run must converge site.yml (simulator, Ray head, RabbitMQ, Celery,
 gunicorn, nginx under one supervisord), collect from the simulator it started, train on the Ray head it
 started (token auth, ``RAY_ADDRESS``), deploy by ``git push`` through the hooks and answer a name through
-nginx over HTTPS. The second run must change nothing (``changed=0``) and reuse the dataset and the model.
+nginx over HTTPS. Between collecting and training it holds a sample of the collection out as the quality
+gate's evaluation set, which the githooks role installs, so the deploy's push is scored by the gate and the
+served release's record (``/api/v1/models``, ``/models``) holds those scores; no name of the set is in the
+served training dataset. The second run must change nothing (``changed=0``) and reuse the dataset, the
+evaluation set and the model.
 Then, from outside: the form lists the simulator's names, and a name the dataset does not hold is looked up
 on the simulator (this fleet's GitHub). ``scripts/demo.py stop`` must leave no process of the demo behind.
 """
 
 from __future__ import annotations
 
+import csv
 import grp
+import gzip
+import hashlib
+import io
 import os
 import pwd
 import re
@@ -32,10 +40,12 @@ import yaml
 from tests.playbooks.ansible_run import ansible_env
 from tests.support import REPO_ROOT, free_port, require, require_executable, require_root
 
-pytestmark = pytest.mark.integration
+# Two demo runs (each under _demo's own deadline) and the stop: far beyond the suite's default timeout.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2 * 2400 + 600)]
 
 DEMO = REPO_ROOT / "scripts" / "demo.py"
 MAX_REPOS = 300
+HELD_OUT = 40  # scripts/demo.py's default for this size: a tenth of the collection, at least 40
 
 
 @dataclass
@@ -95,6 +105,10 @@ def _test_inventory(workdir: Path, user: str) -> tuple[Path, dict[str, object]]:
         "stargazer_group": user,
         "deploy_client_user": f"{user}d",
         "deploy_client_group": user,
+        "celery_worker_user": f"{user}w",
+        "celery_worker_group": f"{user}w",
+        # The key pair is made by the checkout's keygen, run from the checkout (the copy lives elsewhere).
+        "demo_keygen": str(hostvars["demo_keygen"]).replace("{{ inventory_dir | dirname }}", str(REPO_ROOT)),
         "stargazer_http_port": free_port(),
         "nginx_https_listen": free_port(),
         "gunicorn_port": free_port(),
@@ -164,7 +178,7 @@ def demo_runs(workdir: Path) -> Iterator[DemoRuns]:
         yield DemoRuns(inventory, hostvars, first, second)
     finally:
         stopped = _demo("stop", inventory, workdir, timeout=300)
-        _remove_accounts(f"{user}d", user)
+        _remove_accounts(f"{user}d", f"{user}w", user)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert _processes_naming(str(workdir), str(hostvars["ray_head_temp_dir"])) == []
 
@@ -191,11 +205,17 @@ def _processes_naming(*markers: str) -> list[str]:
 
 def test_the_first_run_goes_through_every_stage_with_one_line_each(demo_runs: DemoRuns) -> None:
     lines = demo_runs.first.stdout.splitlines()
-    for number, stage in enumerate(("converge", "collect", "train", "deploy", "serve"), start=1):
-        assert any(line.startswith(f"[{number}/5] {stage}") for line in lines), demo_runs.first.stdout
-    assert re.search(r"\[1/5\] converge .* ok, changed=[1-9]\d*", demo_runs.first.stdout)
-    assert re.search(rf"\[2/5\] collect .* {MAX_REPOS} rows", demo_runs.first.stdout)
-    assert re.search(r"\[3/5\] train .* model \d{8}T\d{6}Z-[0-9a-f]{8} \(1 Ray node", demo_runs.first.stdout)
+    for number, stage in enumerate(("converge", "collect", "evalset", "train", "deploy", "serve"), start=1):
+        assert any(line.startswith(f"[{number}/6] {stage}") for line in lines), demo_runs.first.stdout
+    assert len([line for line in lines if line.startswith("[")]) == 6, demo_runs.first.stdout
+    assert re.search(r"\[1/6\] converge .* ok, changed=[1-9]\d*", demo_runs.first.stdout)
+    assert re.search(rf"\[2/6\] collect .* {MAX_REPOS} rows", demo_runs.first.stdout)
+    assert re.search(rf"\[3/6\] evalset +hold {HELD_OUT} of {MAX_REPOS} .* wrote .*evalset-.*\.csv\.gz, "
+                     rf"{MAX_REPOS - HELD_OUT} left to train on; gate on \(site\.yml changed=[1-9]",
+                     demo_runs.first.stdout)
+    assert re.search(r"\[4/6\] train .* model \d{8}T\d{6}Z-[0-9a-f]{8} \(1 Ray node", demo_runs.first.stdout)
+    assert re.search(rf"\[5/6\] deploy .* gate first-model: Spearman .* on {HELD_OUT} held-out",
+                     demo_runs.first.stdout)
     assert "sources: dataset then" in demo_runs.first.stdout
     assert f"Open the form: {demo_runs.url}" in demo_runs.first.stdout
     # Ray Tune's trial tables and Ansible's task lines stay in the logs.
@@ -207,9 +227,15 @@ def test_the_first_run_goes_through_every_stage_with_one_line_each(demo_runs: De
 
 def test_the_second_run_changes_nothing_and_reuses_dataset_and_model(demo_runs: DemoRuns) -> None:
     out = demo_runs.second.stdout
-    assert "[1/5] converge" in out and "ok, changed=0 " in out, out
-    assert re.search(rf"\[2/5\] collect .* reused .*: {MAX_REPOS} rows", out), out
-    assert "[3/5] train" in out and "reused model" in out, out
+    assert "[1/6] converge" in out and "ok, changed=0 " in out, out
+    assert re.search(rf"\[2/6\] collect .* reused .*: {MAX_REPOS} rows", out), out
+    # The same evaluation set, already installed by the first converge: no second one.
+    first_evalset = re.search(r"wrote \S*/(evalset-\S+\.csv\.gz)", demo_runs.first.stdout)
+    assert first_evalset is not None
+    assert re.search(rf"\[3/6\] evalset .* reused \S*/{re.escape(first_evalset.group(1))}, .*; gate on \(",
+                     out), out
+    assert "site.yml changed" not in out, out
+    assert "[4/6] train" in out and "reused model" in out, out
     first_version = re.search(r"model (\d{8}T\d{6}Z-[0-9a-f]{8}) \(1 Ray node", demo_runs.first.stdout)
     assert first_version is not None and f"serving {first_version.group(1)}" in out
 
@@ -265,3 +291,51 @@ def test_a_person_ranks_a_simulator_name_in_chromium(demo_runs: DemoRuns) -> Non
             assert name in table.nth(0).inner_text()
         finally:
             browser.close()
+
+
+def _names(path: Path) -> set[str]:
+    raw = path.read_bytes()
+    text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8")
+    return {row["full_name"].casefold() for row in csv.DictReader(io.StringIO(text))}
+
+
+def test_the_served_release_holds_gate_scores_on_an_evaluation_set_it_was_not_trained_on(
+        demo_runs: DemoRuns) -> None:
+    root = Path(str(demo_runs.hostvars["demo_root"]))
+    evalsets = sorted((root / "evalset").glob("evalset-*.csv.gz"))
+    assert len(evalsets) == 1, evalsets
+    evalset = evalsets[0]
+    held_out = _names(evalset)
+    assert len(held_out) == HELD_OUT
+
+    # Held out of the collection: every name was collected, none is in what the served model was trained on.
+    collected = _names(root / "home" / "data" / "repos.csv")
+    served_training = _names(root / "production" / "current" / "dataset.csv.gz")
+    assert held_out <= collected
+    assert held_out.isdisjoint(served_training)
+    assert served_training == collected - held_out
+
+    # The production host's hooks check pushes against exactly this file.
+    config = root / "git" / "stargazer-deploy.git" / "config"
+    installed = subprocess.run(
+        ["git", "config", "--file", str(config), "--get-regexp", r"^stargazer\.evalset"],
+        capture_output=True, text=True, check=True).stdout
+    settings = dict(line.split(" ", 1) for line in installed.splitlines())
+    assert Path(settings["stargazer.evalset"]).name == evalset.name
+    assert settings["stargazer.evalsetsha256"] == hashlib.sha256(evalset.read_bytes()).hexdigest()
+
+    history = requests.get(f"{demo_runs.url}api/v1/models", timeout=30, verify=demo_runs.certificate)
+    assert history.status_code == 200, history.text
+    serving = [release for release in history.json()["releases"] if release["serving"]]
+    assert len(serving) == 1
+    gate = serving[0]["gate"]
+    assert gate["evalset"] == evalset.name and gate["rows"] == HELD_OUT
+    assert gate["decision"] == "first-model"
+    floors = {"spearman": 0.2, "coverage": 0.2}  # the githooks role's default floors; MAE log at most 2
+    assert all(gate["pushed"][metric] >= floor for metric, floor in floors.items()), gate
+    assert 0 < gate["pushed"]["mae_log"] <= 2.0, gate
+
+    page = requests.get(f"{demo_runs.url}models", timeout=30, verify=demo_runs.certificate)
+    assert page.status_code == 200
+    assert "first-model" in page.text
+    assert f"pushed.spearman {gate['pushed']['spearman']:.3f}" in page.text
