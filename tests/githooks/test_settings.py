@@ -87,6 +87,11 @@ def test_push_options_are_read_with_the_settings() -> None:
     assert HookSettings.from_env({"GIT_PUSH_OPTION_COUNT": "x"}, config).push_options == {}
 
 
+def test_git_config_keys_the_hooks_do_not_read_are_left_alone() -> None:
+    config = {"stargazer.appdir": "/a", "stargazer.modeldir": "/m", "stargazer.python": "/usr/bin/python3"}
+    assert HookSettings.from_env({}, config).app_dir == Path("/a")
+
+
 def test_an_empty_git_config_value_is_unset_except_the_check_user() -> None:
     env = {"STARGAZER_APP_DIR": "/from-env", "STARGAZER_MODEL_DIR": "/m"}
     config = {"stargazer.appdir": "", "stargazer.keep": "", "stargazer.checkuser": ""}
