@@ -29,6 +29,7 @@ from typing import Any, Final
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from envsettings import EnvSettings, SettingsError
+from envsettings.base import sources_of
 
 DEFAULT_KEEP: Final = 5
 DEFAULT_CHECK_TIMEOUT: Final = 60.0
@@ -169,9 +170,11 @@ class HookSettings(EnvSettings):
         values = cls.env_values(env)
         if cfg.get(_config("publickeyfile")):
             values.pop("STARGAZER_DEPLOY_PUBLIC_KEY", None)  # the host's file decides, not the pusher
-        # An empty git config value is unset, except checkuser's: there it means "no sandbox user".
+        # Keys the hooks do not read (the installer's own, e.g. stargazer.python) are left alone; an empty
+        # value is unset, except checkuser's: there it means "no sandbox user".
+        known = {source for field in cls.model_fields for source in sources_of(cls, field)}
         values.update({key: value for key, value in cfg.items()
-                       if key.startswith("stargazer.") and (value != "" or key == _config("checkuser"))})
+                       if key in known and (value != "" or key == _config("checkuser"))})
         values["push_options"] = _push_options(env)
         return cls.build(values)
 
