@@ -1,7 +1,7 @@
-"""Issue #5, first bullet of start_instances.py: credentials only through clouds.yaml / OS_CLOUD, and an
-example clouds.yaml that holds no real secret.
+"""start_instances.py takes credentials only through clouds.yaml / OS_CLOUD, and the example clouds.yaml
+holds no real secret.
 
-What the other files did not prove: that the classic `OS_USERNAME` / `OS_PASSWORD` / `OS_AUTH_URL` environment
+The classic `OS_USERNAME` / `OS_PASSWORD` / `OS_AUTH_URL` environment
 (as an `openrc` file sets it) is never a source of credentials -- neither beside a named cloud nor instead of
 one -- and that clouds.yaml.example is a usable, placeholder-only template that git keeps real files out of.
 """

@@ -172,7 +172,7 @@ def _row(html: str, version: str) -> str:
 
 
 def test_gate_scores_and_an_override_reason_are_shown_when_recorded(tmp_path: Path) -> None:
-    """The gate (issue 11 §1) records ``gate`` and ``override_reason`` in the deploy-log entry it installs."""
+    """The quality gate records ``gate`` and ``override_reason`` in the deploy-log entry it installs."""
     model_dir = tmp_path / "production"
     model_dir.mkdir()
     entries = [
