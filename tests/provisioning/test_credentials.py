@@ -1,9 +1,9 @@
 """start_instances.py takes credentials only through clouds.yaml / OS_CLOUD, and the example clouds.yaml
 holds no real secret.
 
-The classic `OS_USERNAME` / `OS_PASSWORD` / `OS_AUTH_URL` environment
-(as an `openrc` file sets it) is never a source of credentials -- neither beside a named cloud nor instead of
-one -- and that clouds.yaml.example is a usable, placeholder-only template that git keeps real files out of.
+The classic `OS_USERNAME` / `OS_PASSWORD` / `OS_AUTH_URL` environment (as an `openrc` file sets it) is never
+a source of credentials, neither beside a named cloud nor instead of one; clouds.yaml.example is a usable,
+placeholder-only template, and git keeps real files out.
 """
 
 from __future__ import annotations
