@@ -41,10 +41,12 @@ def markdown_line(provenance: dict[str, Any]) -> str:
     """One sentence naming the date, code version and machine, for the top of a result's Markdown."""
     commit = provenance["commit"] + (" with uncommitted changes" if provenance["dirty"] else "")
     one, five, _ = provenance["load_average_start"]
+    inferred = provenance.get("inferred")
     return (
         f"Provenance: measured {provenance['measured_at']} on commit `{commit}`, "
         f"{provenance['cores']} cores, "
-        f"load average {one:.2f} (1 min) / {five:.2f} (5 min) at the start."
+        f"load average {one:.2f} (1 min) / {five:.2f} (5 min) at the start"
+        + (f" (not recorded by the run: {inferred})." if inferred else ".")
     )
 
 
