@@ -189,6 +189,9 @@ def write_version(
     now = now or datetime.now(UTC)
     staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=models_dir))
     try:
+        # Readable by the models directory's group: on a development host that is the deploy account's
+        # (the deploy_client role's handover directory), so deploy reads what Ray's account trained.
+        staging.chmod(0o750)
         model_path = staging / MODEL_FILE
         joblib.dump(pipeline, model_path, compress=compress)
         digest = sha256_of(model_path)

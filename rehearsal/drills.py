@@ -9,13 +9,15 @@ production host's pre-receive checking the model), never for a fixed time.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from rehearsal import hosts, remote
-from rehearsal.pipeline import Fleet, deploy_command, hand_over
+from rehearsal.inventory import handover_dir
+from rehearsal.pipeline import Fleet, deploy_command
 
 
 def _cmdlines(ns: str) -> list[str]:
@@ -68,7 +70,7 @@ def ray_worker_lost(fleet: Fleet, log: Path, trials: int, victim: str = "w2") ->
     command = (
         f"{fleet.python('dev')} -m model_serving.development_server train --data data/repos.csv "
         f"--trials {trials} --folds 3 --min-nodes 3 --no-reuse-actors --seed 11 --skip-screening "
-        f"--out models"
+        f"--out {shlex.quote(str(handover_dir(fleet.root)))}"
     )
     proc = _background(fleet, "dev", command, out)
     ns = hosts.namespace(fleet.prefix, victim)
@@ -116,7 +118,6 @@ def production_lost_during_deploy(
     Phase 1 must refuse to switch anywhere and say so; the other host keeps serving what it served."""
     before = {key: _serving(fleet, key) for key in ("p1", "p2")}
     out = log.with_suffix(".deploy.out")
-    hand_over(fleet, version, log)
     proc = _background_root(fleet, "dev", deploy_command(fleet, version), out)
     ns = hosts.namespace(fleet.prefix, victim)
     started = time.monotonic()

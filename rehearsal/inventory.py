@@ -55,6 +55,11 @@ def host_tree(root: Path, key: str) -> Path:
     return root / "hosts" / key
 
 
+def handover_dir(root: Path) -> Path:
+    """The development host's ``deploy_client_models_dir``: ``train --out`` and ``deploy --models``."""
+    return host_tree(root, "dev") / "models-handover"
+
+
 def host_vars(root: Path, prefix: str, key: str, simulator: str, commit: str) -> dict[str, Any]:
     """Every path the roles write, under this host's own tree; the rest is what a real host gets."""
     tree = host_tree(root, key)
@@ -101,6 +106,8 @@ def host_vars(root: Path, prefix: str, key: str, simulator: str, commit: str) ->
             "deploy_client_group": deployer,
             "deploy_client_home": str(tree / "deploy"),
             "deploy_client_signing_key_file": str(tree / "deploy-key" / "deploy_signing_key"),
+            # Where training hands versions to deploy (Ray's account writes, the deploy group reads).
+            "deploy_client_models_dir": str(handover_dir(root)),
             # Relative: git resolves it in the pushed-to account's home, which is each production host's own.
             "deploy_client_remote_repo_dir": DEPLOY_REPO,
         }

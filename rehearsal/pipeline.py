@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rehearsal import hosts, remote
-from rehearsal.inventory import GITHUB_TOKENS, host_tree
+from rehearsal.inventory import GITHUB_TOKENS, handover_dir, host_tree
 
 PY = "app/.venv/bin/python"  # relative to the host tree; commands run from the service account's home
 
@@ -84,7 +84,8 @@ def train(fleet: Fleet, log: Path, trials: int) -> dict[str, Any]:
     out = fleet.on(
         "dev",
         f"{fleet.python('dev')} -m model_serving.development_server train --data data/repos.csv "
-        f"--trials {trials} --folds 3 --min-nodes 3 --no-reuse-actors --seed 7 --out models",
+        f"--trials {trials} --folds 3 --min-nodes 3 --no-reuse-actors --seed 7 "
+        f"--out {shlex.quote(str(handover_dir(fleet.root)))}",
         log,
         timeout=1200,
     ).stdout
@@ -103,36 +104,22 @@ def train(fleet: Fleet, log: Path, trials: int) -> dict[str, Any]:
     }
 
 
-def hand_over(fleet: Fleet, version: str, log: Path) -> None:
-    """The operator (root) hands a trained version to the deploy account: training wrote it 0700 as Ray's
-    account, which the deploy account cannot read (and must not share a group with)."""
-    deployer = hosts.account(fleet.prefix, "deploy")
-    source = fleet.tree("dev") / "home" / "models" / version
-    target = fleet.tree("dev") / "deploy" / "models"
-    command = (
-        f"install -d -o {deployer} -g {deployer} -m 0700 {shlex.quote(str(target))} && "
-        f"cp -a {shlex.quote(str(source))} {shlex.quote(str(target))}/ && "
-        f"chown -R {deployer}:{deployer} {shlex.quote(str(target / version))}"
-    )
-    remote.run(fleet.root, fleet.network.address("dev"), command, log=log)
-
-
 def deploy_command(fleet: Fleet, version: str) -> str:
     """The deploy as the operator runs it on the development host: as the deploy account with the settings
-    Ansible wrote for it (secret file, deploy repository, remotes), on the version handed over to it."""
+    Ansible wrote for it (signing key file, deploy repository, remotes), on the version training wrote into
+    the handover directory (the deploy_client role's: Ray's account writes, the deploy account reads)."""
     home = fleet.tree("dev") / "deploy"
     inner = (
         f"set -a; . {shlex.quote(str(home / 'deploy.env'))}; set +a; cd {shlex.quote(str(home))} && "
         f"{fleet.python('dev')} -m model_serving.development_server deploy"
-        f" --models models {shlex.quote(version)}"
+        f" --models {shlex.quote(str(handover_dir(fleet.root)))} {shlex.quote(version)}"
     )
     return f"runuser -u {hosts.account(fleet.prefix, 'deploy')} -- bash -c {shlex.quote(inner)}"
 
 
 def deploy(fleet: Fleet, version: str, log: Path, *, timeout: float = 600):
-    """Hand ``version`` over, then ``deploy`` it by git push over SSH to every production remote (two
-    phases: validate everywhere, then switch everywhere)."""
-    hand_over(fleet, version, log)
+    """``deploy`` ``version`` by git push over SSH to every production remote (two phases: validate
+    everywhere, then switch everywhere)."""
     return remote.run(
         fleet.root, fleet.network.address("dev"), deploy_command(fleet, version), log=log, timeout=timeout
     )

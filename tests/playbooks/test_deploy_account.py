@@ -47,22 +47,16 @@ class DeploySide:
         return self.workdir / "deploy-home" / ".ssh" / "id_ed25519"
 
     def can_read(self, user: str, path: Path) -> bool:
+        return self.run_as(user, "cat", str(path)).returncode == 0
+
+    def run_as(self, user: str, *argv: str) -> subprocess.CompletedProcess[bytes]:
         entry = pwd.getpwnam(user)
-        result = subprocess.run(
-            [
-                "setpriv",
-                f"--reuid={entry.pw_uid}",
-                f"--regid={entry.pw_gid}",
-                "--init-groups",
-                "--",
-                "cat",
-                str(path),
-            ],
+        return subprocess.run(
+            ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--", *argv],
             capture_output=True,
             timeout=30,
             check=False,
         )
-        return result.returncode == 0
 
 
 def _development_play(workdir: Path) -> Path:
@@ -99,6 +93,7 @@ def deploy_side(workdir: Path) -> Iterator[DeploySide]:
         "deploy_client_group": deploy_user,
         "deploy_client_home": str(workdir / "deploy-home"),
         "deploy_client_signing_key_file": str(workdir / "etc-deploy" / "deploy_signing_key"),
+        "deploy_client_models_dir": str(workdir / "handover"),
         "vault_stargazer_deploy_signing_key": secret,
         "vault_ray_auth_token": secrets.token_hex(32),
     }
@@ -188,3 +183,26 @@ def test_deploy_settings_point_the_deploy_command_at_its_secret_repo_and_remotes
     assert settings["STARGAZER_DEPLOY_REPO"] == str(deploy_side.workdir / "deploy-home" / "deploy.git")
     assert settings["STARGAZER_DEPLOY_REMOTES"] == "stargazer@10.9.1.31:/srv/git/stargazer-deploy.git"
     assert deploy_side.secret not in env_file.read_text()
+
+
+def test_a_version_ray_trains_into_the_handover_directory_is_read_by_deploy_and_by_no_one_else(
+    deploy_side: DeploySide,
+) -> None:
+    handover = deploy_side.workdir / "handover"
+    info = handover.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (
+        pwd.getpwnam(deploy_side.ray_user).pw_uid,
+        grp.getgrnam(deploy_side.deploy_user).gr_gid,
+        0o2750,
+    )
+    # What artifact.write_version does as Ray's account: a 0750 version directory, files at the umask.
+    version = handover / "20260101T000000Z-0123abcd"
+    made = deploy_side.run_as(
+        deploy_side.ray_user, "sh", "-c", f"mkdir -m 0750 {version} && echo model > {version}/model.joblib"
+    )
+    assert made.returncode == 0, made.stderr
+    model = version / "model.joblib"
+    assert deploy_side.can_read(deploy_side.deploy_user, model), "deploy cannot read what Ray trained"
+    assert not deploy_side.can_read("nobody", model), "an account outside both can read a trained version"
+    # Ray's account reads nothing of the deploy account's through the handover either.
+    assert not deploy_side.can_read(deploy_side.ray_user, deploy_side.key_file)

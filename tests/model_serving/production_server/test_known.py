@@ -75,3 +75,11 @@ def test_a_version_without_its_listed_snapshot_is_refused(tmp_path: Path) -> Non
     (version / artifact.SNAPSHOT_FILE).unlink()
     with pytest.raises(artifact.ArtifactError, match=r"dataset\.csv\.gz missing"):
         artifact.validate_version(version, DEPLOY_KEYS.public)
+
+
+def test_a_written_version_is_readable_by_the_models_directory_group_and_no_one_else(tmp_path: Path) -> None:
+    """The development host's handover: Ray's account writes, the deploy account reads through the group."""
+    import stat
+
+    version, _ = version_with_snapshot(tmp_path)
+    assert stat.S_IMODE(version.stat().st_mode) == 0o750
