@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rehearsed_fleet import BUDGET_SECONDS, RehearsedFleet
+from tests.rehearsed_fleet import RUN_TIMEOUT, RehearsedFleet
 
-pytestmark = [pytest.mark.integration, pytest.mark.rehearsal, pytest.mark.timeout(BUDGET_SECONDS + 600)]
+pytestmark = [pytest.mark.integration, pytest.mark.rehearsal, pytest.mark.timeout(RUN_TIMEOUT + 900)]
 
 
 def test_check_diff_previews_a_first_run_of_every_tier_on_fresh_hosts(

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.rehearsed_fleet import BUDGET_SECONDS, PASSWORD_CALLS, RehearsedFleet
+from tests.rehearsed_fleet import PASSWORD_CALLS, RUN_TIMEOUT, RehearsedFleet
 
-pytestmark = [pytest.mark.integration, pytest.mark.rehearsal, pytest.mark.timeout(BUDGET_SECONDS + 600)]
+pytestmark = [pytest.mark.integration, pytest.mark.rehearsal, pytest.mark.timeout(RUN_TIMEOUT + 900)]
 
 PROGRAMS = ("stargazer-rabbitmq", "stargazer-celery", "stargazer-gunicorn", "stargazer-nginx")
 PRODUCTION = ("p1", "p2")

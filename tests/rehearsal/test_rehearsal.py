@@ -15,15 +15,14 @@ from pathlib import Path
 import pytest
 
 from rehearsal import hosts
-from tests.rehearsed_fleet import BUDGET_SECONDS, RehearsedFleet
+from tests.rehearsed_fleet import RUN_TIMEOUT, RehearsedFleet
 
-pytestmark = [pytest.mark.integration, pytest.mark.rehearsal, pytest.mark.timeout(BUDGET_SECONDS + 600)]
+pytestmark = [pytest.mark.integration, pytest.mark.rehearsal, pytest.mark.timeout(RUN_TIMEOUT + 900)]
 
 
-def test_the_rehearsal_passes_within_its_budget(rehearsed_fleet: RehearsedFleet) -> None:
+def test_the_rehearsal_passes_every_stage(rehearsed_fleet: RehearsedFleet) -> None:
     assert rehearsed_fleet.returncode == 0, rehearsed_fleet.output[-5000:]
     print(rehearsed_fleet.output)
-    assert rehearsed_fleet.timings["total"] < BUDGET_SECONDS, rehearsed_fleet.timings
     for stage in ("up", "preview", "converge-1", "converge-2", "collect", "ray-status", "train", "deploy",
                   "predict", "drill-ray", "restore-w2", "drill-deploy", "redeploy", "status-up",
                   "status-down"):
