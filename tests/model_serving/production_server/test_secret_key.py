@@ -30,7 +30,10 @@ def _read_key(state_dir: str, barrier: Barrier, answers: multiprocessing.Queue) 
 
 
 def test_concurrent_cold_starts_all_read_the_same_non_empty_key(tmp_path: Path) -> None:
-    context = multiprocessing.get_context("fork")
+    # forkserver: each start forks from one single-threaded server process, as gunicorn's arbiter forks its
+    # workers; a fork of pytest itself could copy a lock some thread of an earlier test holds, and hang.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     for start in range(COLD_STARTS):
         state_dir = tmp_path / f"cold-start-{start}"  # fresh: no key yet
         barrier = context.Barrier(PROCESSES)
@@ -39,7 +42,7 @@ def test_concurrent_cold_starts_all_read_the_same_non_empty_key(tmp_path: Path) 
                      for _ in range(PROCESSES)]
         for process in processes:
             process.start()
-        keys = [answers.get(timeout=60) for _ in processes]
+        keys = [answers.get(timeout=180) for _ in processes]
         for process in processes:
             process.join(timeout=60)
         assert len(set(keys)) == 1 and keys[0] and not keys[0].startswith("error"), (start, keys)
