@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +22,17 @@ def _tokens(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     if not tokens:
         raise click.BadParameter("no token in the list")
     return tokens
+
+
+def _tokens_file(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    """Tokens from a file (comma- or line-separated): a command line is readable by every local user."""
+    if not value:
+        return ()
+    try:
+        text = Path(value).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {value}: {exc.strerror}") from None
+    return _tokens(ctx, param, text.replace("\n", ","))
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -42,7 +54,10 @@ def _interrupt(_signum: int, _frame: object) -> None:
 @click.option("--pages", multiple=True, type=click.Path(),
               help="Genuine search API JSON page, or a directory of them, to serve instead of generated "
                    "repositories (repeatable).")
-@click.option("--tokens", callback=_tokens, help="Comma-separated tokens the simulator accepts.")
+@click.option("--tokens", callback=_tokens,
+              help="Comma-separated tokens the simulator accepts (tests; a fleet uses --tokens-file).")
+@click.option("--tokens-file", callback=_tokens_file, type=click.Path(dir_okay=False),
+              help="File of the tokens the simulator accepts, comma- or line-separated.")
 @click.option("--quota-core", type=click.IntRange(0), default=5000, show_default=True)
 @click.option("--quota-search", type=click.IntRange(0), default=30, show_default=True)
 @click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -72,7 +87,8 @@ def main(**opts: Any) -> None:
     config = SimulatorConfig(
         host=opts["host"], port=opts["port"], repos=opts["repos"], seed=opts["seed"],
         min_stars=opts["min_stars"], star_alpha=opts["star_alpha"], pages=tuple(opts["pages"]),
-        tokens=opts["tokens"], quota_core=opts["quota_core"], quota_search=opts["quota_search"],
+        tokens=opts["tokens"] + opts["tokens_file"], quota_core=opts["quota_core"],
+        quota_search=opts["quota_search"],
         time_scale=opts["time_scale"], reset_seconds=opts["reset_seconds"],
         exhausted_status=int(opts["exhausted_status"]), error_rate_502=opts["error_rate_502"],
         error_rate_503=opts["error_rate_503"], slow_rate=opts["slow_rate"], slow_seconds=opts["slow_seconds"],

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,11 +18,13 @@ from tests.support import REPO_ROOT, free_port
 
 
 @pytest.mark.integration
-def test_cli_serves_until_terminated() -> None:
+def test_cli_serves_until_terminated(tmp_path: Path) -> None:
     port = free_port()
+    tokens = tmp_path / "tokens"  # as the github_simulator role starts it: never a token on a command line
+    tokens.write_text("cli-token-1\ncli-token-2\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "data_collection.simulator", "--port", str(port), "--repos", "800",
-         "--seed", "4", "--tokens", "cli-token-1,cli-token-2", "--quota-core", "7", "--reset-seconds", "30",
+         "--seed", "4", "--tokens-file", str(tokens), "--quota-core", "7", "--reset-seconds", "30",
          "--control"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -65,6 +68,7 @@ def _invoke(*args: str) -> tuple[int, str]:
     (["--repos", "-5"], "--repos"),
     (["--port", "nope"], "--port"),
     (["--tokens", " , "], "no token"),
+    (["--tokens-file", "/nonexistent/tokens"], "cannot read /nonexistent/tokens"),
     (["--pages", "/nonexistent/page.json"], "search page not found"),
 ])
 def test_bad_options_give_one_clear_line(args: list[str], words: str) -> None:
