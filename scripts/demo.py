@@ -449,9 +449,11 @@ def deploy(host: Host, version: str, number: int = 5, evalset: Path | None = Non
     reason = stale_gate_reason(current, version, evalset)
     if reason:
         argv += ["--override-gate", reason]
-    # The demo's one service account also signs (inventory/demo.yml: the signing key's group is stargazer).
+    # The demo's one service account also signs (inventory/demo.yml: the signing key's group is stargazer),
+    # and keeps the deploy repository (the signed commits, the rollback history) in its own home.
     stargazer_run(host, argv, log, "deploy",
-                  STARGAZER_DEPLOY_SIGNING_KEY_FILE=str(host.path("deploy_client_signing_key_file")))
+                  STARGAZER_DEPLOY_SIGNING_KEY_FILE=str(host.path("deploy_client_signing_key_file")),
+                  STARGAZER_DEPLOY_REPO=str(host.home / "var" / "deploy.git"))
     served = current.resolve().name if current.exists() else None
     if served != version:
         raise DemoError(f"deploy ended but {shown(current)} is {served}, not {version}; see {shown(log)}")
