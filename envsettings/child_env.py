@@ -21,3 +21,17 @@ def child_environment(
     }
     env.update(extra or {})
     return env
+
+
+def hand_down(values: Mapping[str, str | None]) -> None:
+    """Set (or, for None, remove) variables in this process's environment for children it starts in-process.
+
+    Why: Ray starts its raylet and workers from inside ``ray.init``, handing them this process's environment,
+    and reads its own auth settings from it; no argument can carry them. This is the one place the project
+    changes its own environment.
+    """
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from envsettings import EnvSettings, SettingsError, child_environment
+from envsettings import EnvSettings, SettingsError, child_environment, hand_down
 from envsettings.private_files import create_once, read_secret, write_private
 from scripts import settings_table
 from tests.support import REPO_ROOT
@@ -87,8 +87,6 @@ def test_the_environment_is_read_only_in_settings_modules() -> None:
         if str(path.relative_to(REPO_ROOT)) not in SETTINGS_MODULES
         for read in _environment_reads(path)
     ]
-    # Writing os.environ for this process's own children (Ray's auth settings) is not a read.
-    reads = [read for read in reads if not read.startswith("model_serving/development_server/cluster.py")]
     assert reads == [], "environment read outside a settings module:\n" + "\n".join(reads)
 
 
@@ -98,6 +96,17 @@ def test_a_child_environment_drops_what_it_is_told_and_adds_the_rest(monkeypatch
     env = child_environment({"EXTRA": "1"}, drop=("STARGAZER_DEPLOY_SIGNING_KEY",), drop_prefixes=("RAY_",))
     assert env["EXTRA"] == "1" and env["PATH"] == os.environ["PATH"]
     assert "RAY_ADDRESS" not in env and "STARGAZER_DEPLOY_SIGNING_KEY" not in env
+
+
+def test_hand_down_sets_and_removes_what_children_started_in_process_inherit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # monkeypatch records both variables first, so the session's environment is restored afterwards.
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "inline")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", "/old/token")
+    hand_down({"RAY_AUTH_TOKEN_PATH": "/run/token", "RAY_AUTH_TOKEN": None})
+    env = child_environment()
+    assert env["RAY_AUTH_TOKEN_PATH"] == "/run/token" and "RAY_AUTH_TOKEN" not in env
 
 
 def test_private_files_are_0600_from_the_start_and_made_once(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import ray
 
+from envsettings import hand_down
 from model_serving.development_server.settings import Settings
 
 #: The repository root: Ray workers (local or on other nodes sharing this checkout) import our code from it.
@@ -45,9 +46,7 @@ def use_token_file(path: Path) -> None:
     """
     from ray._raylet import AuthenticationTokenLoader, Config
 
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
-    os.environ.pop("RAY_AUTH_TOKEN", None)
+    hand_down({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path), "RAY_AUTH_TOKEN": None})
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
 
@@ -65,7 +64,7 @@ def _importable_by_workers(python_path: str) -> None:
     get the same variable from the script.
     """
     if str(REPO_ROOT) not in python_path.split(os.pathsep):
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), python_path) if p)
+        hand_down({"PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), python_path) if p)})
 
 
 def wait_for_nodes(count: int, timeout: float = 120.0) -> None:
