@@ -78,11 +78,15 @@ class RehearsedFleet:
         if self.torn_down:
             return ""
         self.torn_down = True
-        proc = subprocess.run(
-            [sys.executable, "-m", "rehearsal", "down"], cwd=REPO_ROOT, env=_env(self.prefix, self.root),
-            capture_output=True, text=True, timeout=600, check=False,
-        )
-        return proc.stdout + proc.stderr
+        return _down(self.prefix, self.root)
+
+
+def _down(prefix: str, root: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rehearsal", "down"], cwd=REPO_ROOT, env=_env(prefix, root),
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    return proc.stdout + proc.stderr
 
 
 def _env(prefix: str, root: Path) -> dict[str, str]:
@@ -159,7 +163,7 @@ def rehearsed_fleet() -> Iterator[RehearsedFleet]:
         if fleet is not None:
             fleet.down()
         else:
-            RehearsedFleet(prefix, root, -1, "", {}, {}, {}, {}, CmdlineWatch()).down()
+            _down(prefix, root)
         shutil.rmtree(root, ignore_errors=True)
 
 
