@@ -62,6 +62,17 @@ def do_up(settings: Settings) -> hosts.Network:
     return network
 
 
+def _recap_of_every_host(run: ansible.Run, names: list[str]) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of a run that succeeded on every host; else the stage fails, in one line."""
+    if run.returncode != 0:
+        raise record.StageFailed(run.failure())
+    recap = run.recap()
+    missing = [n for n in names if n not in recap]
+    if missing:
+        raise record.StageFailed(f"hosts missing from the PLAY RECAP: {', '.join(missing)}")
+    return recap
+
+
 #: What a first converge makes in a host's own tree; a preview must leave none of it behind.
 _CONVERGE_MADE = ("app", "etc", "home", "log", "run", "state", "supervisor")
 
@@ -74,12 +85,7 @@ def do_preview(settings: Settings) -> None:
     what = "site.yml --check --diff on the fresh hosts changes nothing"
     with record.stage(root, "preview", what) as summary:
         run = ansible.playbook(root, record.log_path(root, "preview"), "site.yml", "--check", "--diff")
-        if run.returncode != 0:
-            raise record.StageFailed(run.failure())
-        recap = run.recap()
-        missing = [n for n in names if n not in recap]
-        if missing:
-            raise record.StageFailed(f"hosts missing from the PLAY RECAP: {', '.join(missing)}")
+        recap = _recap_of_every_host(run, names)
         made = [
             f"{h.key}/{part}"
             for h in hosts.FLEET
@@ -118,12 +124,7 @@ def do_converge(settings: Settings) -> None:
         name = f"converge-{attempt}"
         with record.stage(root, name, what) as summary:
             run = ansible.playbook(root, record.log_path(root, name), "site.yml")
-            recap = run.recap()
-            if run.returncode != 0:
-                raise record.StageFailed(run.failure())
-            missing = [n for n in names if n not in recap]
-            if missing:
-                raise record.StageFailed(f"hosts missing from the PLAY RECAP: {', '.join(missing)}")
+            recap = _recap_of_every_host(run, names)
             changed = {n: recap[n]["changed"] for n in names}
             counts[name] = changed
             record.note(root, f"{name}_changed", changed)
