@@ -37,11 +37,11 @@ test-fast: venv
 ## demo: the operator's path on this machine: ansible-playbook site.yml (inventory/demo.yml, every tier here),
 ## then collect from the GitHub simulator, Ray Tune on the Ray head, deploy by git push, serve; logs in var/demo/
 demo: system-deps venv
-	@$(PY) scripts/demo.py run
+	@$(PY) -m scripts.demo run
 
 ## demo-stop: stop everything the demo started (its supervisord: simulator, Ray head, serving stack)
 demo-stop: venv
-	@$(PY) scripts/demo.py stop
+	@$(PY) -m scripts.demo stop
 
 ## rehearsal: the whole fleet on this machine (6 namespace hosts with sshd): site.yml twice, collect, Ray Tune
 ## on 3 nodes, deploy by git push, predictions over HTTPS, status.yml, fault drills; then torn down.
@@ -65,10 +65,10 @@ docs: venv
 
 ## serve / serve-stop: the demo's fleet through Ansible, serving what was deployed (else the newest trained model)
 serve: system-deps venv
-	@$(PY) scripts/demo.py serve
+	@$(PY) -m scripts.demo serve
 
 serve-stop: venv
-	@$(PY) scripts/demo.py stop
+	@$(PY) -m scripts.demo stop
 
 lint: venv
 	$(VENV)/bin/ruff check .

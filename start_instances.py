@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from provisioning.runner import RunOptions, run
+from provisioning.settings import ProvisioningSettings
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,7 +30,7 @@ from provisioning.runner import RunOptions, run
     help="Declarative fleet description (YAML).",
 )
 @click.option(
-    "--cloud", envvar="OS_CLOUD", help="clouds.yaml entry [env: OS_CLOUD; else `cloud:` in the fleet]."
+    "--cloud", help="clouds.yaml entry [default: OS_CLOUD; else `cloud:` in the fleet]."
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing, write no inventory.")
 @click.option(
@@ -70,7 +71,7 @@ def main(
     """Make an OpenStack project match the --fleet description, then write the Ansible inventory."""
     options = RunOptions(
         fleet_path=fleet_path,
-        cloud=cloud,
+        cloud=cloud or ProvisioningSettings.from_env().cloud,
         dry_run=dry_run,
         delete=delete,
         cleanup_failed=cleanup_failed,

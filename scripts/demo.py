@@ -1,9 +1,9 @@
 """``make demo`` / ``make demo-stop`` / ``make serve``: the operator's path, with every tier on this machine.
 
-    python scripts/demo.py run     # converge site.yml on inventory/demo.yml, collect, evalset, train, deploy,
+    python -m scripts.demo run     # converge site.yml on inventory/demo.yml, collect, evalset, train, deploy,
                                    # serve
-    python scripts/demo.py serve   # converge, deploy the newest trained model if none is served, serve
-    python scripts/demo.py stop    # supervisorctl shutdown of the demo's supervisord (every program it runs)
+    python -m scripts.demo serve   # converge, deploy the newest trained model if none is served, serve
+    python -m scripts.demo stop    # supervisorctl shutdown of the demo's supervisord (every program it runs)
 
 What each stage runs is what an operator runs on a real fleet: ``ansible-playbook site.yml`` configures every
 tier (here: one host, connection local, ``inventory/demo.yml``); then, as the stargazer user of the
@@ -44,7 +44,8 @@ from typing import Any
 import click
 import requests
 import yaml
-from demo_settings import DemoSettings
+
+from scripts.demo_settings import DemoSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "inventory" / "demo.yml"

@@ -4,26 +4,21 @@ Why so little: every stage after the converge runs as the ``stargazer`` user wit
 (``stargazer.env``), never with root's environment. Only ``ansible-playbook`` inherits the caller's, as an
 operator's shell would hand it down (``ANSIBLE_*`` included: a test moves Ansible's temp and control-socket
 directories under its own), with the venv's ``bin`` in front of ``PATH``.
-
-The shape follows the project's settings modules (``envsettings``: pydantic-settings, each variable named in
-its field's ``validation_alias``, entered through ``from_env``); the demo runs as a script from ``scripts/``,
-outside the importable packages, so it defines its own small class.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Self
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from envsettings import EnvSettings
 
 
-class DemoSettings(BaseSettings):
+class DemoSettings(EnvSettings):
     """The demo's environment: ``PATH`` and what ``ansible-playbook`` inherits."""
-
-    model_config = SettingsConfigDict(frozen=True, case_sensitive=True, validate_by_name=True, extra="forbid")
 
     path: str = Field(
         "/usr/local/bin:/usr/bin:/bin", validation_alias="PATH",
@@ -33,24 +28,10 @@ class DemoSettings(BaseSettings):
         description="The whole environment, handed down to ansible-playbook unchanged but for PATH.")
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)  # the environment is read by from_env only
-
-    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
-        """Read ``environ`` (default: os.environ)."""
+        """Read ``environ`` (default: os.environ): ``PATH``, and all of it to hand down."""
         env = dict(os.environ if environ is None else environ)
-        values: dict[str, Any] = {"inherited": env}
-        if env.get("PATH"):
-            values["PATH"] = env["PATH"]
-        return cls(**values)
+        return cls.build({**cls.env_values(env), "inherited": env})
 
     def ansible_environment(self, venv_bin: str, **overrides: str) -> dict[str, str]:
         """What ``ansible-playbook`` runs with: the inherited environment, ``venv_bin`` first on PATH."""

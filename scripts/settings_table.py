@@ -32,6 +32,7 @@ def settings_classes() -> list[tuple[str, type[EnvSettings]]]:
     from githooks.settings import HookSettings
     from model_serving.development_server.settings import Settings as DevelopmentSettings
     from model_serving.production_server.settings import GunicornSettings, ServingSettings
+    from provisioning.settings import ProvisioningSettings
     from rehearsal.settings import Settings as RehearsalSettings
 
     return [
@@ -40,6 +41,7 @@ def settings_classes() -> list[tuple[str, type[EnvSettings]]]:
         ("model_serving/production_server/settings.py", ServingSettings),
         ("model_serving/production_server/settings.py (gunicorn.conf.py)", GunicornSettings),
         ("githooks/settings.py", HookSettings),
+        ("provisioning/settings.py (start_instances.py)", ProvisioningSettings),
         ("rehearsal/settings.py", RehearsalSettings),
     ]
 

@@ -1,7 +1,7 @@
 """``make demo``'s path, for real: the all-in-one inventory converges every tier and serves what it trained.
 
-The test runs ``scripts/demo.py run`` (what ``make demo`` runs) on a copy of ``inventory/demo.yml`` whose
-paths, ports, accounts and Ray temp dir are this test's own, so a demo running on this machine is never
+The test runs ``python -m scripts.demo run`` (what ``make demo`` runs) on a copy of ``inventory/demo.yml``
+whose paths, ports, accounts and Ray temp dir are this test's own, so a demo running on this machine is never
 touched. Only sizes are smaller. The first run must converge site.yml (simulator, Ray head, RabbitMQ, Celery,
 gunicorn, nginx under one supervisord), collect from the simulator it started, train on the Ray head it
 started (token auth, ``RAY_ADDRESS``), deploy by ``git push`` through the hooks and answer a name through
@@ -11,7 +11,8 @@ served release's record (``/api/v1/models``, ``/models``) holds those scores; no
 served training dataset. The second run must change nothing (``changed=0``) and reuse the dataset, the
 evaluation set and the model.
 Then, from outside: the form lists the simulator's names, and a name the dataset does not hold is looked up
-on the simulator (this fleet's GitHub). ``scripts/demo.py stop`` must leave no process of the demo behind.
+on the simulator (this fleet's GitHub). ``python -m scripts.demo stop`` must leave no process of the demo
+behind.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from tests.support import REPO_ROOT, free_port, require, require_executable, req
 # Two demo runs (each under _demo's own deadline) and the stop: far beyond the suite's default timeout.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2 * 2400 + 600)]
 
-DEMO = REPO_ROOT / "scripts" / "demo.py"
 MAX_REPOS = 300
 HELD_OUT = 40  # scripts/demo.py's default for this size: a tenth of the collection, at least 40
 
@@ -140,7 +140,7 @@ def _test_inventory(workdir: Path, user: str) -> tuple[Path, dict[str, object]]:
 def _demo(command: str, inventory: Path, workdir: Path, *args: str, timeout: float = 2400) -> (
         subprocess.CompletedProcess[str]):
     return subprocess.run(
-        [sys.executable, str(DEMO), command, "--inventory", str(inventory), *args],
+        [sys.executable, "-m", "scripts.demo", command, "--inventory", str(inventory), *args],
         cwd=REPO_ROOT, env=ansible_env(workdir), capture_output=True, text=True, timeout=timeout, check=False,
     )
 

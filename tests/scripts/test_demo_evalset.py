@@ -17,14 +17,11 @@ from types import ModuleType
 
 import pytest
 
-from tests.support import REPO_ROOT
-
 
 @pytest.fixture
-def demo(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """scripts/demo.py as a module (it is run as a script, with scripts/ first on sys.path)."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
-    return importlib.import_module("demo")
+def demo() -> ModuleType:
+    """scripts/demo.py, imported as ``make demo`` runs it (``python -m scripts.demo``)."""
+    return importlib.import_module("scripts.demo")
 
 
 def _dataset(path: Path, names: list[str], *, gz: bool) -> Path:
