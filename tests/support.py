@@ -111,19 +111,26 @@ def bearer(token: str = SIMULATOR_TOKENS[0]) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def poll_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it returns something truthy and return that; once ``timeout`` has passed,
+    return its last (falsy) answer. For waits that may end either way (a grace period before a SIGKILL)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     """Poll ``predicate`` until it returns something truthy (and return that), else fail naming ``what``.
 
     Timeouts are generous on purpose: the tests run on a busy two-core machine.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    value = poll_until(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------------------

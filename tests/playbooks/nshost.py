@@ -15,11 +15,14 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support import poll_until, wait_until
+
 SSHD = "/usr/sbin/sshd"
+#: Generous: sshd starts in well under a second on an idle machine, far slower on a saturated one.
+SSHD_START_TIMEOUT = 60
 IP = "/usr/sbin/ip"
 
 
@@ -98,16 +101,15 @@ class NamespaceHost:
             [IP, "netns", "exec", self.name, SSHD, "-D", "-e", "-f", str(config)],
             stdout=log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = self.exec("bash", "-c", f"exec 3<>/dev/tcp/{self.address}/22", check=False)
-            if probe.returncode == 0:
-                return
-            if self._sshd.poll() is not None:
-                break
-            time.sleep(0.1)
-        log = (self.workdir / "sshd.log").read_text()
-        raise RuntimeError(f"sshd did not start in namespace {self.name}: {log}")
+        wait_until(self._sshd_listens, SSHD_START_TIMEOUT, f"sshd to listen in namespace {self.name}")
+
+    def _sshd_listens(self) -> bool:
+        assert self._sshd is not None
+        if self._sshd.poll() is not None:
+            log = (self.workdir / "sshd.log").read_text()
+            raise RuntimeError(f"sshd did not start in namespace {self.name}: {log}")
+        probe = self.exec("bash", "-c", f"exec 3<>/dev/tcp/{self.address}/22", check=False)
+        return probe.returncode == 0
 
     def pids(self) -> list[int]:
         out = _run(IP, "netns", "pids", self.name, check=False).stdout
@@ -126,8 +128,6 @@ class NamespaceHost:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-            deadline = time.monotonic() + 10
-            while self.pids() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            poll_until(lambda: not self.pids(), 10)
         _run(IP, "netns", "del", self.name, check=False)
         _run(IP, "link", "del", self._veth, check=False)

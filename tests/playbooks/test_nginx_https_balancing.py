@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import yaml
 
 from model_serving.process_stack.services import Nginx, self_signed_certificate
 from tests.playbooks.ansible_run import PLAYBOOKS, playbook
-from tests.support import REPO_ROOT, free_port, require_executable
+from tests.support import REPO_ROOT, free_port, require_executable, wait_until
 
 ROLES = PLAYBOOKS / "roles"
 DEFAULTS = [ROLES / role / "defaults" / "main.yml" for role in ("stargazer", "gunicorn", "nginx")]
@@ -121,16 +120,14 @@ class Upstream:
         return f"127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"gunicorn {self.name} exited"
-            try:
-                if requests.get(f"http://{self.address}/", timeout=2).text.startswith(self.name):
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"gunicorn {self.name} not answering after {timeout} s")
+        wait_until(self._answers, timeout, f"gunicorn {self.name} to answer")
+
+    def _answers(self) -> bool:
+        assert self.process.poll() is None, f"gunicorn {self.name} exited"
+        try:
+            return requests.get(f"http://{self.address}/", timeout=2).text.startswith(self.name)
+        except requests.ConnectionError:
+            return False
 
     def kill(self) -> None:
         if self.process.poll() is None:

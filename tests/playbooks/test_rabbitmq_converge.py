@@ -19,7 +19,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from tests.playbooks.cmdline_watch import CmdlineWatch
 from tests.playbooks.cpu_load import cpu_load
 from tests.playbooks.nshost import IP, NamespaceHost
 from tests.playbooks.supervisord import stop_supervisord
-from tests.support import REPO_ROOT, require_executable
+from tests.support import REPO_ROOT, poll_until, require_executable
 
 PROGRAM = "stargazer-rabbitmq"
 AMQP_PORT = 5672
@@ -163,12 +162,11 @@ class _PortHolder:
 
 def _log_shows(log: Path, text: str, converge: Future[Result], timeout: float) -> bool:
     """Polls the node's log until `text` is in it; False if the converge ended or time ran out first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not converge.done():
-        if log.exists() and text in log.read_text(errors="replace"):
-            return True
-        time.sleep(0.5)
-    return log.exists() and text in log.read_text(errors="replace")
+    def shows() -> bool:
+        return log.exists() and text in log.read_text(errors="replace")
+
+    poll_until(lambda: converge.done() or shows(), timeout, interval=0.5)
+    return shows()
 
 
 @pytest.fixture(scope="module")
