@@ -159,13 +159,8 @@ def install_release(
     if keep < 1:
         raise ReleaseError(f"keep must be >= 1, got {keep}")
     manifest = artifact.read_manifest(version_dir)
-    with contextlib.ExitStack() as stack:
-        if not locked:
-            stack.enter_context(release_lock(model_dir))
-        releases = model_dir / RELEASES_DIR
-        releases.mkdir(parents=True, exist_ok=True)
-        _remove_stale_incoming(releases)
-        target = _place_release(version_dir, releases, manifest, move=move)
+    with _placed(version_dir, model_dir, manifest, move=move, locked=locked) as target:
+        releases = target.parent
         previous = current_version(model_dir)
         _switch_current(model_dir, target)
         if shadow_version(model_dir) == target.name:  # promoted: it is no candidate any more
@@ -200,15 +195,25 @@ def install_shadow(version_dir: Path, model_dir: Path, *, move: bool = False, lo
     Pruning never removes the shadow's release.
     """
     manifest = artifact.read_manifest(version_dir)
+    with _placed(version_dir, model_dir, manifest, move=move, locked=locked) as target:
+        _switch_link(model_dir, SHADOW_LINK, target)
+        return target
+
+
+@contextlib.contextmanager
+def _placed(version_dir: Path, model_dir: Path, manifest: artifact.Manifest, *, move: bool,
+            locked: bool) -> Iterator[Path]:
+    """Under the release lock (unless the caller holds it): ``version_dir`` placed among the releases.
+
+    Yields the placed release; the lock is held until the caller has switched its links.
+    """
     with contextlib.ExitStack() as stack:
         if not locked:
             stack.enter_context(release_lock(model_dir))
         releases = model_dir / RELEASES_DIR
         releases.mkdir(parents=True, exist_ok=True)
         _remove_stale_incoming(releases)
-        target = _place_release(version_dir, releases, manifest, move=move)
-        _switch_link(model_dir, SHADOW_LINK, target)
-        return target
+        yield _place_release(version_dir, releases, manifest, move=move)
 
 
 def clear_shadow(model_dir: Path, *, locked: bool = False) -> str | None:
