@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,36 @@ def version_with_training_data(root: Path, signing_key: Ed25519PrivateKey, *, ro
 # Serving: what clients send
 # ------------------------------------------------------------------------------------------------------------
 
+#: Where tests leave what a person would rather look at (screenshots); git-ignored, CI keeps it.
+TEST_ARTIFACTS = Path(os.environ.get("STARGAZER_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def chromium_page(**context: Any) -> Iterator[tuple[Any, list[str]]]:
+    """A page of headless Chromium (Debian's, driven by Playwright), and the console errors it logs.
+
+    ``context`` goes to ``new_context`` (e.g. ``ignore_https_errors=True`` for a self-signed certificate).
+    """
+    chromium = require_executable("chromium", "/usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "python package playwright")
+        raise
+    TEST_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1200, "height": 1000}, **context).new_page()
+            console_errors: list[str] = []
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            yield page, console_errors
+        finally:
+            browser.close()
+
+
 #: What nginx sends for a client in nginx_readyz_detail_allow: /readyz answers with the worker's detail.
 READYZ_DETAIL = {DETAIL_HEADER: "1"}
 
@@ -375,9 +405,22 @@ def write_requests(log: Path, rows: list[dict[str, Any]], version: str, *, batch
 def csrf_token(client: FlaskClient) -> str:
     page = client.get("/")
     assert page.status_code == 200
-    match = CSRF_INPUT.search(page.get_data(as_text=True))
+    return page_csrf_token(page.get_data(as_text=True))
+
+
+def page_csrf_token(html: str) -> str:
+    """The CSRF token of the form page ``html`` (what a browser posts back)."""
+    match = CSRF_INPUT.search(html)
     assert match, "the form page carries no CSRF token"
     return match.group(1)
+
+
+def hand_typed_rows(forks: Sequence[int] = (10, 5000, 40, 300, 2)) -> list[dict[str, Any]]:
+    """Rows a person describes by hand in the form, differing only in forks (so the ranking is known)."""
+    return [{"language": "Python", "forks_count": count, "open_issues_count": 3, "size": 2000,
+             "topics_count": 2, "created_at": "2020-01-01", "pushed_at": "2026-10-01", "owner_type": "User",
+             "has_issues": True}
+            for count in forks]
 
 
 def form_data(rows: list[dict[str, Any]], token: str | None) -> dict[str, str]:

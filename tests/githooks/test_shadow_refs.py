@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from model_serving import releases
 from model_serving.development_server.deploy import DeployRepo
@@ -32,17 +33,26 @@ def _pairs(host: Host, serving: str, shadow: str, pairs: list[tuple[list[float],
         assert shadow_log.append(path, entry, max_bytes=0, backups=0)
 
 
+def _serve_then_shadow(tmp_path: Path, versions: list[Path], public_key_file: Path, deploy) -> (
+        tuple[Host, int, Result]):
+    """A host serving ``versions[0]`` with ``versions[1]`` deployed as its shadow; the ``current`` link's
+    mtime before the shadow push, and that push's result."""
+    host = install_host(tmp_path, "h1", public_key_file)
+    models = versions[0].parent
+    assert deploy("--version", versions[0].name, models=models, remotes=[host]).exit_code == 0
+    served_before = (host.model_dir / "current").lstat().st_mtime_ns
+    shadowed = deploy("--version", versions[1].name, "--shadow", "0.005", "--poll", "0.1", models=models,
+                      remotes=[host])
+    assert shadowed.exit_code == 0, shadowed.output
+    return host, served_before, shadowed
+
+
 def test_shadow_sets_the_link_never_current_then_promote_clears_it(
     tmp_path: Path, versions: list[Path], public_key_file: Path, deploy
 ) -> None:
-    host = install_host(tmp_path, "h1", public_key_file)
+    host, served_before, shadowed = _serve_then_shadow(tmp_path, versions, public_key_file, deploy)
     models = versions[0].parent
     v0, v1 = versions[0].name, versions[1].name
-    assert deploy("--version", v0, models=models, remotes=[host]).exit_code == 0
-    served_before = (host.model_dir / "current").lstat().st_mtime_ns
-
-    shadowed = deploy("--version", v1, "--shadow", "0.005", "--poll", "0.1", models=models, remotes=[host])
-    assert shadowed.exit_code == 0, shadowed.output
     assert "shadow 1/2: validate on every host" in shadowed.output
     assert "loads and predicts the canned sample" in shadowed.output  # phase 1's full check ran
     assert f"shadow set on h1: shadow -> {v1} (scored beside {v0}, never answered with)" in shadowed.output
@@ -72,12 +82,9 @@ def test_shadow_sets_the_link_never_current_then_promote_clears_it(
 def test_promote_refused_by_thresholds_names_the_one_that_failed(
     tmp_path: Path, versions: list[Path], public_key_file: Path, deploy
 ) -> None:
-    host = install_host(tmp_path, "h1", public_key_file)
+    host, _, _ = _serve_then_shadow(tmp_path, versions, public_key_file, deploy)
     models = versions[0].parent
     v0, v1 = versions[0].name, versions[1].name
-    assert deploy("--version", v0, models=models, remotes=[host]).exit_code == 0
-    assert deploy("--version", v1, "--shadow", "0.005", "--poll", "0.1", models=models,
-                  remotes=[host]).exit_code == 0
     # Rankings agree, values do not: twice the stars everywhere.
     _pairs(host, v0, v1, [([10.0, 100.0], [21.0, 201.0])] * 4)
     refused = deploy("--promote", "--if-shadow-within", "min_rank_agreement=0.8,max_abs_log_diff_p90=0.3",

@@ -39,7 +39,7 @@ import requests
 import yaml
 
 from tests.playbooks.ansible_run import ansible_env
-from tests.support import REPO_ROOT, free_port, require, require_executable, require_root
+from tests.support import REPO_ROOT, chromium_page, free_port, require_executable, require_root
 
 # Two demo runs (each under _demo's own deadline) and the stop: far beyond the suite's default timeout.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2 * 2400 + 600)]
@@ -264,33 +264,20 @@ def test_the_form_shows_the_simulators_names_and_answers_one_the_dataset_does_no
 
 def test_a_person_ranks_a_simulator_name_in_chromium(demo_runs: DemoRuns) -> None:
     """The browser path of the demo: the form over HTTPS (self-signed), a name typed, the ranked answer."""
-    from tests.model_serving.production_server.test_browser import CHROMIUM_ARGS
-
-    chromium = require_executable("chromium", "/usr/bin/chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "python package playwright")
-        raise
     simulator = f"http://127.0.0.1:{demo_runs.hostvars['github_simulator_port']}"
     name = requests.get(f"{simulator}/search/repositories", timeout=30,
                         params={"q": "stars:>=50", "sort": "stars", "order": "desc", "per_page": 100,
                                 "page": MAX_REPOS // 100 + 1}).json()["items"][0]["full_name"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(ignore_https_errors=True).new_page()
-            response = page.goto(demo_runs.url)
-            assert response is not None and response.status == 200
-            assert "Names to try:" in page.locator("#examples").inner_text()
-            page.fill("#rows-0-full_name", name)
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            table = page.locator("table.ranking tbody tr")
-            assert table.count() == 1
-            assert name in table.nth(0).inner_text()
-        finally:
-            browser.close()
+    with chromium_page(ignore_https_errors=True) as (page, _):
+        response = page.goto(demo_runs.url)
+        assert response is not None and response.status == 200
+        assert "Names to try:" in page.locator("#examples").inner_text()
+        page.fill("#rows-0-full_name", name)
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        table = page.locator("table.ranking tbody tr")
+        assert table.count() == 1
+        assert name in table.nth(0).inner_text()
 
 
 def _names(path: Path) -> set[str]:

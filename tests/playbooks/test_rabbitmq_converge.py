@@ -1,13 +1,16 @@
-"""The broker of a production host converged over SSH on a busy host, with a boot that dies, and rotated.
+"""The broker of a production host converged over SSH on a busy host, then rotated while its boot dies.
 
 The rabbitmq role (with the stargazer and supervisor roles it depends on, as production.yml runs them)
 converges a namespace host while a busy loop spins on every core of this machine, the whole time:
 
-1. from scratch, then again (nothing changes);
-2. after the node was stopped and its AMQP port is held by another process: the first boot dies
-   (`eaddrinuse`); the port is freed only once the node's log shows that, and the converge must still end
-   with the node up, because the role starts a dead node again and waits for it by its protocol;
-3. with a rotated broker password.
+1. from scratch;
+2. with a rotated broker password, after the node was stopped and its AMQP port is held by another process:
+   the first boot dies (`eaddrinuse`); the port is freed only once the node's log shows that, and the
+   converge must still end with the node up, because the role starts a dead node again and waits for it by
+   its protocol, and with the new password set and the old one refused.
+
+That a second converge changes nothing is the rehearsed fleet's test (its converge-2 on both production
+hosts, tests/rehearsal): repeating it here under load would double this test's slowest part.
 
 Meanwhile every process's command line is read from /proc: neither password may ever appear on one (any
 local user sees them with `ps`), while the rabbitmqctl calls that set and check the password are seen.
@@ -36,9 +39,9 @@ from tests.support import REPO_ROOT, poll_until, require_executable
 
 PROGRAM = "stargazer-rabbitmq"
 AMQP_PORT = 5672
-# Generous: four converges on a 2-core host that busy loops (and other test suites) keep saturated.
+# Generous: two converges on a 2-core host that busy loops (and other test suites) keep saturated.
 CONVERGE_TIMEOUT = 1500
-LOAD_SECONDS_MAX = 4 * CONVERGE_TIMEOUT
+LOAD_SECONDS_MAX = 2 * CONVERGE_TIMEOUT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(LOAD_SECONDS_MAX + 600)]
 # The rabbitmqctl calls that carry the password today's way or on stdin: the watch must see them run.
@@ -85,9 +88,8 @@ class BrokerRuns:
     passwords: tuple[str, str]
     watch: CmdlineWatch
     first: Result
-    second: Result | None = None
     boot_died: bool = False
-    restarted: Result | None = None
+    #: The converge with the rotated password that found the node stopped and its port held.
     rotated: Result | None = None
 
 
@@ -194,19 +196,17 @@ def broker(workdir: Path, ns_host: NamespaceHost) -> Iterator[BrokerRuns]:
         with cpu_load(LOAD_SECONDS_MAX), watch:
             runs = BrokerRuns(ns_host, paths, user, passwords, watch, first=converge(vaults[0]))
             if runs.first.returncode == 0:
-                runs.second = converge(vaults[0])
                 _supervisorctl(paths, "stop", PROGRAM)
                 holder = _PortHolder(ns_host, AMQP_PORT)
                 try:
                     with ThreadPoolExecutor(1) as pool:
-                        restart = pool.submit(converge, vaults[0])
+                        rotation = pool.submit(converge, vaults[1])
                         log = paths["rabbitmq"] / "log" / f"{PROGRAM}.log"
-                        runs.boot_died = _log_shows(log, "eaddrinuse", restart, CONVERGE_TIMEOUT)
+                        runs.boot_died = _log_shows(log, "eaddrinuse", rotation, CONVERGE_TIMEOUT)
                         holder.release()
-                        runs.restarted = restart.result()
+                        runs.rotated = rotation.result()
                 finally:
                     holder.release()
-                runs.rotated = converge(vaults[1])
         yield runs
     finally:
         stop_supervisord(paths["supervisor"] / "supervisord.pid")
@@ -227,20 +227,18 @@ def _succeeded(result: Result | None) -> Result:
     return result
 
 
-def test_a_converge_under_cpu_load_builds_the_broker_and_a_second_changes_nothing(broker: BrokerRuns) -> None:
-    first, second = _succeeded(broker.first), _succeeded(broker.second)
+def test_a_converge_under_cpu_load_builds_the_broker(broker: BrokerRuns) -> None:
+    first = _succeeded(broker.first)
     assert first.recap()["prod1"]["changed"] >= 5, first.recap()
-    assert second.recap()["prod1"]["changed"] == 0, second.output[-6000:]
-    print(f"under load: first {first.seconds:.0f} s, second {second.seconds:.0f} s")
+    print(f"under load: first converge {first.seconds:.0f} s")
 
 
 def test_a_boot_that_died_is_started_again_and_awaited(broker: BrokerRuns) -> None:
-    restarted = _succeeded(broker.restarted)
+    rotated = _succeeded(broker.rotated)
     assert broker.boot_died, "the node's boot never failed on the held port: the test proved nothing"
-    assert restarted.recap()["prod1"]["changed"] >= 1, restarted.recap()
     status = _supervisorctl(broker.paths, "status", PROGRAM)
     assert " RUNNING " in status.stdout, status.stdout
-    print(f"restart with a held port under load: {restarted.seconds:.0f} s")
+    print(f"rotation and restart with a held port under load: {rotated.seconds:.0f} s")
 
 
 def test_a_rotated_password_is_set_and_the_old_one_refused(broker: BrokerRuns) -> None:

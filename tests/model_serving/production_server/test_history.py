@@ -10,7 +10,6 @@ in the same entry, are shown when present and "—" when not.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +24,11 @@ from model_serving.production_server.settings import ServingSettings
 from synthetic.versions import START, fitted_pipeline
 from tests.support import (
     DEPLOY_KEYS,
-    REPO_ROOT,
+    TEST_ARTIFACTS,
     Host,
+    chromium_page,
     install_host,
     json_rows,
-    require,
     require_executable,
     require_stack_tools,
     shifted_requests,
@@ -43,7 +42,6 @@ HOLDOUT = [
     {"r2_log": 0.634, "r2": 0.52, "mae": 98.25, "rmse": 350.0, "spearman": 0.755},
     {"r2_log": 0.587, "r2": 0.47, "mae": 110.0, "rmse": 380.0, "spearman": 0.733},
 ]
-ARTIFACTS = Path(os.environ.get("STARGAZER_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts")
 
 
 @dataclass(frozen=True)
@@ -231,41 +229,25 @@ def test_the_models_page_in_chromium_through_nginx(
 ) -> None:
     """A person opens /models through nginx: the table, the RETRAIN line, the drift plot (under the CSP)."""
     require_stack_tools()
-    chromium = require_executable("chromium", "/usr/bin/chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "python package playwright")
-        raise
-    from .test_browser import CHROMIUM_ARGS
-
     v0, v1, v2 = pushed.versions
     state = tmp_path_factory.mktemp("models-stack")
     stack = start_stack(state, pushed.host.model_dir, env={artifact.PUBLIC_KEY_ENV: DEPLOY_KEYS.public_text})
     try:
         write_requests(state / "predictions.jsonl", shifted_requests(300), v1)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1200, "height": 1000})
-                console_errors: list[str] = []
-                page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-                response = page.goto(f"{stack.url}/models")
-                assert response is not None and response.status == 200
-                rows = page.locator("table.releases tbody tr")
-                assert rows.count() == 3
-                assert [rows.nth(k).locator("code").inner_text() for k in range(3)] == [v1, v2, v0]
-                assert "serving now" in rows.nth(0).inner_text()
-                assert page.locator("#drift-headline").inner_text().startswith("RETRAIN: time to collect")
-                plot = page.locator("figure.drift-plot img")
-                plot.scroll_into_view_if_needed()
-                page.wait_for_function("document.querySelector('figure.drift-plot img').complete")
-                assert plot.evaluate("img => img.naturalWidth") > 500  # the PNG loaded under nginx's CSP
-                assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
-                page.screenshot(path=str(ARTIFACTS / "models-page.png"), full_page=True)
-            finally:
-                browser.close()
+        with chromium_page() as (page, console_errors):
+            response = page.goto(f"{stack.url}/models")
+            assert response is not None and response.status == 200
+            rows = page.locator("table.releases tbody tr")
+            assert rows.count() == 3
+            assert [rows.nth(k).locator("code").inner_text() for k in range(3)] == [v1, v2, v0]
+            assert "serving now" in rows.nth(0).inner_text()
+            assert page.locator("#drift-headline").inner_text().startswith("RETRAIN: time to collect")
+            plot = page.locator("figure.drift-plot img")
+            plot.scroll_into_view_if_needed()
+            page.wait_for_function("document.querySelector('figure.drift-plot img').complete")
+            assert plot.evaluate("img => img.naturalWidth") > 500  # the PNG loaded under nginx's CSP
+            assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
+            page.screenshot(path=str(TEST_ARTIFACTS / "models-page.png"), full_page=True)
     finally:
         stack.stop()
 

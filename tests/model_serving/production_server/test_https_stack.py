@@ -4,7 +4,6 @@ with over HTTPS."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import requests
 
 from model_serving.process_stack.stack import Stack
-from tests.support import require_stack_tools, start_stack
+from tests.support import form_data, hand_typed_rows, page_csrf_token, require_stack_tools, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +46,7 @@ def test_the_session_cookie_is_secure_and_the_form_works_over_https(
         assert page.status_code == 200
         cookie = page.headers["Set-Cookie"]
         assert cookie.startswith("session=") and "; Secure" in cookie, cookie
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)
-        assert token, "the form carries a CSRF token"
-        form = {"csrf_token": token.group(1)}
-        for i, forks in enumerate([10, 5000, 40, 300, 2]):
-            form.update({
-                f"rows-{i}-language": "Python", f"rows-{i}-forks_count": str(forks),
-                f"rows-{i}-open_issues_count": "3", f"rows-{i}-size": "2000", f"rows-{i}-topics_count": "2",
-                f"rows-{i}-created_at": "2020-01-01", f"rows-{i}-pushed_at": "2026-10-01",
-                f"rows-{i}-owner_type": "User", f"rows-{i}-has_issues": "y",
-            })
+        form = form_data(hand_typed_rows(), page_csrf_token(page.text))
         # A browser sends this page as the Referer (Referrer-Policy same-origin): over HTTPS the CSRF check
         # wants it, so a policy of no-referrer would refuse every form.
         assert page.headers["Referrer-Policy"] == "same-origin"

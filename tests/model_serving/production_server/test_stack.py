@@ -35,10 +35,13 @@ from tests.support import (
     DEPLOY_KEYS,
     AppFactory,
     five_rows,
+    form_data,
     free_port,
+    hand_typed_rows,
     inspect_worker,
     metric_sample,
     one_reply,
+    page_csrf_token,
     queue_counts,
     require_stack_tools,
     start_stack,
@@ -76,16 +79,7 @@ def test_form_round_trip_through_nginx(stack: Stack, signed_model: tuple[Path, s
     page = session.get(f"{stack.url}/", timeout=10)
     assert page.status_code == 200
     assert page.headers["X-Frame-Options"] == "DENY"
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)
-    assert token, "the form carries a CSRF token"
-    form = {"csrf_token": token.group(1)}
-    for i, forks in enumerate([10, 5000, 40, 300, 2]):
-        form.update({
-            f"rows-{i}-language": "Python", f"rows-{i}-forks_count": str(forks),
-            f"rows-{i}-open_issues_count": "3", f"rows-{i}-size": "2000", f"rows-{i}-topics_count": "2",
-            f"rows-{i}-created_at": "2020-01-01", f"rows-{i}-pushed_at": "2026-10-01",
-            f"rows-{i}-owner_type": "User", f"rows-{i}-has_issues": "y",
-        })
+    form = form_data(hand_typed_rows(), page_csrf_token(page.text))
     result = session.post(f"{stack.url}/predict", data=form, timeout=15)
     assert result.status_code == 200, result.text[:500]
     assert signed_model[1] in result.text
@@ -339,9 +333,7 @@ def test_result_page_chart_is_in_the_tables_rank_order(configured_stack: Stack) 
     stack = configured_stack
     session = requests.Session()
     page = session.get(f"{stack.url}/", timeout=10).text
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
-    assert token
-    form = {"csrf_token": token.group(1)}
+    form = {"csrf_token": page_csrf_token(page)}
     # Entered smallest first: the ranking reverses the order, and the chart must follow the ranking.
     for i, (name, forks, created) in enumerate([("small/one", 0, "2026-06-01"), ("", 900, "2018-01-01"),
                                                 ("big/one", 20000, "2012-01-01")]):
