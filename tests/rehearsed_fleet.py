@@ -7,8 +7,12 @@ this one run instead of each converging hosts of their own. ``python -m rehearsa
 ``make rehearsal`` runs it, with ``REHEARSAL_KEEP=1`` so the hosts stay up until the session ends, under its
 own prefix, subnet and directory, so it never touches a fleet an operator keeps up.
 
-Tests that use the fleet are moved to the end of the session (``pytest_collection_modifyitems`` below) so
-its processes do not run beside the rest of the suite, and the test marked ``fleet_teardown`` runs last.
+The run starts in the background as soon as collection shows the session has fleet tests
+(``pytest_collection_finish``), so its 10-odd minutes of converges overlap the rest of the suite instead of
+following it; its own prefix, subnet, accounts and Ray temp dir keep it apart from every other test. The
+tests that read the fleet are moved to the end of the session (``pytest_collection_modifyitems`` below), where
+the fixture waits for the run, and the test marked ``fleet_teardown`` runs last. A session that ends before
+any fleet test ran (``-x``, an interrupt) stops the run and removes its hosts.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +42,7 @@ RUN_TIMEOUT = 60 * 60
 #: The rabbitmqctl calls that handle the broker password: the command-line watch must see them run.
 PASSWORD_CALLS = ("add_user", "authenticate_user")
 FIXTURE = "rehearsed_fleet"
+FLEET_TOOLS = ("ip", "sshd", "supervisord", "nginx", "rabbitmq-server", "git", "openssl")
 
 
 @dataclass
@@ -117,46 +123,109 @@ def _network(root: Path) -> hosts.Network | None:
     return hosts.Network(state["prefix"], state["subnet"]) if state else None
 
 
-def _run_all(prefix: str, root: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m rehearsal all``; one that overran RUN_TIMEOUT is a failed run with what it printed."""
-    argv = [sys.executable, "-m", "rehearsal", "all"]
-    try:
-        return subprocess.run(
-            argv, cwd=REPO_ROOT, env=_env(prefix, root), capture_output=True, text=True, timeout=RUN_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        said = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        return subprocess.CompletedProcess(argv, -9, said + f"\nstopped after {RUN_TIMEOUT} s\n", "")
+@dataclass
+class _Run:
+    """The rehearsal (``python -m rehearsal all``) in the background, watched from /proc, till it is read.
+
+    Started by ``pytest_collection_finish``; the fixture waits for it, ``pytest_sessionfinish`` cleans up.
+    """
+
+    prefix: str
+    root: Path
+    process: subprocess.Popen[bytes]
+    watch: CmdlineWatch
+    output: Path
+    started: float
+    consumed: bool = False
+
+    def wait(self) -> tuple[int, str]:
+        """Its exit status and everything it printed; a run over RUN_TIMEOUT is stopped and fails."""
+        try:
+            returncode = self.process.wait(timeout=max(1.0, self.started + RUN_TIMEOUT - time.monotonic()))
+            stopped = ""
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=60)
+            returncode, stopped = -9, f"\nstopped after {RUN_TIMEOUT} s\n"
+        self.watch.__exit__(None, None, None)
+        return returncode, self.output.read_text(errors="replace") + stopped
+
+    def abandon(self) -> None:
+        """The session ended before any fleet test ran (``-x``, an interrupt): stop it, remove the hosts."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=60)
+        self.watch.__exit__(None, None, None)
+        _down(self.prefix, self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def rehearsed_fleet() -> Iterator[RehearsedFleet]:
-    require_root("network namespaces, sshd and service accounts")
-    for tool in ("ip", "sshd", "supervisord", "nginx", "rabbitmq-server", "git", "openssl"):
-        require_executable(tool, f"/usr/sbin/{tool}", f"/usr/bin/{tool}")
+_RUN = pytest.StashKey[_Run]()
+
+
+def _fleet_tools_present() -> bool:
+    return os.geteuid() == 0 and all(
+        shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists() or Path(f"/usr/bin/{tool}").exists()
+        for tool in FLEET_TOOLS
+    )
+
+
+def _start_run() -> _Run:
     prefix = f"sgt{secrets.token_hex(2)}"
     root = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp"))
     root.chmod(0o755)  # the hosts' service accounts traverse it
+    output = root / "rehearsal-output.txt"
+    # Every process's command line is read the whole run: what `ps` shows any local user.
+    watch = CmdlineWatch(markers=PASSWORD_CALLS, keep=True, interval=0.2).__enter__()
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rehearsal", "all"], cwd=REPO_ROOT, env=_env(prefix, root),
+            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    return _Run(prefix, root, process, watch, output, time.monotonic())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the rehearsal as soon as the session knows it has fleet tests, so it runs beside the others."""
+    if session.config.option.collectonly or not _fleet_tools_present():
+        return
+    if any(FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
+        session.config.stash[_RUN] = _start_run()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(_RUN, None)
+    if run is not None and not run.consumed:
+        run.abandon()
+
+
+@pytest.fixture(scope="session")
+def rehearsed_fleet(request: pytest.FixtureRequest) -> Iterator[RehearsedFleet]:
+    require_root("network namespaces, sshd and service accounts")
+    for tool in FLEET_TOOLS:
+        require_executable(tool, f"/usr/sbin/{tool}", f"/usr/bin/{tool}")
+    run = request.config.stash.get(_RUN, None)
+    if run is None:
+        run = request.config.stash[_RUN] = _start_run()
+    run.consumed = True
+    prefix, root = run.prefix, run.root
     fleet: RehearsedFleet | None = None
     try:
-        # Every process's command line is read the whole run: what `ps` shows any local user.
-        with CmdlineWatch(markers=PASSWORD_CALLS, keep=True, interval=0.2) as watch:
-            proc = _run_all(prefix, root)
+        returncode, output = run.wait()
         logs = {p.stem: p.read_text(errors="replace") for p in sorted((root / "log").glob("*.log"))}
         # What the run measured stays readable after the teardown; a failed run's stage logs too.
         kept = REPO_ROOT / "test-artifacts" / "rehearsal"
         shutil.rmtree(kept, ignore_errors=True)
         kept.mkdir(parents=True)
-        (kept / "output.txt").write_text(proc.stdout + proc.stderr)
+        (kept / "output.txt").write_text(output)
         for name in ("results.json", "timings.json"):
             if (root / name).exists():
                 shutil.copy(root / name, kept / name)
-        if proc.returncode != 0 and (root / "log").exists():
+        if returncode != 0 and (root / "log").exists():
             shutil.copytree(root / "log", kept / "log", dirs_exist_ok=True)
         fleet = RehearsedFleet(
-            prefix, root, proc.returncode, proc.stdout + proc.stderr, _read_json(root / "results.json"),
-            _read_json(root / "timings.json"), *_vault_values(root), watch, _network(root), logs,
+            prefix, root, returncode, output, _read_json(root / "results.json"),
+            _read_json(root / "timings.json"), *_vault_values(root), run.watch, _network(root), logs,
         )
         yield fleet
     finally:
