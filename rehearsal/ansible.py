@@ -18,6 +18,15 @@ BIN = Path(sys.executable).parent
 _RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$", re.MULTILINE)
 
 
+def play_recap(output: str) -> dict[str, dict[str, int]]:
+    """{host: {"ok": n, "changed": n, "failed": n, ...}} from the last PLAY RECAP of ``output``."""
+    tail = output.rsplit("PLAY RECAP", 1)[-1]
+    return {
+        m["host"]: {k: int(v) for k, v in (kv.split("=") for kv in m["counts"].split())}
+        for m in _RECAP.finditer(tail)
+    }
+
+
 @dataclass
 class Run:
     returncode: int
@@ -25,12 +34,7 @@ class Run:
     seconds: float
 
     def recap(self) -> dict[str, dict[str, int]]:
-        """{host: {"ok": n, "changed": n, "failed": n, ...}} from the PLAY RECAP."""
-        tail = self.output.rsplit("PLAY RECAP", 1)[-1]
-        return {
-            m["host"]: {k: int(v) for k, v in (kv.split("=") for kv in m["counts"].split())}
-            for m in _RECAP.finditer(tail)
-        }
+        return play_recap(self.output)
 
     def failure(self) -> str:
         """The first failed task's host and message, in one line."""

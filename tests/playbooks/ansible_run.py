@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import REPO_ROOT
-
-PLAYBOOKS = REPO_ROOT / "playbooks"
-BIN = Path(sys.executable).parent
-RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$", re.MULTILINE)
+from rehearsal.ansible import BIN, PLAYBOOKS, play_recap
 
 
 @dataclass
@@ -24,12 +18,7 @@ class Result:
     seconds: float = 0.0
 
     def recap(self) -> dict[str, dict[str, int]]:
-        """{host: {"ok": n, "changed": n, "failed": n, ...}} from the PLAY RECAP."""
-        tail = self.output.rsplit("PLAY RECAP", 1)[-1]
-        return {
-            m["host"]: {k: int(v) for k, v in (kv.split("=") for kv in m["counts"].split())}
-            for m in RECAP.finditer(tail)
-        }
+        return play_recap(self.output)
 
 
 def ansible_env(workdir: Path) -> dict[str, str]:
