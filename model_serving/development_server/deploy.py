@@ -448,7 +448,7 @@ def _split_remotes(values: Sequence[str]) -> list[str]:
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help=f"Local bare deploy repository (created on first use). Default: STARGAZER_DEPLOY_REPO, else "
-         f"{DEFAULT_DEPLOY_REPO} (relative to the working directory, as --models is).",
+         f"{DEFAULT_DEPLOY_REPO.relative_to(DEFAULT_DEPLOY_REPO.parents[1])} in the checkout.",
 )
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Per push.")
 @click.option(

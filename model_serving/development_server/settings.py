@@ -17,10 +17,10 @@ from pydantic_settings import NoDecode
 
 from envsettings import EnvSettings, SettingsError
 
-#: Relative to the working directory, as every path default of the commands is (``--models``, ``--out``).
-DEFAULT_DEPLOY_REPO: Final = Path("var") / "deploy.git"
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+DEFAULT_DEPLOY_REPO: Final = REPO_ROOT / "var" / "deploy.git"
 
-__all__ = ["DEFAULT_DEPLOY_REPO", "Settings", "SettingsError"]
+__all__ = ["DEFAULT_DEPLOY_REPO", "REPO_ROOT", "Settings", "SettingsError"]
 
 
 class Settings(EnvSettings):
