@@ -37,6 +37,18 @@ from data_collection.schema import DATASET_DTYPES, TARGET_ALIASES, TARGET_COLUMN
 
 FEATURE_VERSION: Final = 2
 
+#: The yes/no columns (one rule reads them: `flag_value`).
+FLAG_COLUMNS: Final = (
+    "has_wiki",
+    "has_pages",
+    "has_issues",
+    "has_projects",
+    "has_discussions",
+    "archived",
+    "fork",
+    "is_template",
+)
+
 #: Raw columns the pipeline reads. Everything else in the input (the target and its aliases included) is
 #: dropped, never used. Any of them may be absent or empty: absent means unknown.
 INPUT_COLUMN_NAMES: Final[tuple[str, ...]] = (
@@ -49,14 +61,7 @@ INPUT_COLUMN_NAMES: Final[tuple[str, ...]] = (
     "topics",
     "description",
     "homepage",
-    "has_wiki",
-    "has_pages",
-    "has_issues",
-    "has_projects",
-    "has_discussions",
-    "archived",
-    "fork",
-    "is_template",
+    *FLAG_COLUMNS,
     "created_at",
     "pushed_at",
     "subscribers_count",
@@ -82,16 +87,6 @@ COUNT_COLUMNS: Final = (
     "commits_count",
     "releases_count",
     "owner_followers",
-)
-FLAG_COLUMNS: Final = (
-    "has_wiki",
-    "has_pages",
-    "has_issues",
-    "has_projects",
-    "has_discussions",
-    "archived",
-    "fork",
-    "is_template",
 )
 CATEGORY_COLUMNS: Final = ("language", "license_spdx", "owner_type")
 
