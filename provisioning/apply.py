@@ -141,7 +141,7 @@ def apply_plan(
         active = _wait_all(cloud, to_wait, timeout=timeout, cleanup_failed=cleanup_failed, echo=echo, out=out)
         to_attach += [(name, sid) for name, sid, attach in to_wait if attach and sid in active]
     for name, server_id in to_attach:
-        _attach_floating_ip(cloud, fleet, obs, name, server_id, echo, out)
+        _attach_floating_ip(cloud, fleet, obs, name=name, server_id=server_id, echo=echo, out=out)
     return out
 
 
@@ -195,7 +195,7 @@ def _wait_deleted(cloud: Cloud, servers: list[tuple[str, str]], *, timeout: floa
 
 
 def _attach_floating_ip(
-    cloud: Cloud, fleet: Fleet, obs: Observed, name: str, server_id: str, echo: Echo, out: Outcome
+    cloud: Cloud, fleet: Fleet, obs: Observed, *, name: str, server_id: str, echo: Echo, out: Outcome
 ) -> None:
     if not obs.external_network_id or not obs.network_id:
         raise AssertionError("floating IPs need the external and fleet networks resolved")

@@ -156,7 +156,7 @@ class GitHubApp:
         return rid, draws
 
     # -- the request -----------------------------------------------------------------------------------------
-    def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], client: str,
+    def handle(self, method: str, path: str, *, query: str, headers: Mapping[str, str], client: str,
                base_url: str, body: bytes = b"") -> Response:
         """Answer one request, slow replies included (a delay is part of the time a request is in flight)."""
         key = headers.get("authorization") or client
@@ -259,7 +259,7 @@ class GitHubApp:
         refusal = _error(cfg.secondary_status, SECONDARY.format(rid=call.rid), RATE_LIMIT_DOCS)[1]
         bucket = self.limits.peek(call.caller, call.resource, call.authenticated)
         return self._finish(call, cfg.secondary_status, refusal, bucket, call.resource,
-                            {"Retry-After": str(retry_after)})
+                            extra={"Retry-After": str(retry_after)})
 
     def _answer(self, call: Call, route: Route, bucket: Bucket) -> Response:
         """The endpoint's answer, charged; a matching ``If-None-Match`` makes it a 304 (module docstring).
@@ -278,12 +278,12 @@ class GitHubApp:
                     if not ok:
                         return self._exhausted(call, bucket)
                 self.stats.record(call.endpoint, call.label, 304, charged)
-                return self._finish(call, 304, None, bucket, call.resource, extra)
+                return self._finish(call, 304, None, bucket, call.resource, extra=extra)
         ok, bucket = self.limits.charge(call.caller, call.resource, call.authenticated)
         if not ok:  # spent by a concurrent request in the meantime
             return self._exhausted(call, bucket)
         self.stats.record(call.endpoint, call.label, status, call.resource)
-        return self._finish(call, status, payload, bucket, call.resource, extra, body=body)
+        return self._finish(call, status, payload, bucket, call.resource, extra=extra, body=body)
 
     def _graphql(self, call: Call) -> Response:
         """POST /graphql: points, not requests; a spent quota is a 200 with RATE_LIMITED (GitHub's way)."""
@@ -364,7 +364,7 @@ class GitHubApp:
         return self._finish(call, cfg.exhausted_status,
                             _error(cfg.exhausted_status, message, RATE_LIMIT_DOCS)[1], spent, call.resource)
 
-    def _finish(self, call: Call, status: int, payload: Any, bucket: Bucket, resource: str,
+    def _finish(self, call: Call, status: int, payload: Any, bucket: Bucket, resource: str, *,
                 extra: dict[str, str] | None = None, body: bytes | None = None) -> Response:
         """The response with GitHub's headers, delayed as the request's fault draw says."""
         if body is None:

@@ -49,7 +49,8 @@ class _Handler(BaseHTTPRequestHandler):
         if split.path.startswith("/_simulator/") and sim.config.control:
             self._send(sim.control(method, split.path, body))
             return
-        resp = sim.app.handle(method, split.path, split.query, headers, self.client_address[0], sim.url, body)
+        resp = sim.app.handle(method, split.path, query=split.query, headers=headers,
+                              client=self.client_address[0], base_url=sim.url, body=body)
         self._send(resp)
 
     def _send(self, resp: Response) -> None:

@@ -188,13 +188,15 @@ def train(options: RunOptions, echo: Echo = print) -> TrainOutcome:
         echo(f"best CV r2_log {tuned.best_cv['r2_log']:.4f} with {json.dumps(tuned.best_params)}")
         echo("== baselines on the same folds")
         baselines = run_baselines(prepared, options.seed)
-    return finish(options, data, prepared, cluster, table, tuned, baselines, echo)
+    return finish(options, data, prepared, cluster=cluster, table=table, tuned=tuned, baselines=baselines,
+                  echo=echo)
 
 
 def finish(
     options: RunOptions,
     data: TrainingData,
     prepared: protocol.Prepared,
+    *,
     cluster: ClusterInfo,
     table: pd.DataFrame | None,
     tuned: tuning.TuningResult,
@@ -250,7 +252,8 @@ def finish(
             "ignored_columns": data.ignored_columns,
         },
     )
-    write_companions(version_dir, prepared, pipeline, predicted, table, tuned, options.seed)
+    write_companions(version_dir, prepared, pipeline=pipeline, predicted=predicted, table=table, tuned=tuned,
+                     seed=options.seed)
     manifest = artifact.read_manifest(version_dir)
     report.write_report(version_dir, manifest, table, tuned)
     size_mb = (version_dir / artifact.MODEL_FILE).stat().st_size / 1e6
@@ -263,6 +266,7 @@ def finish(
 def write_companions(
     version_dir: Path,
     prepared: protocol.Prepared,
+    *,
     pipeline: Pipeline,
     predicted: np.ndarray,
     table: pd.DataFrame | None,
