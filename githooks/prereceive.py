@@ -46,7 +46,7 @@ from githooks.contract import HOOK_PREFIX as PREFIX
 from githooks.settings import HookSettings, SettingsError
 
 if TYPE_CHECKING:
-    from githooks.check_model import GateInputs
+    from githooks.check_model import CheckResult, GateInputs
     from githooks.gate import Verdict
 
 @dataclass(frozen=True)
@@ -143,7 +143,62 @@ def cheap_checks(update: Update, directory: Path, settings: HookSettings) -> Can
 
 
 def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
-    updates = parse_updates(stdin)
+    problems, pending = screen_refs(parse_updates(stdin))
+    if not pending:
+        return _finish(problems, [], stderr)
+
+    try:
+        settings = HookSettings.from_env()
+    except SettingsError as exc:
+        return _finish([*problems, f"{PREFIX} refused: host misconfigured: {exc}"], [], stderr)
+
+    from githooks import gate
+    from model_serving import artifact
+
+    try:
+        override = gate.override_reason(settings.push_options)
+    except gate.GateError as exc:
+        return _finish([*problems, f"{PREFIX} refused: {exc}"], [], stderr)
+    gate_inputs, gate_off = _gate_inputs(settings)
+
+    accepted: list[str] = []
+    records: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="stargazer-prereceive-") as work:
+        candidates: list[Candidate] = []
+        for index, update in enumerate(pending):
+            directory = Path(work) / str(index)
+            directory.mkdir()
+            try:
+                candidates.append(cheap_checks(update, directory, settings))
+            except (artifact.ArtifactError, gitcmd.GitError) as exc:
+                problems.append(f"{PREFIX} refused {update.label}: {exc}")
+
+        checked = _load_checks(candidates, settings, gate_inputs if gate_off is None else None)
+        served_before = _served_sha256s(settings) if checked and gate_off is None else set()
+        for candidate in candidates:
+            label = f"{candidate.update.label} model {candidate.version}"
+            result = checked.get(id(candidate))
+            if result is None:
+                accepted.append(f"{PREFIX} accepted {label} on {settings.host_name} (validated at staging)")
+                continue
+            if not result.ok:
+                problems.append(f"{PREFIX} refused {candidate.update.label}: {result.message}")
+                continue
+            verdict = _gate_verdict(candidate, result.details, settings, (gate_inputs, gate_off),
+                                    served_before, override)
+            if not verdict.accepted:
+                problems.append(f"{PREFIX} refused {candidate.update.label}: {verdict.message}")
+                continue
+            records[candidate.update.new] = verdict.record
+            accepted.append(f"{PREFIX} accepted {label} on {settings.host_name}: {result.message}; "
+                            f"{verdict.message}")
+    if not problems:
+        _keep_gate_records(records)
+    return _finish(problems, accepted, stderr)
+
+
+def screen_refs(updates: list[Update]) -> tuple[list[str], list[Update]]:
+    """(one line per refused ref, the updates whose pushed commit must be checked), by ref name alone."""
     problems: list[str] = []
     pending: list[Update] = []
     for update in updates:
@@ -157,24 +212,18 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
             continue  # a report request carries no new object (the shadow's own commit): nothing to judge
         else:
             pending.append(update)
-    if not pending:
-        return _finish(problems, [], stderr)
+    return problems, pending
 
-    try:
-        settings = HookSettings.from_env()
-    except SettingsError as exc:
-        return _finish([*problems, f"{PREFIX} refused: host misconfigured: {exc}"], [], stderr)
 
-    from githooks import gate
+def _load_checks(candidates: list[Candidate], settings: HookSettings,
+                 gate_inputs: GateInputs | None) -> dict[int, CheckResult]:
+    """The sandboxed load-and-predict check (and the gate's scoring) of every candidate that needs one, in
+    parallel; keyed by ``id(candidate)``."""
     from githooks.check_model import SANDBOX_SCRIPT, Sandbox, run_check
-    from model_serving import artifact
 
-    try:
-        override = gate.override_reason(settings.push_options)
-    except gate.GateError as exc:
-        return _finish([*problems, f"{PREFIX} refused: {exc}"], [], stderr)
-    gate_inputs, gate_off = _gate_inputs(settings)
-
+    to_load = [c for c in candidates if c.needs_load_check]
+    if not to_load:
+        return {}
     sandbox = Sandbox(
         user=settings.check_user,
         python=settings.check_python,
@@ -182,64 +231,45 @@ def main(stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> int:
         memory_mb=settings.check_memory_mb,
         script=settings.check_sandbox or SANDBOX_SCRIPT,
     )
+    workers = max(1, min(len(to_load), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(
+            lambda c: run_check(c.directory, sandbox=sandbox, timeout=settings.check_timeout,
+                                gate_inputs=gate_inputs),
+            to_load,
+        )
+        return dict(zip((id(c) for c in to_load), results, strict=True))
 
-    accepted: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="stargazer-prereceive-") as work:
-        candidates: list[Candidate] = []
-        for index, update in enumerate(pending):
-            directory = Path(work) / str(index)
-            directory.mkdir()
-            try:
-                candidates.append(cheap_checks(update, directory, settings))
-            except (artifact.ArtifactError, gitcmd.GitError) as exc:
-                problems.append(f"{PREFIX} refused {update.label}: {exc}")
 
-        to_load = [c for c in candidates if c.needs_load_check]
-        workers = max(1, min(len(to_load), os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(
-                lambda c: run_check(
-                    c.directory,
-                    sandbox=sandbox,
-                    timeout=settings.check_timeout,
-                    gate_inputs=gate_inputs if gate_off is None else None,
-                ),
-                to_load,
-            )
-            checked = dict(zip((id(c) for c in to_load), results, strict=True))
-        records: dict[str, dict] = {}
-        served_before = _served_sha256s(settings) if to_load and gate_off is None else set()
-        for candidate in candidates:
-            label = f"{candidate.update.label} model {candidate.version}"
-            result = checked.get(id(candidate))
-            if result is None:
-                accepted.append(f"{PREFIX} accepted {label} on {settings.host_name} (validated at staging)")
-                continue
-            if not result.ok:
-                problems.append(f"{PREFIX} refused {candidate.update.label}: {result.message}")
-                continue
-            if gate_off is not None:
-                if gate_inputs is not None and override is None:  # configured but unusable: refuse
-                    problems.append(f"{PREFIX} refused {candidate.update.label}: quality gate: {gate_off}")
-                    continue
-                note, record = _without_gate(gate_off, override, gate_inputs is not None)
-            else:
-                reported = result.details.get("gate") or {}
-                verdict = _judge(candidate, reported, settings, served_before, override)
-                if not verdict.accepted:
-                    problems.append(f"{PREFIX} refused {candidate.update.label}: {verdict.message}")
-                    continue
-                note, record = verdict.message, verdict.record
-            records[candidate.update.new] = record
-            accepted.append(f"{PREFIX} accepted {label} on {settings.host_name}: {result.message}; {note}")
-        if not problems:
-            git_dir = Path(gitcmd.git("rev-parse", "--absolute-git-dir").strip())
-            for commit, record in records.items():
-                if record:
-                    gate.write_record(git_dir, commit, record)
-                else:
-                    gate.remove_record(git_dir, commit)
-    return _finish(problems, accepted, stderr)
+def _gate_verdict(candidate: Candidate, details: dict, settings: HookSettings,
+                  gate_state: tuple[GateInputs | None, str | None], served: set[str],
+                  override: str | None) -> Verdict:
+    """The gate's verdict on a candidate that loaded: its message ends the accepted line, its record is kept.
+
+    ``gate_state`` is ``_gate_inputs``' answer: with a reason the gate is off, and a gate that is configured
+    but unusable (its evaluation set fails its sha256) refuses unless overridden.
+    """
+    from githooks import gate
+
+    gate_inputs, gate_off = gate_state
+    if gate_off is None:
+        return _judge(candidate, details.get("gate") or {}, settings, served, override)
+    if gate_inputs is not None and override is None:
+        return gate.Verdict(False, f"quality gate: {gate_off}", {})
+    note, record = _without_gate(gate_off, override, gate_inputs is not None)
+    return gate.Verdict(True, note, record)
+
+
+def _keep_gate_records(records: dict[str, dict]) -> None:
+    """Each accepted commit's gate record (scores, override reason) for post-receive's deploy log."""
+    from githooks import gate
+
+    git_dir = Path(gitcmd.git("rev-parse", "--absolute-git-dir").strip())
+    for commit, record in records.items():
+        if record:
+            gate.write_record(git_dir, commit, record)
+        else:
+            gate.remove_record(git_dir, commit)
 
 
 def _gate_inputs(settings: HookSettings) -> tuple[GateInputs | None, str | None]:
