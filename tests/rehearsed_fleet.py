@@ -17,10 +17,12 @@ any fleet test ran (``-x``, an interrupt) stops the run and removes its hosts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -144,18 +146,21 @@ class _Run:
             returncode = self.process.wait(timeout=max(1.0, self.started + RUN_TIMEOUT - time.monotonic()))
             stopped = ""
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=60)
+            self.stop()
             returncode, stopped = -9, f"\nstopped after {RUN_TIMEOUT} s\n"
         self.watch.__exit__(None, None, None)
         return returncode, self.output.read_text(errors="replace") + stopped
 
+    def stop(self) -> None:
+        """Kill the run and every process it started (its own session: ansible-playbook, ssh, git)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=60)
+        self.watch.__exit__(None, None, None)
+
     def abandon(self) -> None:
         """The session ended before any fleet test ran (``-x``, an interrupt): stop it, remove the hosts."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=60)
-        self.watch.__exit__(None, None, None)
+        self.stop()
         _down(self.prefix, self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -180,7 +185,7 @@ def _start_run() -> _Run:
     with output.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "rehearsal", "all"], cwd=REPO_ROOT, env=_env(prefix, root),
-            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     return _Run(prefix, root, process, watch, output, time.monotonic())
 
@@ -191,6 +196,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if any(FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
         session.config.stash[_RUN] = _start_run()
+        # A session stopped from outside (CI's own timeout, kill) still stops the run and removes its hosts:
+        # pytest ends an interrupted session through pytest_sessionfinish.
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -229,6 +241,8 @@ def rehearsed_fleet(request: pytest.FixtureRequest) -> Iterator[RehearsedFleet]:
         )
         yield fleet
     finally:
+        if run.process.poll() is None:  # interrupted while waiting for it
+            run.stop()
         if fleet is not None:
             fleet.down()
         else:
