@@ -59,7 +59,7 @@ def test_worker_killed_holding_a_task_the_task_is_redelivered_and_answered(
         client.post("/api/v1/predict", json={"repositories": request_rows(5)})))
     request.start()
     try:
-        wait_until(lambda: queue_counts(rabbitmq, queue)[1] == 1, 20,
+        wait_until(lambda: queue_counts(rabbitmq, queue)[1] == 1, 60,
                    "the task delivered to the frozen worker")
         second = start_worker(rabbitmq.url, model_dir, STARGAZER_QUEUE=queue)
         assert not answers, "the task must not be answered while its worker holds it"
@@ -75,7 +75,7 @@ def test_worker_killed_holding_a_task_the_task_is_redelivered_and_answered(
     assert len(answer.json["predictions"]) == 5  # type: ignore[attr-defined]
     # The second worker answered it (it logs the success just after sending the result).
     wait_until(lambda: "Task stargazer.predict_batch[" in second.log_file.read_text()
-               and "succeeded" in second.log_file.read_text(), 10, "the second worker's log of the task")
+               and "succeeded" in second.log_file.read_text(), 60, "the second worker's log of the task")
 
 
 def test_rabbitmq_restart_the_app_recovers_without_restart(
@@ -291,7 +291,7 @@ def test_a_pool_process_killed_inside_a_task_gives_it_back_and_the_request_is_an
         client.post("/api/v1/predict", json={"repositories": request_rows(5)})))
     request.start()
     try:
-        running = wait_until(lambda: (inspect.active() or {}).get(hostname), 20,
+        running = wait_until(lambda: (inspect.active() or {}).get(hostname), 60,
                              "the task running in the pool process")
         assert [t["worker_pid"] for t in running] == [child]  # accepted: the process is inside the task
         task_id = running[0]["id"]
@@ -308,7 +308,7 @@ def test_a_pool_process_killed_inside_a_task_gives_it_back_and_the_request_is_an
     assert answer.json["model_version"] == new and len(answer.json["predictions"]) == 5
     # The worker logs the success just after sending the result: wait for the line, then read the story.
     wait_until(lambda: f"Task stargazer.predict_batch[{task_id}] succeeded" in worker.log_file.read_text(
-        errors="replace"), 10, "the worker's log of the redelivered task")
+        errors="replace"), 60, "the worker's log of the redelivered task")
     log = worker.log_file.read_text(errors="replace")
     assert "exited with 'signal 9 (SIGKILL)'" in log
     assert log.count(f"Task stargazer.predict_batch[{task_id}] received") == 2, "redelivered once"

@@ -115,7 +115,7 @@ def test_a_load_interrupted_by_the_soft_time_limit_is_retried_not_condemned(
     gate.unlink()  # the disk is quick again
     assert store.get().version == signed_models.v1.name and store.loads == 1  # backoff: not at once
 
-    wait_until(lambda: store.get().version == slow.name, 30, "the retried load")
+    wait_until(lambda: store.get().version == slow.name, 60, "the retried load")
     assert store.loads == 2 and store.get().compiled is not None
     assert store.status()["error"] is None and store.status()["retry_in"] is None
 

@@ -330,7 +330,7 @@ def test_stop_takes_the_process_group_and_only_it(tmp_path: Path) -> None:
         members = services.group_members(record.pid)
         return members if len(members) == 2 else None
 
-    group = wait_until(both_in_the_group, 30, "the sleeper and its child in one process group", interval=0.05)
+    group = wait_until(both_in_the_group, 60, "the sleeper and its child in one process group", interval=0.05)
     assert record.pid in group
     # A second manager reading the same pid file (what `local.py stop` does) stops it.
     assert _Sleeper(tmp_path).stop() is True
@@ -359,7 +359,7 @@ def test_stop_takes_orphans_of_a_parent_that_died_on_its_own(tmp_path: Path) -> 
     sleeper.start()
     record = sleeper.record()
     assert record is not None
-    wait_until(lambda: len(services.group_members(record.pid)) >= 2, 30, "the sleeper's child in its group",
+    wait_until(lambda: len(services.group_members(record.pid)) >= 2, 60, "the sleeper's child in its group",
                interval=0.05)
     orphans = [pid for pid in services.group_members(record.pid) if pid != record.pid]
     assert orphans
@@ -395,7 +395,7 @@ time.sleep(60)
         assert record is not None and record.alive()
         starter.kill()  # SIGKILL: no teardown, no finally
         starter.wait()
-        wait_until(lambda: not record.alive(), 30, "the service to die with the process that started it",
+        wait_until(lambda: not record.alive(), 60, "the service to die with the process that started it",
                    interval=0.05)
     finally:
         starter.kill()

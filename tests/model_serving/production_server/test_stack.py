@@ -286,7 +286,7 @@ def test_a_worker_holds_one_message_and_the_others_wait_in_the_queue(
     os.kill(child, signal.SIGSTOP)
     try:
         futures = [pool.submit(predict, stack, five_rows(seed)) for seed in (4, 5, 6)]
-        wait_until(lambda: queue_counts(stack.broker, "stargazer") == (2, 1), 20,
+        wait_until(lambda: queue_counts(stack.broker, "stargazer") == (2, 1), 60,
                    "one task held by the worker, two queued")
         # A second message would be taken at once if prefetch allowed it: a second of nothing is the proof.
         time.sleep(1.0)
