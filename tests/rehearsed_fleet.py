@@ -18,6 +18,7 @@ any fleet test ran (``-x``, an interrupt) stops the run and removes its hosts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -198,10 +199,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         session.config.stash[_RUN] = _start_run()
         # A session stopped from outside (CI's own timeout, kill) still stops the run and removes its hosts:
         # pytest ends an interrupted session through pytest_sessionfinish.
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(session_pid: int, signum: int, frame: object) -> None:
+    if os.getpid() != session_pid:  # a child forked by a test inherited this handler: end as SIGTERM ends it
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise KeyboardInterrupt(f"signal {signum}")
 
 
